@@ -1,0 +1,126 @@
+"""``{...}`` placeholders in commands, env values, working directories and URLs.
+
+Substitution is plain text replacement of a fixed vocabulary, never ``str.format``: a
+run-set file must not be able to reach attributes of Python objects. ``{{`` and ``}}`` are
+literal braces. Names are checked when the run-set is loaded, values are filled in when a
+flow is dispatched (only then are the slot, the run directory and the ports known).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+# Names every flow can use.
+SIMPLE_NAMES = frozenset(
+    {"slot", "flow_dir", "run_dir", "run_id", "slug", "name", "base_url", "attempt"}
+)
+_ENV_NAME = re.compile(r"^env\.([A-Za-z_][A-Za-z0-9_]*)$")
+_PORT_NAME = re.compile(r"^(?:port|ports\[(\d+)\])$")
+
+
+class PlaceholderError(ValueError):
+    """A malformed or unknown placeholder."""
+
+
+@dataclass(frozen=True)
+class _Literal:
+    text: str
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+
+
+def _tokenize(template: str) -> list[_Literal | _Field]:
+    tokens: list[_Literal | _Field] = []
+    buf: list[str] = []
+    i = 0
+    n = len(template)
+    while i < n:
+        ch = template[i]
+        if ch == "{":
+            if template.startswith("{{", i):
+                buf.append("{")
+                i += 2
+                continue
+            end = template.find("}", i + 1)
+            if end < 0:
+                raise PlaceholderError(f"unclosed '{{' at position {i}")
+            name = template[i + 1 : end].strip()
+            if not name or "{" in name:
+                raise PlaceholderError(f"malformed placeholder at position {i}")
+            if buf:
+                tokens.append(_Literal("".join(buf)))
+                buf = []
+            tokens.append(_Field(name))
+            i = end + 1
+        elif ch == "}":
+            if template.startswith("}}", i):
+                buf.append("}")
+                i += 2
+                continue
+            raise PlaceholderError(f"single '}}' at position {i} (write '}}}}' for a brace)")
+        else:
+            buf.append(ch)
+            i += 1
+    if buf:
+        tokens.append(_Literal("".join(buf)))
+    return tokens
+
+
+def placeholder_names(template: str) -> list[str]:
+    """The placeholder names used in ``template`` (raises on malformed braces)."""
+    return [t.name for t in _tokenize(template) if isinstance(t, _Field)]
+
+
+def check_name(name: str, *, ports: int) -> None:
+    """Raise :class:`PlaceholderError` unless ``name`` is known for a flow leasing ``ports``."""
+    if name in SIMPLE_NAMES or _ENV_NAME.match(name):
+        return
+    port = _PORT_NAME.match(name)
+    if port:
+        if ports <= 0:
+            raise PlaceholderError(
+                f"placeholder {{{name}}} is only known to flows that lease ports"
+            )
+        index = int(port.group(1) or 0)
+        if index >= ports:
+            raise PlaceholderError(
+                f"placeholder {{{name}}} is out of range: the flow leases {ports} port(s)"
+            )
+        return
+    raise PlaceholderError(f"unknown placeholder {{{name}}}")
+
+
+def check_template(template: str, *, ports: int = 0) -> None:
+    for name in placeholder_names(template):
+        check_name(name, ports=ports)
+
+
+def substitute(template: str, values: Mapping[str, str], env: Mapping[str, str]) -> str:
+    """Fill ``template`` from ``values`` (simple and port names) and ``env`` (``env.NAME``).
+
+    Raises :class:`PlaceholderError` naming the first value that is not available.
+    """
+    out: list[str] = []
+    for token in _tokenize(template):
+        if isinstance(token, _Literal):
+            out.append(token.text)
+            continue
+        name = token.name
+        env_match = _ENV_NAME.match(name)
+        if env_match:
+            var = env_match.group(1)
+            if var not in env:
+                raise PlaceholderError(
+                    f"placeholder {{{name}}}: environment variable {var} is not set"
+                )
+            out.append(env[var])
+        elif name in values:
+            out.append(values[name])
+        else:
+            raise PlaceholderError(f"placeholder {{{name}}} has no value for this flow")
+    return "".join(out)

@@ -1,0 +1,321 @@
+"""pytest entry point: options, configuration, collection hooks and the run loop hook."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .collect import EXPLICIT, LOAD_ERRORS, RunsetFile, RunsetItem, get_runset, is_runset_path
+from .model import RunsetError, parse_duration
+
+if TYPE_CHECKING:
+    from .runloop import FlowRunLoop
+
+LOOP = pytest.StashKey["FlowRunLoop"]()
+OWN_N = pytest.StashKey[bool]()
+
+
+def _xdist_available(pluginmanager: pytest.PytestPluginManager) -> bool:
+    """Whether pytest-xdist will register ``-n`` in this session (then it is xdist's)."""
+    if pluginmanager.has_plugin("xdist.plugin") or pluginmanager.has_plugin("xdist"):
+        return True
+    if pluginmanager.is_blocked("xdist") or pluginmanager.is_blocked("xdist.plugin"):
+        return False
+    try:
+        importlib.metadata.distribution("pytest-xdist")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    group = parser.getgroup("runset", "parallel flow runs (pytest-runset)")
+    group.addoption(
+        "--runset",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="collect the flows of this run-set file (repeatable). Without positional paths, "
+        "only these flows are collected.",
+    )
+    own_n = not _xdist_available(pluginmanager)
+    if own_n:
+        # Lower-case short options are reserved for pytest's own; pytest-xdist registers -n
+        # the same way, which is why we never do it when xdist is present.
+        group._addoption(
+            "-n",
+            "--numprocesses",
+            dest="numprocesses",
+            default=None,
+            metavar="N|auto",
+            help="number of flow workers (pytest-runset; pytest-xdist takes over -n when installed)",
+        )
+    group.addoption(
+        "--runset-workers",
+        default=None,
+        metavar="N|auto",
+        help="number of flow workers; wins over -n. Default: [runset] concurrency, else 1.",
+    )
+    group.addoption(
+        "--runset-timeout",
+        default=None,
+        metavar="SECONDS",
+        help="override every flow's timeout (seconds, or e.g. 90s, 15m).",
+    )
+    group.addoption(
+        "--runset-output",
+        default=None,
+        metavar="DIR",
+        help="root of run directories (default: [runset] output, else runset-results beside "
+        "the run-set file).",
+    )
+    group.addoption(
+        "--runset-run-id",
+        default=None,
+        metavar="ID",
+        help="name of this run (default: UTC timestamp plus a short random suffix).",
+    )
+    group.addoption(
+        "--runset-retries",
+        default=None,
+        type=int,
+        metavar="N",
+        help="retry failed, timed-out and errored flows up to N times.",
+    )
+    group.addoption(
+        "--runset-base-url",
+        default=None,
+        metavar="URL",
+        help="base URL given to flows ({base_url}, RUNSET_BASE_URL).",
+    )
+    parser.addini(
+        "runset_max_restarts",
+        "how many times crashed or killed workers may be replaced (default 4 x workers)",
+        default=None,
+    )
+
+
+def _workers_value(raw: str, option: str) -> int:
+    if raw == "auto":
+        return max(1, os.cpu_count() or 1)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise pytest.UsageError(f"{option} {raw!r}: expected a positive number or 'auto'") from None
+    if value < 1:
+        raise pytest.UsageError(f"{option} {raw!r}: must be at least 1")
+    return value
+
+
+def _timeout_value(raw: str) -> float:
+    try:
+        value = parse_duration(raw)
+    except ValueError as exc:
+        raise pytest.UsageError(f"--runset-timeout {raw!r}: {exc}") from None
+    if value <= 0 or not math.isfinite(value):
+        raise pytest.UsageError(f"--runset-timeout {raw!r}: must be greater than 0")
+    return value
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "runset: a flow of a pytest-runset run-set file")
+    # Validate options early: a typo must cost nothing but a one-line message.
+    if config.option.runset_workers is not None:
+        _workers_value(config.option.runset_workers, "--runset-workers")
+    if config.stash.get(OWN_N, None) is None:
+        config.stash[OWN_N] = not _xdist_available(config.pluginmanager)
+    if config.stash[OWN_N] and getattr(config.option, "numprocesses", None) is not None:
+        _workers_value(str(config.option.numprocesses), "-n")
+    if config.option.runset_timeout is not None:
+        _timeout_value(config.option.runset_timeout)
+    if config.option.runset_retries is not None and config.option.runset_retries < 0:
+        raise pytest.UsageError("--runset-retries: must not be negative")
+    if config.option.runset_run_id is not None:
+        from .report import RunDirError, check_run_id
+
+        try:
+            check_run_id(config.option.runset_run_id)
+        except RunDirError as exc:
+            raise pytest.UsageError(str(exc)) from None
+
+    explicit: set[Path] = set()
+    paths: list[str] = []
+    for raw in config.option.runset:
+        path = Path(raw)
+        if not path.is_absolute():
+            path = config.invocation_params.dir / path
+        try:
+            get_runset(config, path)
+        except RunsetError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        resolved = path.resolve()
+        if resolved not in explicit:
+            explicit.add(resolved)
+            paths.append(str(resolved))
+    config.stash[EXPLICIT] = explicit
+    if paths:
+        given = [Path(arg.split("::")[0]).resolve() for arg in config.args]
+        if config.args_source != pytest.Config.ArgsSource.ARGS:
+            config.args[:] = paths
+        else:
+            config.args.extend(p for p in paths if Path(p) not in given)
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> RunsetFile | None:
+    explicit = parent.config.stash.get(EXPLICIT, set())
+    if is_runset_path(file_path) or file_path.resolve() in explicit:
+        return RunsetFile.from_parent(parent, path=file_path)
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    errors = session.config.stash.get(LOAD_ERRORS, [])
+    if errors:
+        raise pytest.UsageError(errors[0])
+
+
+def _xdist_distributing(config: pytest.Config) -> bool:
+    if hasattr(config, "workerinput"):
+        return True
+    if config.stash.get(OWN_N, True):
+        return False
+    numprocesses = getattr(config.option, "numprocesses", None)
+    dist = getattr(config.option, "dist", "no")
+    return bool(numprocesses) and dist != "no"
+
+
+def resolve_workers(config: pytest.Config, runsets: list[Any]) -> int:
+    if config.option.runset_workers is not None:
+        return _workers_value(config.option.runset_workers, "--runset-workers")
+    if config.stash.get(OWN_N, False) and config.option.numprocesses is not None:
+        return _workers_value(str(config.option.numprocesses), "-n")
+    concurrency = [rs.settings.concurrency for rs in runsets if rs.settings.concurrency]
+    return max(concurrency) if concurrency else 1
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> bool | None:
+    config = session.config
+    if config.option.collectonly or _xdist_distributing(config):
+        return None
+    flows = [item for item in session.items if isinstance(item, RunsetItem)]
+    if not flows:
+        return None
+    if session.testsfailed and not config.option.continue_on_collection_errors:
+        raise session.Interrupted(
+            f"{session.testsfailed} error{'s' if session.testsfailed != 1 else ''} "
+            "during collection"
+        )
+    from .report import RunDirError, RunDirectory, new_run_id
+    from .runloop import FlowRunLoop, RunsetRun
+
+    others = [item for item in session.items if not isinstance(item, RunsetItem)]
+    runsets = {str(item.runset.path): item.runset for item in flows}
+    run_id = config.option.runset_run_id or new_run_id()
+    runs: dict[str, RunsetRun] = {}
+    used: set[Path] = set()
+    try:
+        for key, runset in runsets.items():
+            root = _output_root(config, runset)
+            name = run_id
+            if (root / name) in used:
+                from .slugs import slugify
+
+                name = f"{run_id}-{slugify(runset.name)}"
+            used.add(root / name)
+            directory = RunDirectory(root, name)
+            directory.open()
+            base_url = config.option.runset_base_url or runset.settings.base_url
+            runs[key] = RunsetRun(runset, directory, base_url)
+    except RunDirError as exc:
+        for run in runs.values():
+            run.directory.close()
+        raise pytest.UsageError(str(exc)) from None
+    timeout = config.option.runset_timeout
+    max_restarts = config.getini("runset_max_restarts")
+    loop = FlowRunLoop(
+        session,
+        flows,
+        runs,
+        workers=resolve_workers(config, list(runsets.values())),
+        run_id=run_id,
+        timeout_override=_timeout_value(timeout) if timeout is not None else None,
+        retries_override=config.option.runset_retries,
+        max_restarts=int(max_restarts) if max_restarts else None,
+    )
+    config.stash[LOOP] = loop
+    try:
+        loop.run(others)
+    finally:
+        try:
+            loop.write_reports()
+        finally:
+            for run in runs.values():
+                run.directory.close()
+    if session.testsfailed and config.option.maxfail and session.shouldfail:
+        raise session.Failed(session.shouldfail)
+    return True
+
+
+def _output_root(config: pytest.Config, runset: Any) -> Path:
+    if config.option.runset_output:
+        root = Path(config.option.runset_output)
+        if not root.is_absolute():
+            root = config.invocation_params.dir / root
+        return root
+    if runset.settings.output:
+        return Path(runset.directory) / runset.settings.output
+    return Path(runset.directory) / "runset-results"
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    loop = config.stash.get(LOOP, None)
+    if loop is None:
+        return
+    for run in loop.runs.values():
+        report = run.report
+        if report is None:
+            continue
+        summary = report["summary"]
+        parts = [
+            f"{summary[status]} {status.replace('_', ' ')}"
+            for status in (
+                "passed",
+                "failed",
+                "error",
+                "timeout",
+                "skipped",
+                "xfailed",
+                "xpassed",
+                "interrupted",
+                "not_run",
+            )
+            if summary.get(status)
+        ]
+        if summary.get("flaky"):
+            parts.append(f"{summary['flaky']} flaky")
+        shown = run.report_path or ""
+        with contextlib.suppress(ValueError):
+            shown = os.path.relpath(shown, config.invocation_params.dir)
+        line = (
+            f"runset {report['runset']['name']}: {', '.join(parts) or 'no flows'} "
+            f"in {report['wall_s']:.2f}s on {report['workers']} worker"
+            f"{'s' if report['workers'] != 1 else ''} "
+            f"(efficiency {summary['parallelism_efficiency']:.0%}) -> {shown}"
+        )
+        bad = report["status"] not in ("passed",)
+        terminalreporter.write_line(line, red=bad, green=not bad, bold=True)

@@ -1,0 +1,211 @@
+"""Run directories, the crash-safe journal and ``report.json``.
+
+Durability order: a finished flow is appended to ``journal.jsonl`` and fsynced before pytest
+hears about it, so a crash at any later point loses nothing that was reported. ``report.json``
+is written once at the end (temp file + rename), never rewritten per flow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import filelock
+
+REPORT_SCHEMA = "pytest-runset/report@1"
+JOURNAL_NAME = "journal.jsonl"
+REPORT_NAME = "report.json"
+LOCK_NAME = "run.lock"
+LATEST_NAME = "latest"
+STATUSES = (
+    "passed",
+    "failed",
+    "error",
+    "timeout",
+    "skipped",
+    "xfailed",
+    "xpassed",
+    "interrupted",
+    "not_run",
+)
+FAILING_STATUSES = frozenset({"failed", "error", "timeout"})
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class RunDirError(Exception):
+    """The run directory cannot be used (bad id, busy, not writable); one-line message."""
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    """``20261122T063501Z-3fa2``: sortable UTC time plus a short random suffix."""
+    moment = now or dt.datetime.now(dt.timezone.utc)
+    return moment.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+
+
+def check_run_id(run_id: str) -> str:
+    if not _RUN_ID.match(run_id) or run_id in (LATEST_NAME,):
+        raise RunDirError(
+            f"--runset-run-id {run_id!r}: use letters, digits, '.', '_' and '-' "
+            "(at most 128, not starting with a separator)"
+        )
+    return run_id
+
+
+def iso_utc(timestamp: float) -> str:
+    moment = dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def point_latest(output_root: Path, run_id: str) -> None:
+    """Make ``<output>/latest`` point at ``run_id`` (relative symlink, swapped atomically)."""
+    link = output_root / LATEST_NAME
+    tmp = output_root / f".{LATEST_NAME}.{os.getpid()}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        os.symlink(run_id, tmp)
+        os.replace(tmp, link)
+    except OSError:
+        # Filesystems without symlinks: a plain file naming the run still helps humans.
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        with contextlib.suppress(OSError):
+            link.write_text(run_id + "\n", encoding="utf-8")
+
+
+class RunDirectory:
+    """``<output>/<run_id>/``: created, locked against a second session, journaled."""
+
+    def __init__(self, output_root: Path, run_id: str) -> None:
+        self.output_root = output_root
+        self.run_id = check_run_id(run_id)
+        self.path = output_root / run_id
+        self._lock: filelock.BaseFileLock | None = None
+        self._journal: Any = None
+
+    def open(self) -> None:
+        try:
+            self.output_root.mkdir(parents=True, exist_ok=True)
+            self.path.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise RunDirError(
+                f"cannot create run directory {self.path}: {exc.strerror or exc}"
+            ) from None
+        if self.path.is_symlink() or not self.path.is_dir():
+            raise RunDirError(f"run directory {self.path} is not a plain directory")
+        lock = filelock.FileLock(str(self.path / LOCK_NAME))
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            raise RunDirError(
+                f"run {self.run_id!r} is in use by another pytest session "
+                f"(lock {self.path / LOCK_NAME}); choose another --runset-run-id"
+            ) from None
+        except OSError as exc:
+            raise RunDirError(f"cannot lock {self.path / LOCK_NAME}: {exc.strerror or exc}") from None
+        self._lock = lock
+        try:
+            self._journal = open(self.path / JOURNAL_NAME, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            lock.release()
+            raise RunDirError(f"cannot write {self.path / JOURNAL_NAME}: {exc.strerror}") from None
+
+    def journal(self, entry: Mapping[str, Any]) -> None:
+        """Append one line and make it durable before returning."""
+        line = json.dumps(entry, ensure_ascii=False, default=str)
+        self._journal.write(line + "\n")
+        self._journal.flush()
+        os.fsync(self._journal.fileno())
+
+    def write_report(self, report: Mapping[str, Any]) -> Path:
+        target = self.path / REPORT_NAME
+        write_json_atomic(target, report)
+        point_latest(self.output_root, self.run_id)
+        return target
+
+    def close(self) -> None:
+        if self._journal is not None:
+            with contextlib.suppress(OSError):
+                self._journal.close()
+            self._journal = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+def summarize(flows: Iterable[Mapping[str, Any]], wall_s: float, workers: int) -> dict[str, Any]:
+    entries = list(flows)
+    counts = {status: 0 for status in STATUSES}
+    for entry in entries:
+        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+    durations = [float(entry.get("duration_s") or 0.0) for entry in entries]
+    total_time = sum(durations)
+    workers = max(1, workers)
+    lower_bound = max([*durations, total_time / workers]) if durations else 0.0
+    return {
+        "total": len(entries),
+        **counts,
+        "flaky": sum(1 for entry in entries if entry.get("flaky")),
+        "sum_duration_s": round(total_time, 6),
+        "lower_bound_s": round(lower_bound, 6),
+        "parallelism_efficiency": round(total_time / (max(wall_s, 0.001) * workers), 6),
+    }
+
+
+def run_status(flows: Iterable[Mapping[str, Any]], interrupted: bool) -> str:
+    statuses = [entry["status"] for entry in flows]
+    if interrupted or "interrupted" in statuses:
+        return "interrupted"
+    if any(status in FAILING_STATUSES for status in statuses):
+        return "failed"
+    if "not_run" in statuses:
+        return "incomplete"
+    return "passed"
+
+
+def build_report(
+    *,
+    run_id: str,
+    runset: Mapping[str, Any],
+    flows: list[dict[str, Any]],
+    started_at: float,
+    finished_at: float,
+    workers: int,
+    interrupted: bool,
+) -> dict[str, Any]:
+    wall = max(0.0, finished_at - started_at)
+    return {
+        "schema": REPORT_SCHEMA,
+        "run_id": run_id,
+        "runset": dict(runset),
+        "status": run_status(flows, interrupted),
+        "started_at": iso_utc(started_at),
+        "finished_at": iso_utc(finished_at),
+        "wall_s": round(wall, 6),
+        "workers": workers,
+        "flows": flows,
+        "summary": summarize(flows, wall, workers),
+    }
+
+
+def monotonic_to_wall(monotonic_value: float) -> float:
+    """Convert a ``time.monotonic()`` reading of this process to wall-clock seconds."""
+    return time.time() - (time.monotonic() - monotonic_value)

@@ -1,0 +1,768 @@
+"""The controller's main loop: schedule flows onto the pool and replay results into pytest.
+
+Everything here runs on pytest's main thread. The loop blocks on the pool's event queue with a
+deadline (the nearest backstop), so it never busy-waits, and it is the only place where pytest
+hooks are called for flows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
+
+from . import proctree
+from .placeholders import PlaceholderError, substitute
+from .pool import Event, Pool
+from .report import FAILING_STATUSES, RunDirectory, build_report, iso_utc
+from .scheduler import Scheduler
+from .slugs import UnsafePathError, attempt_dir_name, flow_dir
+
+if TYPE_CHECKING:
+    from .collect import RunsetItem
+    from .model import Flow, RunSet
+
+# How long past a flow's own timeout + kill grace the controller waits before it stops trusting
+# the worker, kills the gateway and moves on.
+BACKSTOP_MARGIN_S = 10.0
+# How long an interrupt waits for workers to stop their flows before killing gateways.
+INTERRUPT_WAIT_S = 3.0
+FLOW_REPORT_NAME = "flow-report.json"
+
+
+@dataclass(frozen=True)
+class GatewayId:
+    id: str
+
+
+@dataclass(frozen=True)
+class WorkerNode:
+    """What pytest's terminal and junitxml look for on an xdist-style report (``rep.node``)."""
+
+    gateway: GatewayId
+    # pytest prints this line above a failure of a report that has a ``node``.
+    _workerinfocache: str = ""
+
+
+@dataclass
+class FlowState:
+    item: RunsetItem
+    run: RunsetRun
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    logstarted: bool = False
+    dispatched_at: float = 0.0
+    cookie: str = ""
+    backstop: float = 0.0
+    worker_id: str = ""
+    slot: int = -1
+    env: dict[str, str] = field(default_factory=dict)
+    entry: dict[str, Any] | None = None
+
+    @property
+    def flow(self) -> Flow:
+        return self.item.flow
+
+
+class RunsetRun:
+    """One run-set file's run: its directory, journal and flow entries."""
+
+    def __init__(self, runset: RunSet, directory: RunDirectory, base_url: str | None) -> None:
+        self.runset = runset
+        self.directory = directory
+        self.base_url = base_url
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.report_path: str | None = None
+        self.report: dict[str, Any] | None = None
+
+    @property
+    def run_dir(self) -> str:
+        return str(self.directory.path)
+
+
+class Interrupted(Exception):
+    """SIGTERM arrived; handled like Ctrl-C."""
+
+
+class FlowRunLoop:
+    def __init__(
+        self,
+        session: pytest.Session,
+        items: list[RunsetItem],
+        runs: dict[str, RunsetRun],
+        workers: int,
+        run_id: str,
+        timeout_override: float | None,
+        retries_override: int | None,
+        max_restarts: int | None = None,
+    ) -> None:
+        self.session = session
+        self.config = session.config
+        self.hook = session.config.hook
+        self.items = items
+        self.runs = runs
+        self.run_id = run_id
+        self.workers = max(1, min(workers, len(items))) if items else 1
+        self.timeout_override = timeout_override
+        self.retries_override = retries_override
+        self.max_restarts = max_restarts if max_restarts is not None else 4 * self.workers
+        self.restarts = 0
+        self.states: dict[str, FlowState] = {}
+        self.pool: Pool | None = None
+        self.scheduler: Scheduler | None = None
+        self.started_at = time.time()
+        self.interrupted = False
+        self.last_spawn_error = ""
+        self._verbose = self.config.get_verbosity() > 0
+
+    # -- entry point -----------------------------------------------------------------------
+    def run(self, others: list[pytest.Item]) -> None:
+        to_run: list[str] = []
+        for item in self.items:
+            state = FlowState(item=item, run=self.runs[str(item.runset.path)])
+            self.states[item.nodeid] = state
+            skip = evaluate_skip_marks(item)
+            if skip is not None:
+                self._emit_skip(state, skip.reason)
+            else:
+                to_run.append(item.nodeid)
+        retries = {
+            nodeid: (
+                self.retries_override
+                if self.retries_override is not None
+                else self.states[nodeid].flow.retries
+            )
+            for nodeid in to_run
+        }
+        self.scheduler = Scheduler(to_run, self.workers, retries)
+        for slot in range(self.workers):
+            self.scheduler.slot_down(slot)
+        previous_term = signal.getsignal(signal.SIGTERM)
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGTERM, _raise_interrupted)
+        try:
+            if to_run:
+                self.pool = Pool(self.workers)
+                self.pool.start()
+            for item, nextitem in _pairs(others):
+                self.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+                self._check_stop()
+                self._pump(block=False)
+            while to_run and not self.scheduler.done():
+                self._pump(block=True)
+        except (KeyboardInterrupt, Interrupted):
+            self.interrupted = True
+            self._interrupt()
+            raise KeyboardInterrupt from None
+        finally:
+            with contextlib.suppress(ValueError):
+                signal.signal(signal.SIGTERM, previous_term)
+            try:
+                self._finish_unstarted()
+            finally:
+                if self.pool is not None:
+                    self.pool.shutdown()
+
+    # -- the loop --------------------------------------------------------------------------
+    def _pump(self, block: bool) -> None:
+        assert self.scheduler is not None
+        self._dispatch()
+        timeout = self._next_wakeup() if block else 0.0
+        try:
+            event = self.pool.events.get(timeout=timeout) if self.pool else None
+        except queue.Empty:
+            event = None
+        while event is not None:
+            self._handle(event)
+            try:
+                event = self.pool.events.get_nowait() if self.pool else None
+            except queue.Empty:
+                event = None
+        self._check_backstops()
+        self._check_stop()
+
+    def _next_wakeup(self) -> float:
+        now = time.monotonic()
+        deadlines = [state.backstop for state in self._running_states()]
+        if not deadlines:
+            return 1.0
+        return max(0.0, min(min(deadlines) - now, 1.0))
+
+    def _running_states(self) -> Iterator[FlowState]:
+        assert self.scheduler is not None
+        for task in self.scheduler.running.values():
+            yield self.states[task.key]
+
+    def _check_stop(self) -> None:
+        assert self.scheduler is not None
+        if (self.session.shouldfail or self.session.shouldstop) and not self.scheduler.stopped:
+            self.scheduler.stop()
+
+    def _dispatch(self) -> None:
+        assert self.scheduler is not None and self.pool is not None
+        for slot, task in self.scheduler.assignments():
+            state = self.states[task.key]
+            try:
+                spec = self._spec(state, slot, task.attempt)
+            except (PlaceholderError, UnsafePathError, OSError) as exc:
+                self._attempt_done(state, slot, _local_result(task.attempt, "error", str(exc)))
+                continue
+            if not self.pool.send(slot, "run", spec):
+                self._attempt_done(
+                    state, slot, _local_result(task.attempt, "error", "worker unreachable")
+                )
+                continue
+            if not state.logstarted:
+                state.logstarted = True
+                self._logstart(state.item)
+
+    def _spec(self, state: FlowState, slot: int, attempt: int) -> dict[str, Any]:
+        assert self.pool is not None
+        flow = state.flow
+        run = state.run
+        handle = self.pool.workers[slot]
+        run_dir = run.directory.path
+        dir_name = attempt_dir_name(flow.slug, attempt)
+        target = flow_dir(run_dir, dir_name)
+        _make_flow_dir(target)
+        cookie = f"{self.run_id}.{flow.slug}.{attempt}.{secrets.token_hex(4)}"
+        timeout = self.timeout_override or flow.timeout_s
+        values = {
+            "slot": str(slot),
+            "flow_dir": str(target),
+            "run_dir": str(run_dir),
+            "run_id": self.run_id,
+            "slug": flow.slug,
+            "name": flow.name,
+            "base_url": run.base_url or "",
+            "attempt": str(attempt),
+            "python": sys.executable,
+        }
+        inherited = dict(os.environ)
+        extra: dict[str, str] = {}
+        for key, value in run.runset.settings.env.items():
+            extra[key] = substitute(value, values, {**inherited, **extra})
+        for key, value in flow.env.items():
+            extra[key] = substitute(value, values, {**inherited, **extra})
+        extra.update(
+            {
+                "RUNSET_RUN_ID": self.run_id,
+                "RUNSET_RUN_DIR": str(run_dir),
+                "RUNSET_FLOW": flow.name,
+                "RUNSET_SLUG": flow.slug,
+                "RUNSET_FLOW_DIR": str(target),
+                "RUNSET_REPORT": str(target / FLOW_REPORT_NAME),
+                "RUNSET_ATTEMPT": str(attempt),
+                "RUNSET_WORKER": handle.worker_id,
+                "RUNSET_SLOT": str(slot),
+                proctree.COOKIE_VAR: cookie,
+            }
+        )
+        if run.base_url:
+            extra["RUNSET_BASE_URL"] = run.base_url
+        self.hook.pytest_runset_flow_env(config=self.config, flow=flow, env=extra)
+        # The cookie is what finds the flow's processes; no hook may drop or change it.
+        extra[proctree.COOKIE_VAR] = cookie
+        environment = {**inherited, **extra}
+        command: list[str] | str
+        if isinstance(flow.command, str):
+            command = substitute(flow.command, values, environment)
+        else:
+            command = [substitute(arg, values, environment) for arg in flow.command]
+        cwd = run.runset.directory
+        if flow.cwd is not None:
+            cwd = cwd / substitute(flow.cwd, values, environment)
+        if not cwd.is_dir():
+            raise OSError(f"working directory {cwd} does not exist")
+        state.cookie = cookie
+        state.slot = slot
+        state.worker_id = handle.worker_id
+        state.env = extra
+        state.dispatched_at = time.monotonic()
+        state.backstop = state.dispatched_at + timeout + flow.kill_grace_s + BACKSTOP_MARGIN_S
+        return {
+            "flow_id": cookie,
+            "kind": flow.kind,
+            "name": flow.name,
+            "slug": flow.slug,
+            "attempt": attempt,
+            "command": command,
+            "shell": flow.shell,
+            "cwd": str(cwd),
+            "env": extra,
+            "flow_dir": str(target),
+            "run_dir": str(run_dir),
+            "report_path": str(target / FLOW_REPORT_NAME),
+            "timeout_s": timeout,
+            "kill_grace_s": flow.kill_grace_s,
+        }
+
+    # -- events ----------------------------------------------------------------------------
+    def _handle(self, event: Event) -> None:
+        assert self.pool is not None and self.scheduler is not None
+        if not self.pool.current(event.slot, event.generation):
+            return  # a replaced gateway's last words
+        if event.kind == "ready":
+            self.scheduler.slot_up(event.slot)
+        elif event.kind == "finished":
+            task = self.scheduler.running.get(event.slot)
+            if task is not None:
+                self._attempt_done(self.states[task.key], event.slot, event.data)
+        elif event.kind in ("died", "spawn_failed"):
+            self._worker_lost(event)
+
+    def _worker_lost(self, event: Event) -> None:
+        assert self.pool is not None and self.scheduler is not None
+        error = event.data.get("error", "")
+        if event.kind == "spawn_failed":
+            self.last_spawn_error = error
+        task = self.scheduler.running.get(event.slot)
+        self.scheduler.slot_down(event.slot)
+        if task is not None:
+            state = self.states[task.key]
+            leftovers = proctree.sweep_cookie(state.cookie)
+            result = _local_result(
+                task.attempt,
+                "error",
+                f"worker crashed ({state.worker_id} exited while running the flow)",
+            )
+            result["leftover_processes"] = leftovers
+            self._attempt_done(state, event.slot, result)
+        self._replace(event.slot)
+
+    def _replace(self, slot: int) -> None:
+        assert self.pool is not None and self.scheduler is not None
+        if self.interrupted or self.scheduler.stopped:
+            return
+        if self.restarts >= self.max_restarts:
+            self.scheduler.slot_lost(slot)
+            return
+        self.restarts += 1
+        self.pool.kill(slot)
+        self.pool.spawn(slot)
+
+    def _check_backstops(self) -> None:
+        assert self.pool is not None and self.scheduler is not None
+        now = time.monotonic()
+        for slot, task in list(self.scheduler.running.items()):
+            state = self.states[task.key]
+            if now < state.backstop:
+                continue
+            # The worker did not answer in time: stop trusting it.
+            self.pool.kill(slot)
+            leftovers = proctree.sweep_cookie(state.cookie)
+            timeout = self.timeout_override or state.flow.timeout_s
+            result = _local_result(
+                task.attempt,
+                "timeout",
+                f"timeout after {timeout:g}s (worker {state.worker_id} unresponsive; killed)",
+            )
+            result["leftover_processes"] = leftovers
+            self.scheduler.slot_down(slot)
+            self._attempt_done(state, slot, result)
+            self._replace(slot)
+
+    # -- results ---------------------------------------------------------------------------
+    def _attempt_done(self, state: FlowState, slot: int, result: dict[str, Any]) -> None:
+        assert self.scheduler is not None
+        result.setdefault("started_at", time.time())
+        result.setdefault("duration_s", round(time.monotonic() - state.dispatched_at, 6))
+        attempt = int(result.get("attempt") or len(state.attempts) + 1)
+        result["attempt"] = attempt
+        result["dir"] = attempt_dir_name(state.flow.slug, attempt)
+        result["worker"] = state.worker_id
+        state.attempts.append(result)
+        retry = self.scheduler.finished(slot, str(result["status"]))
+        if retry is None:
+            self._finalize(state)
+
+    def _finalize(self, state: FlowState) -> None:
+        last = state.attempts[-1]
+        status = str(last["status"])
+        flaky = status == "passed" and len(state.attempts) > 1
+        xfail = evaluate_xfail_marks(state.item)
+        message = str(last.get("message") or "")
+        if xfail is not None and status in ("passed", "failed", "error", "timeout"):
+            if status == "passed":
+                if xfail.strict:
+                    status, message = "failed", f"[XPASS(strict)] {xfail.reason}".strip()
+                else:
+                    status = "xpassed"
+            else:
+                status, message = "xfailed", f"{xfail.reason}: {message}" if xfail.reason else message
+        entry = self._entry(state, status, message, flaky)
+        state.entry = entry
+        # Durable first: once pytest (and the user) hear of it, the journal has it.
+        state.run.directory.journal({"event": "flow", **entry})
+        state.run.entries[state.flow.slug] = entry
+        self.hook.pytest_runset_flow_finished(config=self.config, result=entry)
+        self._emit(state, status, entry, last, xfail.reason if xfail else "")
+
+    def _entry(
+        self, state: FlowState, status: str, message: str, flaky: bool
+    ) -> dict[str, Any]:
+        last = state.attempts[-1]
+        flow = state.flow
+        dir_name = str(last["dir"])
+        started_s = round(max(0.0, float(last["started_at"]) - self.started_at), 6)
+        artifacts = [f"{dir_name}/{path}" for path in last.get("artifacts", [])]
+        return {
+            "name": flow.name,
+            "slug": flow.slug,
+            "nodeid": state.item.nodeid,
+            "kind": flow.kind,
+            "status": status,
+            "attempts": len(state.attempts),
+            "flaky": flaky,
+            "duration_s": round(float(last.get("duration_s") or 0.0), 6),
+            "started_s": started_s,
+            "worker": state.worker_id,
+            "slot": state.slot,
+            "exit_code": last.get("exit_code"),
+            "message": message,
+            "dir": dir_name,
+            "logs": {"stdout": f"{dir_name}/stdout.log", "stderr": f"{dir_name}/stderr.log"},
+            "result": f"{dir_name}/result.json",
+            "artifacts": artifacts,
+            "persona": None,
+            "ports": [],
+            "tags": list(flow.tags),
+            "leftover_processes": int(last.get("leftover_processes") or 0),
+            "metrics": last.get("metrics", {}),
+            "warnings": last.get("warnings", []),
+            "history": [
+                {
+                    "attempt": attempt["attempt"],
+                    "status": attempt["status"],
+                    "dir": attempt["dir"],
+                    "duration_s": attempt.get("duration_s"),
+                    "exit_code": attempt.get("exit_code"),
+                    "message": attempt.get("message", ""),
+                }
+                for attempt in state.attempts
+            ],
+        }
+
+    # -- pytest reports ------------------------------------------------------------------------
+    def _logstart(self, item: RunsetItem) -> None:
+        """``pytest_runtest_logstart`` for a flow that was just dispatched.
+
+        In verbose mode the terminal would print a dangling location line for every flow that
+        starts (flows finish out of order), so like pytest-xdist's output only the result
+        line is shown there; every other plugin still hears of the start.
+        """
+        hook = self.hook.pytest_runtest_logstart
+        if self._verbose:
+            terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+            if terminal is not None:
+                hook = self.config.pluginmanager.subset_hook_caller(
+                    "pytest_runtest_logstart", remove_plugins=[terminal]
+                )
+        hook(nodeid=item.nodeid, location=item.location)
+
+    def _emit(
+        self,
+        state: FlowState,
+        status: str,
+        entry: dict[str, Any],
+        last: dict[str, Any],
+        xfail_reason: str,
+    ) -> None:
+        item = state.item
+        if not state.logstarted:
+            state.logstarted = True
+            self._logstart(item)
+        duration = float(entry["duration_s"])
+        start = float(last.get("started_at") or time.time())
+        node = (
+            WorkerNode(GatewayId(state.worker_id), f"[{state.worker_id}] runset worker")
+            if state.worker_id
+            else None
+        )
+        props = _properties(state.run, entry)
+        sections = _sections(state.run, entry)
+        if status == "error":
+            reports = [
+                self._report(item, "setup", "failed", _longrepr(entry, last), 0.0, start, node),
+                self._report(item, "teardown", "passed", None, 0.0, start, node),
+            ]
+        else:
+            outcome, longrepr, wasxfail = {
+                "passed": ("passed", None, None),
+                "xpassed": ("passed", None, xfail_reason),
+                "xfailed": ("skipped", None, xfail_reason or "xfailed"),
+                "skipped": ("skipped", _skip_repr(item, entry["message"]), None),
+            }.get(status, ("failed", _longrepr(entry, last), None))
+            call = self._report(item, "call", outcome, longrepr, duration, start, node)
+            call.user_properties.extend(props)
+            call.sections.extend(sections)
+            if wasxfail is not None:
+                call.wasxfail = wasxfail  # type: ignore[attr-defined]
+            reports = [
+                self._report(item, "setup", "passed", None, 0.0, start, node),
+                call,
+                self._report(item, "teardown", "passed", None, 0.0, start + duration, node),
+            ]
+        if status == "error":
+            reports[0].user_properties.extend(props)
+        for report in reports:
+            self.hook.pytest_runtest_logreport(report=report)
+        self.hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+
+    def _report(
+        self,
+        item: RunsetItem,
+        when: str,
+        outcome: str,
+        longrepr: Any,
+        duration: float,
+        start: float,
+        node: WorkerNode | None,
+    ) -> pytest.TestReport:
+        report = pytest.TestReport(
+            nodeid=item.nodeid,
+            location=item.location,
+            keywords={name: 1 for name in item.keywords},
+            outcome=outcome,  # type: ignore[arg-type]
+            longrepr=longrepr,
+            when=when,  # type: ignore[arg-type]
+            sections=[],
+            duration=duration,
+            start=start,
+            stop=start + duration,
+            user_properties=[],
+        )
+        if node is not None:
+            report.node = node  # type: ignore[attr-defined]
+        return report
+
+    def _emit_skip(self, state: FlowState, reason: str) -> None:
+        item = state.item
+        entry = {
+            "name": state.flow.name,
+            "slug": state.flow.slug,
+            "nodeid": item.nodeid,
+            "kind": state.flow.kind,
+            "status": "skipped",
+            "attempts": 0,
+            "flaky": False,
+            "duration_s": 0.0,
+            "started_s": None,
+            "worker": None,
+            "slot": None,
+            "exit_code": None,
+            "message": reason,
+            "dir": None,
+            "logs": {},
+            "result": None,
+            "artifacts": [],
+            "persona": None,
+            "ports": [],
+            "tags": list(state.flow.tags),
+            "leftover_processes": 0,
+            "metrics": {},
+            "warnings": [],
+            "history": [],
+        }
+        state.entry = entry
+        state.run.directory.journal({"event": "flow", **entry})
+        state.run.entries[state.flow.slug] = entry
+        self.hook.pytest_runset_flow_finished(config=self.config, result=entry)
+        self.hook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        now = time.time()
+        setup = self._report(item, "setup", "skipped", _skip_repr(item, reason), 0.0, now, None)
+        self.hook.pytest_runtest_logreport(report=setup)
+        teardown = self._report(item, "teardown", "passed", None, 0.0, now, None)
+        self.hook.pytest_runtest_logreport(report=teardown)
+        self.hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+
+    # -- stopping --------------------------------------------------------------------------
+    def _interrupt(self) -> None:
+        """Stop dispatch, cancel running flows, wait briefly, then kill what still runs."""
+        if self.scheduler is None or self.pool is None:
+            return
+        self.scheduler.stop()
+        for slot in self.scheduler.running:
+            self.pool.send(slot, "cancel", {"reason": "interrupted"})
+        grace = max(
+            (self.states[t.key].flow.kill_grace_s for t in self.scheduler.running.values()),
+            default=0.0,
+        )
+        deadline = time.monotonic() + min(grace, 10.0) + INTERRUPT_WAIT_S
+        with _sigint_ignored():
+            while self.scheduler.running and time.monotonic() < deadline:
+                try:
+                    event = self.pool.events.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if event.kind == "finished" and self.pool.current(event.slot, event.generation):
+                    task = self.scheduler.running.get(event.slot)
+                    if task is not None:
+                        self._attempt_done(self.states[task.key], event.slot, event.data)
+                elif event.kind in ("died", "spawn_failed"):
+                    self._worker_lost(event)
+            for slot, task in list(self.scheduler.running.items()):
+                state = self.states[task.key]
+                self.pool.kill(slot)
+                leftovers = proctree.sweep_cookie(state.cookie)
+                result = _local_result(task.attempt, "interrupted", "interrupted")
+                result["leftover_processes"] = leftovers
+                self.scheduler.slot_down(slot)
+                self._attempt_done(state, slot, result)
+
+    def _finish_unstarted(self) -> None:
+        """Flows that never got to run: ``not_run`` (journaled, not reported to pytest)."""
+        reason = "not run: run interrupted" if self.interrupted else "not run: dispatch stopped"
+        if self.last_spawn_error and self.scheduler is not None and not self.scheduler.stopped:
+            reason = f"not run: no worker could be started ({self.last_spawn_error})"
+        for state in self.states.values():
+            if state.entry is not None:
+                continue
+            entry = self._entry_not_run(state, reason)
+            state.entry = entry
+            with contextlib.suppress(Exception):
+                state.run.directory.journal({"event": "flow", **entry})
+            state.run.entries[state.flow.slug] = entry
+
+    def _entry_not_run(self, state: FlowState, reason: str) -> dict[str, Any]:
+        if state.attempts:
+            entry = self._entry(state, "interrupted", "interrupted", False)
+            return entry
+        entry = {
+            "name": state.flow.name,
+            "slug": state.flow.slug,
+            "nodeid": state.item.nodeid,
+            "kind": state.flow.kind,
+            "status": "not_run",
+            "attempts": 0,
+            "flaky": False,
+            "duration_s": 0.0,
+            "started_s": None,
+            "worker": None,
+            "slot": None,
+            "exit_code": None,
+            "message": reason,
+            "dir": None,
+            "logs": {},
+            "result": None,
+            "artifacts": [],
+            "persona": None,
+            "ports": [],
+            "tags": list(state.flow.tags),
+            "leftover_processes": 0,
+            "metrics": {},
+            "warnings": [],
+            "history": [],
+        }
+        return entry
+
+    def write_reports(self) -> None:
+        finished = time.time()
+        for run in self.runs.values():
+            flows = [
+                run.entries[flow.slug] for flow in run.runset.flows if flow.slug in run.entries
+            ]
+            report = build_report(
+                run_id=run.directory.run_id,
+                runset={
+                    "name": run.runset.name,
+                    "file": str(run.runset.path),
+                    "sha256": run.runset.sha256,
+                },
+                flows=flows,
+                started_at=self.started_at,
+                finished_at=finished,
+                workers=self.workers,
+                interrupted=self.interrupted,
+            )
+            run.report_path = str(run.directory.write_report(report))
+            run.report = report
+            run.directory.journal({"event": "report", "finished_at": iso_utc(finished)})
+            self.hook.pytest_runset_report(config=self.config, report=report)
+
+
+def _pairs(items: list[pytest.Item]) -> Iterator[tuple[pytest.Item, pytest.Item | None]]:
+    for index, item in enumerate(items):
+        yield item, items[index + 1] if index + 1 < len(items) else None
+
+
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """A second Ctrl-C must not abandon the clean-up that keeps processes from leaking."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        previous_term = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+
+
+def _local_result(attempt: int, status: str, message: str) -> dict[str, Any]:
+    return {
+        "attempt": attempt,
+        "status": status,
+        "exit_code": None,
+        "message": message,
+        "metrics": {},
+        "artifacts": [],
+        "warnings": [],
+        "leftover_processes": 0,
+    }
+
+
+def _make_flow_dir(path: Any) -> None:
+    """Create a flow directory without following anything planted at its name."""
+    try:
+        os.mkdir(path, 0o755)
+    except FileExistsError:
+        if os.path.islink(path) or not os.path.isdir(path):
+            raise UnsafePathError(f"{path} exists and is not a plain directory") from None
+
+
+def _longrepr(entry: dict[str, Any], last: dict[str, Any]) -> str:
+    lines = [f"{entry['status']}: {entry['message']}".rstrip(": ")]
+    tail = str(last.get("stderr_tail") or "").rstrip()
+    if tail:
+        lines.append(f"--- last lines of {entry['logs'].get('stderr', 'stderr.log')} ---")
+        lines.append(tail)
+    lines.append(f"flow directory: {entry['dir']}")
+    return "\n".join(lines)
+
+
+def _skip_repr(item: RunsetItem, reason: str) -> tuple[str, int, str]:
+    path, lineno, _ = item.location
+    return (path, (lineno or 0) + 1, f"Skipped: {reason}")
+
+
+def _properties(run: RunsetRun, entry: dict[str, Any]) -> list[tuple[str, object]]:
+    slug_dir = os.path.join(run.run_dir, entry["dir"]) if entry.get("dir") else ""
+    return [
+        ("runset_slug_dir", slug_dir),
+        ("runset_attempts", entry["attempts"]),
+        ("runset_status", entry["status"]),
+    ]
+
+
+def _sections(run: RunsetRun, entry: dict[str, Any]) -> list[tuple[str, str]]:
+    if not entry.get("dir"):
+        return []
+    return [("runset", f"flow directory: {os.path.join(run.run_dir, entry['dir'])}")]

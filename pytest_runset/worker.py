@@ -1,0 +1,187 @@
+"""The gateway side: runs one flow attempt at a time for the controller.
+
+This module is sent to each execnet gateway with ``remote_exec`` and imports only the standard
+library and the stdlib-only parts of this package (``runners``, ``proctree``). It talks to the
+controller exclusively in ``(event, dict)`` tuples of builtins:
+
+controller -> worker: ``("run", spec)``, ``("cancel", {"reason": str})``, ``("stop", {})``
+worker -> controller: ``("ready", info)``, ``("started", {...})``, ``("finished", result)``
+
+If the controller goes away (channel closed, or our parent process changed), the running flow
+is killed at once and the worker exits: no flow outlives a SIGKILLed pytest by more than a few
+seconds.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import platform
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+_PARENT_POLL_S = 0.5
+_ABANDON_GRACE_S = 1.0
+
+
+def _write_json(path: str, data: dict[str, Any]) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, ensure_ascii=False)
+    os.replace(tmp, path)
+
+
+class Worker:
+    def __init__(self, channel: Any) -> None:
+        self.channel = channel
+        self.lock = threading.Lock()
+        self.control: Any = None
+        self.thread: threading.Thread | None = None
+        self.parent = os.getppid()
+
+    # -- running one flow -------------------------------------------------------------------
+    def start_flow(self, spec: dict[str, Any]) -> None:
+        from pytest_runset.runners import Control
+
+        control = Control(float(spec["timeout_s"]))
+        with self.lock:
+            self.control = control
+        thread = threading.Thread(
+            target=self._run_flow, args=(spec, control), name="runset-flow", daemon=True
+        )
+        self.thread = thread
+        thread.start()
+
+    def _run_flow(self, spec: dict[str, Any], control: Any) -> None:
+        started_at = time.time()
+        started = time.monotonic()
+        result: dict[str, Any]
+        try:
+            os.makedirs(spec["flow_dir"], exist_ok=True)
+            self.send("started", {"flow_id": spec["flow_id"], "started_at": started_at})
+            from pytest_runset.runners import RUNNERS
+
+            runner = importlib.import_module(RUNNERS[spec["kind"]])
+            result = runner.run(spec, control)
+        except Exception:
+            result = {
+                "status": "error",
+                "exit_code": None,
+                "message": "runner failed: " + traceback.format_exc(limit=5).strip(),
+            }
+        from pytest_runset.proctree import sweep_cookie
+
+        # Whatever happened, nothing of this flow may keep running into the next one.
+        leftovers = sweep_cookie(spec["flow_id"])
+        result.setdefault("metrics", {})
+        result.setdefault("artifacts", [])
+        result.setdefault("warnings", [])
+        result.update(
+            flow_id=spec["flow_id"],
+            attempt=spec["attempt"],
+            started_at=started_at,
+            duration_s=round(time.monotonic() - started, 6),
+            leftover_processes=leftovers,
+        )
+        if leftovers:
+            result["warnings"].append(
+                f"killed {leftovers} leftover process(es) still carrying the flow's cookie"
+            )
+        try:
+            _write_json(os.path.join(spec["flow_dir"], "result.json"), result)
+        except OSError as exc:
+            result["warnings"].append(f"could not write result.json: {exc}")
+        with self.lock:
+            self.control = None
+        self.send("finished", result)
+
+    def cancel(self, reason: str) -> None:
+        with self.lock:
+            control = self.control
+        if control is not None:
+            control.cancel(reason)
+
+    def abandon(self, reason: str) -> None:
+        """The controller is gone: kill the running flow quickly and wait for the sweep."""
+        with self.lock:
+            control = self.control
+        if control is None:
+            return
+        control.cancel(reason, grace_cap=_ABANDON_GRACE_S)
+        thread = self.thread
+        if thread is not None:
+            thread.join(_ABANDON_GRACE_S + 3.0)
+
+    # -- plumbing --------------------------------------------------------------------------
+    def send(self, event: str, data: dict[str, Any]) -> None:
+        try:
+            self.channel.send((event, data))
+        except Exception:
+            # The controller is gone; the receive loop or the parent watch will notice.
+            pass
+
+    def watch_parent(self) -> None:
+        while True:
+            time.sleep(_PARENT_POLL_S)
+            if os.getppid() != self.parent:
+                self.abandon("controller process died")
+                os._exit(3)
+
+    def serve(self) -> None:
+        threading.Thread(target=self.watch_parent, name="runset-parent", daemon=True).start()
+        while True:
+            try:
+                message = self.channel.receive()
+            except BaseException:
+                # Channel closed or interrupted: the controller is gone.
+                self.abandon("controller connection lost")
+                return
+            event, data = message
+            if event == "run":
+                self.start_flow(data)
+            elif event == "cancel":
+                self.cancel(str(data.get("reason", "interrupted")))
+            elif event == "stop":
+                self.abandon("worker stopped")
+                return
+
+
+def main(channel: Any) -> None:
+    init = channel.receive()
+    for path in init.get("sys_path", []):
+        if path not in sys.path:
+            sys.path.append(path)
+    try:
+        # Our own process group: Ctrl-C at the terminal reaches the controller only, which
+        # then stops flows in order; and the controller can kill this gateway as one group.
+        os.setpgid(0, 0)
+    except OSError:
+        pass
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except (ValueError, OSError):
+        pass
+    from pytest_runset import __version__
+
+    channel.send(
+        (
+            "ready",
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "python": platform.python_version(),
+                "version": __version__,
+            },
+        )
+    )
+    Worker(channel).serve()
+
+
+if __name__ == "__channelexec__":
+    main(channel)  # type: ignore[name-defined]  # noqa: F821
