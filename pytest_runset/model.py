@@ -34,6 +34,9 @@ from .slugs import unique_slugs
 
 DEFAULT_TIMEOUT_S = 15 * 60.0
 DEFAULT_KILL_GRACE_S = 5.0
+# Longest accepted duration. Far beyond any sensible flow, and well below what the waits of the
+# stdlib accept (``threading.TIMEOUT_MAX``): a larger value would crash a worker mid-flow.
+MAX_DURATION_S = 365 * 86400.0
 # The keys that choose what a flow is; exactly one must be present.
 KIND_KEYS: tuple[str, ...] = ("command",)
 # pytest's own markers: a tag with one of these names would change how a flow runs.
@@ -46,7 +49,14 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 class RunsetError(Exception):
-    """A run-set file that cannot be used; ``str()`` is one line naming file and field."""
+    """A run-set file that cannot be used; ``str()`` is one line naming file and field.
+
+    Whatever goes into the message (file names, keys, flow names, values from the file), line
+    breaks come out escaped: the message is always exactly one line.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(_one_line(message))
 
 
 def parse_duration(value: object) -> float:
@@ -71,6 +81,8 @@ def parse_duration(value: object) -> float:
         raise ValueError("a duration is a number of seconds or a string like '90s', '15m'")
     if not math.isfinite(seconds):
         raise ValueError("a duration must be finite")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"{value!r} is too long: a duration is at most 365 days")
     return seconds
 
 
@@ -226,8 +238,68 @@ def _reason(value: str | bool | None, default: str) -> str | None:
     return value
 
 
+# How a TOML value is named in "must be X, not Y" messages.
+_TOML_TYPES: tuple[tuple[type, str], ...] = (
+    (bool, "a boolean"),
+    (int, "an integer"),
+    (float, "a float"),
+    (str, "a string"),
+    (list, "an array"),
+    (dict, "a table"),
+)
+# What pydantic's type errors expect, in the words of a TOML file.
+_EXPECTED = {
+    "list_type": "an array",
+    "string_type": "a string",
+    "bool_type": "a boolean",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "dict_type": "a table",
+    "model_type": "a table",
+}
+_LONG_NAME = 60
+
+
+def _one_line(text: str) -> str:
+    """``text`` with every character that would break a line shown as an escape."""
+    if len(text.splitlines()) <= 1 and not text.endswith(("\n", "\r")):
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
+
+
+def _show_key(key: str) -> str:
+    """A TOML key as written in a message: escapes for anything unprintable."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in key)
+
+
+def _show_name(name: str) -> str:
+    """A flow name for messages: quoted, escaped, long names shortened."""
+    if len(name) > _LONG_NAME:
+        name = name[: _LONG_NAME - 3] + "..."
+    return repr(name)
+
+
+def _flow_label(index: int, name: object) -> str:
+    """``flow #3 'login'``: 1-based position, then the name when it is a string."""
+    label = f"flow #{index + 1}"
+    if isinstance(name, str):
+        label += f" {_show_name(name)}"
+    return label
+
+
+def _field_path(parts: list[int | str]) -> str:
+    """``env.APP`` / ``command[1]`` from location parts."""
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + _show_key(part)
+    return text
+
+
 def _location(raw: Any, loc: tuple[int | str, ...]) -> str:
-    """``flow #3 'login', field 'timeout'`` from a pydantic error location."""
+    """``flow #3 'login', field 'timeout'`` from a (cleaned) pydantic error location."""
     parts = list(loc)
     if len(parts) >= 2 and parts[0] == "flows" and isinstance(parts[1], int):
         index = parts[1]
@@ -235,44 +307,91 @@ def _location(raw: Any, loc: tuple[int | str, ...]) -> str:
         flows = raw.get("flows") if isinstance(raw, dict) else None
         if isinstance(flows, list) and index < len(flows) and isinstance(flows[index], dict):
             name = flows[index].get("name")
-        where = f"flow #{index + 1}"
-        if isinstance(name, str):
-            where += f" {name!r}"
-        rest = [str(p) for p in parts[2:]]
-        return where + (f", field '{'.'.join(rest)}'" if rest else "")
+        where = _flow_label(index, name)
+        rest = parts[2:]
+        return where + (f", field '{_field_path(rest)}'" if rest else "")
     if parts and parts[0] == "runset":
-        return "[runset]" + (f", field '{'.'.join(str(p) for p in parts[1:])}'" if parts[1:] else "")
-    return f"field '{'.'.join(str(p) for p in parts)}'" if parts else "file"
+        rest = parts[1:]
+        return "[runset]" + (f", field '{_field_path(rest)}'" if rest else "")
+    return f"field '{_field_path(parts)}'" if parts else "file"
 
 
-def _pydantic_message(error: Any) -> str:
+def _real_location(raw: Any, error: Any) -> tuple[tuple[int | str, ...], Any]:
+    """The error's location in the file's own keys, and the value found there.
+
+    pydantic puts names of union members (``str``, ``list[str]``, ``function-before[...]``)
+    into locations; they are recognised as parts that are not keys of the parsed document.
+    A ``missing`` error's last part is the missing key itself and is kept.
+    """
+    loc = tuple(error.get("loc", ()))
+    node: Any = raw
+    real: list[int | str] = []
+    for position, part in enumerate(loc):
+        if isinstance(node, dict):
+            found = isinstance(part, str) and part in node
+        elif isinstance(node, list):
+            found = type(part) is int and 0 <= part < len(node)
+        else:
+            found = False
+        if found:
+            node = node[part]
+        elif error.get("type") == "missing" and position == len(loc) - 1:
+            node = None
+        else:
+            continue
+        real.append(part)
+    return tuple(real), node
+
+
+def _toml_type(value: Any) -> str:
+    for kind, name in _TOML_TYPES:
+        if isinstance(value, kind):
+            return name
+    return "a date or time"
+
+
+def _pydantic_message(error: Any, value: Any) -> str:
     kind = error.get("type", "")
     if kind == "extra_forbidden":
         return "unknown key (typo?)"
     if kind == "missing":
         return "required key is missing"
+    if kind in _EXPECTED:
+        return f"must be {_EXPECTED[kind]}, not {_toml_type(value)}"
     message = str(error.get("msg", "invalid value"))
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):
             message = message[len(prefix) :]
+    if message.startswith("Input should be "):
+        message = "must be " + message[len("Input should be ") :]
     return message
 
 
 def _describe_validation_error(path: Path, raw: Any, exc: ValidationError) -> str:
-    errors = exc.errors()
-    first = errors[0]
-    loc = tuple(p for p in first.get("loc", ()) if not (isinstance(p, str) and "[" in p))
-    # pydantic adds union member names ("list[str]", "str") to locations; drop them.
-    loc = tuple(p for p in loc if p not in ("str", "bool", "int", "float", "function-before"))
-    message = _pydantic_message(first)
+    located = [(error, *_real_location(raw, error)) for error in exc.errors()]
+    first, loc, value = located[0]
+    # One value that fits no member of a union gives one error per member: merge them.
+    alternatives = [
+        _EXPECTED[error["type"]]
+        for error, other, _ in located
+        if other == loc and error.get("type") in _EXPECTED
+    ]
+    if len(alternatives) > 1 and first.get("type") in _EXPECTED:
+        unique = list(dict.fromkeys(alternatives))
+        message = f"must be {' or '.join(unique)}, not {_toml_type(value)}"
+    else:
+        message = _pydantic_message(first, value)
     # Cross-field checks name their field as "field: problem"; fold it into the location.
     named = re.match(r"^([a-z_]+): (.*)$", message)
-    if named and len(loc) == 2:
+    if named and len(loc) == 2 and loc[0] == "flows":
         loc = (*loc, named.group(1))
         message = named.group(2)
     text = f"{path}: {_location(raw, loc)}: {message}"
-    if len(errors) > 1:
-        text += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    # Errors at an enclosing location are the other members of the same union, not problems
+    # of their own (``command = ["a", 1]`` fails as a list at [1] and as a string at command).
+    others = len({other for _, other, _ in located if other != loc[: len(other)]})
+    if others:
+        text += f" (and {others} more problem{'s' if others > 1 else ''})"
     return text
 
 
@@ -289,18 +408,18 @@ def _check_placeholders(path: Path, doc: RunsetDocument) -> None:
             raise RunsetError(f"{path}: {where}: {exc}") from None
 
     for key, value in doc.runset.env.items():
-        check(f"[runset], field 'env.{key}'", value)
+        check(f"[runset], field 'env.{_show_key(key)}'", value)
     if doc.runset.base_url is not None:
         check("[runset], field 'base_url'", doc.runset.base_url)
     for index, spec in enumerate(doc.flows):
-        where = f"flow #{index + 1} {spec.name!r}, field"
+        where = f"{_flow_label(index, spec.name)}, field"
         if isinstance(spec.command, str):
             check(f"{where} 'command'", spec.command)
         elif spec.command is not None:
             for position, arg in enumerate(spec.command):
                 check(f"{where} 'command[{position}]'", arg)
         for key, value in spec.env.items():
-            check(f"{where} 'env.{key}'", value)
+            check(f"{where} 'env.{_show_key(key)}'", value)
         if spec.cwd is not None:
             check(f"{where} 'cwd'", spec.cwd)
 
@@ -313,10 +432,14 @@ def parse_runset(path: Path, data: bytes, display: str | None = None) -> RunSet:
     """
     shown = Path(display) if display is not None else path
     try:
-        text = data.decode("utf-8")
+        # A byte order mark (editors on Windows write one) is not part of the document.
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
         raise RunsetError(
-            f"{shown}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+            f"{shown}: not valid UTF-8: byte 0x{data[exc.start]:02x} "
+            f"at line {line}, column {column} (offset {exc.start})"
         ) from None
     try:
         raw = tomllib.loads(text)

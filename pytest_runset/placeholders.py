@@ -9,8 +9,11 @@ flow is dispatched (only then are the slot, the run directory and the ports know
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 # Names every flow can use.
 SIMPLE_NAMES = frozenset(
@@ -22,6 +25,12 @@ _PORT_NAME = re.compile(r"^(?:port|ports\[(\d+)\])$")
 
 class PlaceholderError(ValueError):
     """A malformed or unknown placeholder."""
+
+
+def _shown(name: str) -> str:
+    """``{name}`` for a message, with unprintable characters escaped (messages are one line)."""
+    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in name)
+    return "{" + text + "}"
 
 
 @dataclass(frozen=True)
@@ -84,15 +93,15 @@ def check_name(name: str, *, ports: int) -> None:
     if port:
         if ports <= 0:
             raise PlaceholderError(
-                f"placeholder {{{name}}} is only known to flows that lease ports"
+                f"placeholder {_shown(name)} is only known to flows that lease ports"
             )
         index = int(port.group(1) or 0)
         if index >= ports:
             raise PlaceholderError(
-                f"placeholder {{{name}}} is out of range: the flow leases {ports} port(s)"
+                f"placeholder {_shown(name)} is out of range: the flow leases {ports} port(s)"
             )
         return
-    raise PlaceholderError(f"unknown placeholder {{{name}}}")
+    raise PlaceholderError(f"unknown placeholder {_shown(name)}")
 
 
 def check_template(template: str, *, ports: int = 0) -> None:
@@ -116,11 +125,11 @@ def substitute(template: str, values: Mapping[str, str], env: Mapping[str, str])
             var = env_match.group(1)
             if var not in env:
                 raise PlaceholderError(
-                    f"placeholder {{{name}}}: environment variable {var} is not set"
+                    f"placeholder {_shown(name)}: environment variable {var} is not set"
                 )
             out.append(env[var])
         elif name in values:
             out.append(values[name])
         else:
-            raise PlaceholderError(f"placeholder {{{name}}} has no value for this flow")
+            raise PlaceholderError(f"placeholder {_shown(name)} has no value for this flow")
     return "".join(out)

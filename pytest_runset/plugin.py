@@ -101,6 +101,11 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
         help="base URL given to flows ({base_url}, RUNSET_BASE_URL).",
     )
     parser.addini(
+        "runset_backstop_margin",
+        "seconds past a flow's timeout + kill_grace before an unresponsive worker is killed",
+        default="10",
+    )
+    parser.addini(
         "runset_max_restarts",
         "how many times crashed or killed workers may be replaced (default 4 x workers)",
         default=None,
@@ -256,6 +261,7 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
         timeout_override=_timeout_value(timeout) if timeout is not None else None,
         retries_override=config.option.runset_retries,
         max_restarts=int(max_restarts) if max_restarts else None,
+        backstop_margin=float(config.getini("runset_backstop_margin")),
     )
     config.stash[LOOP] = loop
     try:

@@ -105,6 +105,7 @@ class FlowRunLoop:
         timeout_override: float | None,
         retries_override: int | None,
         max_restarts: int | None = None,
+        backstop_margin: float = BACKSTOP_MARGIN_S,
     ) -> None:
         self.session = session
         self.config = session.config
@@ -117,6 +118,7 @@ class FlowRunLoop:
         self.retries_override = retries_override
         self.max_restarts = max_restarts if max_restarts is not None else 4 * self.workers
         self.restarts = 0
+        self.backstop_margin = backstop_margin
         self.states: dict[str, FlowState] = {}
         self.pool: Pool | None = None
         self.scheduler: Scheduler | None = None
@@ -289,7 +291,7 @@ class FlowRunLoop:
         state.worker_id = handle.worker_id
         state.env = extra
         state.dispatched_at = time.monotonic()
-        state.backstop = state.dispatched_at + timeout + flow.kill_grace_s + BACKSTOP_MARGIN_S
+        state.backstop = state.dispatched_at + timeout + flow.kill_grace_s + self.backstop_margin
         return {
             "flow_id": cookie,
             "kind": flow.kind,

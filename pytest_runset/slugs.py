@@ -9,8 +9,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from pathlib import Path
 
 MAX_SLUG_LENGTH = 64
 _HASH_LENGTH = 8
@@ -90,7 +93,8 @@ class UnsafePathError(ValueError):
 
 def flow_dir(run_dir: Path, dir_name: str) -> Path:
     """The directory of one flow attempt, proven to lie directly inside ``run_dir``."""
-    if not dir_name or os.sep in dir_name or dir_name in (".", ".."):
+    separators = {"/", os.sep, os.altsep or os.sep, "\0"}
+    if not dir_name or dir_name in (".", "..") or any(s in dir_name for s in separators):
         raise UnsafePathError(f"unsafe flow directory name {dir_name!r}")
     candidate = run_dir / dir_name
     if candidate.resolve().parent != run_dir.resolve():

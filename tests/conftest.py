@@ -1,0 +1,91 @@
+"""Shared helpers for pytest-runset's own tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SCAN_VAR = b"RUNSET_FLOW_ID="
+
+
+def processes_with_cookie_prefix(prefix: str) -> list[int]:
+    """Pids of live (non-zombie) processes whose RUNSET_FLOW_ID starts with ``prefix``."""
+    needle = SCAN_VAR + prefix.encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                environ = handle.read().split(b"\0")
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
+        if state in (b"Z", b"X"):
+            continue
+        if any(var.startswith(needle) for var in environ):
+            found.append(int(entry))
+    return found
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, interval: float = 0.05) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` passes (generous bounds, no tight timing)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def load_report(run_dir: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+    return data
+
+
+def flows_by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {flow["name"]: flow for flow in report["flows"]}
+
+
+@pytest.fixture
+def write_runset(pytester: pytest.Pytester) -> Callable[..., Path]:
+    """Write ``run-set.toml`` (or another name) into the pytester directory."""
+
+    def write(text: str, name: str = "run-set.toml") -> Path:
+        path = pytester.path / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def spawn_pytest(pytester: pytest.Pytester) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start pytest as a real child process (for tests that signal or kill it)."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def spawn(*args: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+            cwd=pytester.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        started.append(proc)
+        return proc
+
+    yield spawn
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
