@@ -43,7 +43,7 @@ def pytest_runset_flow_finished(config: pytest.Config, result: dict[str, Any]) -
 def pytest_runset_report(config: pytest.Config, report: dict[str, Any]) -> None:
     """Called once per run-set after its ``report.json`` has been written.
 
-    ``report`` is the content of that file (schema ``pytest-runset/report@1``) plus nothing
-    else; ``report["run_dir"]`` is not part of the file, so read the path from
-    ``config.stash`` via :func:`pytest_runset.plugin.run_dirs` if you need it.
+    ``report`` is the content of that file (schema ``pytest-runset/report@1``); paths in it are
+    relative to the run directory. :func:`pytest_runset.plugin.report_paths` gives the paths of
+    the report files written in this session.
     """

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 # Names every flow can use.
 SIMPLE_NAMES = frozenset(
-    {"slot", "flow_dir", "run_dir", "run_id", "slug", "name", "base_url", "attempt"}
+    {"slot", "flow_dir", "run_dir", "run_id", "slug", "name", "base_url", "attempt", "python"}
 )
 _ENV_NAME = re.compile(r"^env\.([A-Za-z_][A-Za-z0-9_]*)$")
 _PORT_NAME = re.compile(r"^(?:port|ports\[(\d+)\])$")

@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .collect import EXPLICIT, LOAD_ERRORS, RunsetFile, RunsetItem, get_runset, is_runset_path
-from .model import RunsetError, parse_duration
+from .model import RunSet, RunsetError, parse_duration
 
 if TYPE_CHECKING:
-    from .runloop import FlowRunLoop
+    from .runloop import FlowRunLoop  # noqa: F401 - used in a string annotation
 
 LOOP = pytest.StashKey["FlowRunLoop"]()
+RUN_ID = pytest.StashKey[str]()
 OWN_N = pytest.StashKey[bool]()
 
 
@@ -60,7 +61,7 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
             dest="numprocesses",
             default=None,
             metavar="N|auto",
-            help="number of flow workers (pytest-runset; pytest-xdist takes over -n when installed)",
+            help="number of flow workers (pytest-xdist owns -n when it is installed)",
         )
     group.addoption(
         "--runset-workers",
@@ -146,6 +147,8 @@ def pytest_configure(config: pytest.Config) -> None:
         _workers_value(str(config.option.numprocesses), "-n")
     if config.option.runset_timeout is not None:
         _timeout_value(config.option.runset_timeout)
+    _ini_number(config, "runset_max_restarts", int)
+    _ini_number(config, "runset_backstop_margin", float)
     if config.option.runset_retries is not None and config.option.runset_retries < 0:
         raise pytest.UsageError("--runset-retries: must not be negative")
     if config.option.runset_run_id is not None:
@@ -203,7 +206,7 @@ def _xdist_distributing(config: pytest.Config) -> bool:
     return bool(numprocesses) and dist != "no"
 
 
-def resolve_workers(config: pytest.Config, runsets: list[Any]) -> int:
+def resolve_workers(config: pytest.Config, runsets: list[RunSet]) -> int:
     if config.option.runset_workers is not None:
         return _workers_value(config.option.runset_workers, "--runset-workers")
     if config.stash.get(OWN_N, False) and config.option.numprocesses is not None:
@@ -225,17 +228,17 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
             f"{session.testsfailed} error{'s' if session.testsfailed != 1 else ''} "
             "during collection"
         )
-    from .report import RunDirError, RunDirectory, new_run_id
+    from .report import RunDirectory, RunDirError
     from .runloop import FlowRunLoop, RunsetRun
 
     others = [item for item in session.items if not isinstance(item, RunsetItem)]
     runsets = {str(item.runset.path): item.runset for item in flows}
-    run_id = config.option.runset_run_id or new_run_id()
+    run_id = session_run_id(config)
     runs: dict[str, RunsetRun] = {}
     used: set[Path] = set()
     try:
         for key, runset in runsets.items():
-            root = _output_root(config, runset)
+            root = output_root(config, runset)
             name = run_id
             if (root / name) in used:
                 from .slugs import slugify
@@ -251,17 +254,16 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
             run.directory.close()
         raise pytest.UsageError(str(exc)) from None
     timeout = config.option.runset_timeout
-    max_restarts = config.getini("runset_max_restarts")
     loop = FlowRunLoop(
         session,
-        flows,
-        runs,
+        items=flows,
+        runs=runs,
         workers=resolve_workers(config, list(runsets.values())),
         run_id=run_id,
         timeout_override=_timeout_value(timeout) if timeout is not None else None,
         retries_override=config.option.runset_retries,
-        max_restarts=int(max_restarts) if max_restarts else None,
-        backstop_margin=float(config.getini("runset_backstop_margin")),
+        max_restarts=_ini_number(config, "runset_max_restarts", int),
+        backstop_margin=_ini_number(config, "runset_backstop_margin", float) or 0.0,
     )
     config.stash[LOOP] = loop
     try:
@@ -277,7 +279,20 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     return True
 
 
-def _output_root(config: pytest.Config, runset: Any) -> Path:
+def _ini_number(config: pytest.Config, name: str, kind: type[int] | type[float]) -> Any:
+    raw = config.getini(name)
+    if raw in (None, ""):
+        return None
+    try:
+        value = kind(str(raw).strip())
+    except ValueError:
+        raise pytest.UsageError(f"ini option {name} = {raw!r}: expected a number") from None
+    if value < 0 or not math.isfinite(value):
+        raise pytest.UsageError(f"ini option {name} = {raw!r}: must not be negative")
+    return value
+
+
+def output_root(config: pytest.Config, runset: RunSet) -> Path:
     if config.option.runset_output:
         root = Path(config.option.runset_output)
         if not root.is_absolute():
@@ -286,6 +301,43 @@ def _output_root(config: pytest.Config, runset: Any) -> Path:
     if runset.settings.output:
         return Path(runset.directory) / runset.settings.output
     return Path(runset.directory) / "runset-results"
+
+
+def session_run_id(config: pytest.Config) -> str:
+    """This session's run id: the option, the xdist controller's (on a worker), or a new one."""
+    run_id = config.stash.get(RUN_ID, None)
+    if run_id is None:
+        workerinput = getattr(config, "workerinput", None)
+        if workerinput and workerinput.get("runset_run_id"):
+            run_id = str(workerinput["runset_run_id"])
+        elif config.option.runset_run_id:
+            run_id = str(config.option.runset_run_id)
+        else:
+            from .report import new_run_id
+
+            run_id = new_run_id()
+        config.stash[RUN_ID] = run_id
+    return run_id
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist: every worker uses the controller's run id (one run directory)."""
+    node.workerinput["runset_run_id"] = session_run_id(node.config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from .single import shutdown
+
+    shutdown(config)
+
+
+def report_paths(config: pytest.Config) -> list[Path]:
+    """The ``report.json`` files this session wrote (one per run-set), in collection order."""
+    loop = config.stash.get(LOOP, None)
+    if loop is None:
+        return []
+    return [Path(run.report_path) for run in loop.runs.values() if run.report_path]
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

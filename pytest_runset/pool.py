@@ -95,7 +95,7 @@ class Pool:
                 lambda message: self._on_message(handle, message),
                 endmarker=_END,
             )
-        except BaseException as exc:  # noqa: BLE001 - reported as an event, never raised
+        except BaseException as exc:
             self.events.put(
                 Event(handle.slot, handle.generation, "spawn_failed", {"error": repr(exc)})
             )
@@ -112,7 +112,7 @@ class Pool:
                 handle.host = data.get("host")
                 handle.ready = True
             self.events.put(Event(handle.slot, handle.generation, str(kind), dict(data)))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             self.events.put(
                 Event(handle.slot, handle.generation, "died", {"error": f"bad message: {exc!r}"})
             )

@@ -46,7 +46,7 @@ class RunDirError(Exception):
 
 def new_run_id(now: dt.datetime | None = None) -> str:
     """``20261122T063501Z-3fa2``: sortable UTC time plus a short random suffix."""
-    moment = now or dt.datetime.now(dt.timezone.utc)
+    moment = now or dt.datetime.now(dt.UTC)
     return moment.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
 
 
@@ -60,7 +60,7 @@ def check_run_id(run_id: str) -> str:
 
 
 def iso_utc(timestamp: float) -> str:
-    moment = dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
+    moment = dt.datetime.fromtimestamp(timestamp, dt.UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -120,7 +120,15 @@ class RunDirectory:
                 f"(lock {self.path / LOCK_NAME}); choose another --runset-run-id"
             ) from None
         except OSError as exc:
-            raise RunDirError(f"cannot lock {self.path / LOCK_NAME}: {exc.strerror or exc}") from None
+            raise RunDirError(
+                f"cannot lock {self.path / LOCK_NAME}: {exc.strerror or exc}"
+            ) from None
+        if (self.path / JOURNAL_NAME).exists() or (self.path / REPORT_NAME).exists():
+            lock.release()
+            raise RunDirError(
+                f"run {self.run_id!r} already exists in {self.output_root}; "
+                "choose another --runset-run-id (its results are kept as they are)"
+            )
         self._lock = lock
         try:
             self._journal = open(self.path / JOURNAL_NAME, "a", encoding="utf-8")  # noqa: SIM115

@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import secrets
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,11 +21,12 @@ import pytest
 from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
 
 from . import proctree
-from .placeholders import PlaceholderError, substitute
+from .attempt import build_attempt
+from .placeholders import PlaceholderError
 from .pool import Event, Pool
-from .report import FAILING_STATUSES, RunDirectory, build_report, iso_utc
+from .report import RunDirectory, build_report, iso_utc
 from .scheduler import Scheduler
-from .slugs import UnsafePathError, attempt_dir_name, flow_dir
+from .slugs import UnsafePathError, attempt_dir_name
 
 if TYPE_CHECKING:
     from .collect import RunsetItem
@@ -38,7 +37,6 @@ if TYPE_CHECKING:
 BACKSTOP_MARGIN_S = 10.0
 # How long an interrupt waits for workers to stop their flows before killing gateways.
 INTERRUPT_WAIT_S = 3.0
-FLOW_REPORT_NAME = "flow-report.json"
 
 
 @dataclass(frozen=True)
@@ -82,6 +80,8 @@ class RunsetRun:
         self.directory = directory
         self.base_url = base_url
         self.entries: dict[str, dict[str, Any]] = {}
+        # Reports list flows in file order, whatever the completion order.
+        self.order: dict[str, tuple[int, str]] = {}
         self.report_path: str | None = None
         self.report: dict[str, Any] | None = None
 
@@ -98,6 +98,7 @@ class FlowRunLoop:
     def __init__(
         self,
         session: pytest.Session,
+        *,
         items: list[RunsetItem],
         runs: dict[str, RunsetRun],
         workers: int,
@@ -120,8 +121,8 @@ class FlowRunLoop:
         self.restarts = 0
         self.backstop_margin = backstop_margin
         self.states: dict[str, FlowState] = {}
-        self.pool: Pool | None = None
-        self.scheduler: Scheduler | None = None
+        self.pool = Pool(self.workers)
+        self.scheduler = Scheduler([], self.workers)
         self.started_at = time.time()
         self.interrupted = False
         self.last_spawn_error = ""
@@ -129,10 +130,12 @@ class FlowRunLoop:
 
     # -- entry point -----------------------------------------------------------------------
     def run(self, others: list[pytest.Item]) -> None:
+        """Run ``self.items`` on the pool and ``others`` (ordinary tests) here, interleaved."""
         to_run: list[str] = []
         for item in self.items:
             state = FlowState(item=item, run=self.runs[str(item.runset.path)])
             self.states[item.nodeid] = state
+            state.run.order[item.flow.slug] = (item.flow.index, item.flow.slug)
             skip = evaluate_skip_marks(item)
             if skip is not None:
                 self._emit_skip(state, skip.reason)
@@ -154,10 +157,9 @@ class FlowRunLoop:
             signal.signal(signal.SIGTERM, _raise_interrupted)
         try:
             if to_run:
-                self.pool = Pool(self.workers)
                 self.pool.start()
-            for item, nextitem in _pairs(others):
-                self.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+            for other, nextitem in _pairs(others):
+                self.hook.pytest_runtest_protocol(item=other, nextitem=nextitem)
                 self._check_stop()
                 self._pump(block=False)
             while to_run and not self.scheduler.done():
@@ -172,22 +174,20 @@ class FlowRunLoop:
             try:
                 self._finish_unstarted()
             finally:
-                if self.pool is not None:
-                    self.pool.shutdown()
+                self.pool.shutdown()
 
     # -- the loop --------------------------------------------------------------------------
     def _pump(self, block: bool) -> None:
-        assert self.scheduler is not None
         self._dispatch()
         timeout = self._next_wakeup() if block else 0.0
         try:
-            event = self.pool.events.get(timeout=timeout) if self.pool else None
+            event = self.pool.events.get(timeout=timeout)
         except queue.Empty:
             event = None
         while event is not None:
             self._handle(event)
             try:
-                event = self.pool.events.get_nowait() if self.pool else None
+                event = self.pool.events.get_nowait()
             except queue.Empty:
                 event = None
         self._check_backstops()
@@ -201,17 +201,14 @@ class FlowRunLoop:
         return max(0.0, min(min(deadlines) - now, 1.0))
 
     def _running_states(self) -> Iterator[FlowState]:
-        assert self.scheduler is not None
         for task in self.scheduler.running.values():
             yield self.states[task.key]
 
     def _check_stop(self) -> None:
-        assert self.scheduler is not None
         if (self.session.shouldfail or self.session.shouldstop) and not self.scheduler.stopped:
             self.scheduler.stop()
 
     def _dispatch(self) -> None:
-        assert self.scheduler is not None and self.pool is not None
         for slot, task in self.scheduler.assignments():
             state = self.states[task.key]
             try:
@@ -229,89 +226,31 @@ class FlowRunLoop:
                 self._logstart(state.item)
 
     def _spec(self, state: FlowState, slot: int, attempt: int) -> dict[str, Any]:
-        assert self.pool is not None
-        flow = state.flow
-        run = state.run
+        state.dispatched_at = time.monotonic()
         handle = self.pool.workers[slot]
-        run_dir = run.directory.path
-        dir_name = attempt_dir_name(flow.slug, attempt)
-        target = flow_dir(run_dir, dir_name)
-        _make_flow_dir(target)
-        cookie = f"{self.run_id}.{flow.slug}.{attempt}.{secrets.token_hex(4)}"
-        timeout = self.timeout_override or flow.timeout_s
-        values = {
-            "slot": str(slot),
-            "flow_dir": str(target),
-            "run_dir": str(run_dir),
-            "run_id": self.run_id,
-            "slug": flow.slug,
-            "name": flow.name,
-            "base_url": run.base_url or "",
-            "attempt": str(attempt),
-            "python": sys.executable,
-        }
-        inherited = dict(os.environ)
-        extra: dict[str, str] = {}
-        for key, value in run.runset.settings.env.items():
-            extra[key] = substitute(value, values, {**inherited, **extra})
-        for key, value in flow.env.items():
-            extra[key] = substitute(value, values, {**inherited, **extra})
-        extra.update(
-            {
-                "RUNSET_RUN_ID": self.run_id,
-                "RUNSET_RUN_DIR": str(run_dir),
-                "RUNSET_FLOW": flow.name,
-                "RUNSET_SLUG": flow.slug,
-                "RUNSET_FLOW_DIR": str(target),
-                "RUNSET_REPORT": str(target / FLOW_REPORT_NAME),
-                "RUNSET_ATTEMPT": str(attempt),
-                "RUNSET_WORKER": handle.worker_id,
-                "RUNSET_SLOT": str(slot),
-                proctree.COOKIE_VAR: cookie,
-            }
-        )
-        if run.base_url:
-            extra["RUNSET_BASE_URL"] = run.base_url
-        self.hook.pytest_runset_flow_env(config=self.config, flow=flow, env=extra)
-        # The cookie is what finds the flow's processes; no hook may drop or change it.
-        extra[proctree.COOKIE_VAR] = cookie
-        environment = {**inherited, **extra}
-        command: list[str] | str
-        if isinstance(flow.command, str):
-            command = substitute(flow.command, values, environment)
-        else:
-            command = [substitute(arg, values, environment) for arg in flow.command]
-        cwd = run.runset.directory
-        if flow.cwd is not None:
-            cwd = cwd / substitute(flow.cwd, values, environment)
-        if not cwd.is_dir():
-            raise OSError(f"working directory {cwd} does not exist")
-        state.cookie = cookie
         state.slot = slot
         state.worker_id = handle.worker_id
-        state.env = extra
-        state.dispatched_at = time.monotonic()
-        state.backstop = state.dispatched_at + timeout + flow.kill_grace_s + self.backstop_margin
-        return {
-            "flow_id": cookie,
-            "kind": flow.kind,
-            "name": flow.name,
-            "slug": flow.slug,
-            "attempt": attempt,
-            "command": command,
-            "shell": flow.shell,
-            "cwd": str(cwd),
-            "env": extra,
-            "flow_dir": str(target),
-            "run_dir": str(run_dir),
-            "report_path": str(target / FLOW_REPORT_NAME),
-            "timeout_s": timeout,
-            "kill_grace_s": flow.kill_grace_s,
-        }
+        built = build_attempt(
+            self.config,
+            flow=state.flow,
+            runset=state.run.runset,
+            run_id=self.run_id,
+            run_dir=state.run.directory.path,
+            base_url=state.run.base_url,
+            slot=slot,
+            worker_id=handle.worker_id,
+            attempt=attempt,
+            timeout_override=self.timeout_override,
+        )
+        state.cookie = built.cookie
+        state.env = built.env
+        state.backstop = (
+            state.dispatched_at + built.timeout_s + state.flow.kill_grace_s + self.backstop_margin
+        )
+        return built.spec
 
     # -- events ----------------------------------------------------------------------------
     def _handle(self, event: Event) -> None:
-        assert self.pool is not None and self.scheduler is not None
         if not self.pool.current(event.slot, event.generation):
             return  # a replaced gateway's last words
         if event.kind == "ready":
@@ -324,7 +263,6 @@ class FlowRunLoop:
             self._worker_lost(event)
 
     def _worker_lost(self, event: Event) -> None:
-        assert self.pool is not None and self.scheduler is not None
         error = event.data.get("error", "")
         if event.kind == "spawn_failed":
             self.last_spawn_error = error
@@ -343,7 +281,6 @@ class FlowRunLoop:
         self._replace(event.slot)
 
     def _replace(self, slot: int) -> None:
-        assert self.pool is not None and self.scheduler is not None
         if self.interrupted or self.scheduler.stopped:
             return
         if self.restarts >= self.max_restarts:
@@ -354,7 +291,6 @@ class FlowRunLoop:
         self.pool.spawn(slot)
 
     def _check_backstops(self) -> None:
-        assert self.pool is not None and self.scheduler is not None
         now = time.monotonic()
         for slot, task in list(self.scheduler.running.items()):
             state = self.states[task.key]
@@ -376,7 +312,6 @@ class FlowRunLoop:
 
     # -- results ---------------------------------------------------------------------------
     def _attempt_done(self, state: FlowState, slot: int, result: dict[str, Any]) -> None:
-        assert self.scheduler is not None
         result.setdefault("started_at", time.time())
         result.setdefault("duration_s", round(time.monotonic() - state.dispatched_at, 6))
         attempt = int(result.get("attempt") or len(state.attempts) + 1)
@@ -401,7 +336,10 @@ class FlowRunLoop:
                 else:
                     status = "xpassed"
             else:
-                status, message = "xfailed", f"{xfail.reason}: {message}" if xfail.reason else message
+                status, message = (
+                    "xfailed",
+                    f"{xfail.reason}: {message}" if xfail.reason else message,
+                )
         entry = self._entry(state, status, message, flaky)
         state.entry = entry
         # Durable first: once pytest (and the user) hear of it, the journal has it.
@@ -410,9 +348,7 @@ class FlowRunLoop:
         self.hook.pytest_runset_flow_finished(config=self.config, result=entry)
         self._emit(state, status, entry, last, xfail.reason if xfail else "")
 
-    def _entry(
-        self, state: FlowState, status: str, message: str, flaky: bool
-    ) -> dict[str, Any]:
+    def _entry(self, state: FlowState, status: str, message: str, flaky: bool) -> dict[str, Any]:
         last = state.attempts[-1]
         flow = state.flow
         dir_name = str(last["dir"])
@@ -506,17 +442,16 @@ class FlowRunLoop:
                 "skipped": ("skipped", _skip_repr(item, entry["message"]), None),
             }.get(status, ("failed", _longrepr(entry, last), None))
             call = self._report(item, "call", outcome, longrepr, duration, start, node)
-            call.user_properties.extend(props)
             call.sections.extend(sections)
             if wasxfail is not None:
-                call.wasxfail = wasxfail  # type: ignore[attr-defined]
+                call.wasxfail = wasxfail
             reports = [
                 self._report(item, "setup", "passed", None, 0.0, start, node),
                 call,
                 self._report(item, "teardown", "passed", None, 0.0, start + duration, node),
             ]
-        if status == "error":
-            reports[0].user_properties.extend(props)
+        # junitxml reads a test case's properties from its teardown report.
+        reports[-1].user_properties.extend(props)
         for report in reports:
             self.hook.pytest_runtest_logreport(report=report)
         self.hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
@@ -591,8 +526,6 @@ class FlowRunLoop:
     # -- stopping --------------------------------------------------------------------------
     def _interrupt(self) -> None:
         """Stop dispatch, cancel running flows, wait briefly, then kill what still runs."""
-        if self.scheduler is None or self.pool is None:
-            return
         self.scheduler.stop()
         for slot in self.scheduler.running:
             self.pool.send(slot, "cancel", {"reason": "interrupted"})
@@ -625,7 +558,7 @@ class FlowRunLoop:
     def _finish_unstarted(self) -> None:
         """Flows that never got to run: ``not_run`` (journaled, not reported to pytest)."""
         reason = "not run: run interrupted" if self.interrupted else "not run: dispatch stopped"
-        if self.last_spawn_error and self.scheduler is not None and not self.scheduler.stopped:
+        if self.last_spawn_error and not self.scheduler.stopped:
             reason = f"not run: no worker could be started ({self.last_spawn_error})"
         for state in self.states.values():
             if state.entry is not None:
@@ -671,9 +604,7 @@ class FlowRunLoop:
     def write_reports(self) -> None:
         finished = time.time()
         for run in self.runs.values():
-            flows = [
-                run.entries[flow.slug] for flow in run.runset.flows if flow.slug in run.entries
-            ]
+            flows = [run.entries[slug] for slug in sorted(run.entries, key=run.order.__getitem__)]
             report = build_report(
                 run_id=run.directory.run_id,
                 runset={
@@ -729,15 +660,6 @@ def _local_result(attempt: int, status: str, message: str) -> dict[str, Any]:
         "warnings": [],
         "leftover_processes": 0,
     }
-
-
-def _make_flow_dir(path: Any) -> None:
-    """Create a flow directory without following anything planted at its name."""
-    try:
-        os.mkdir(path, 0o755)
-    except FileExistsError:
-        if os.path.islink(path) or not os.path.isdir(path):
-            raise UnsafePathError(f"{path} exists and is not a plain directory") from None
 
 
 def _longrepr(entry: dict[str, Any], last: dict[str, Any]) -> str:

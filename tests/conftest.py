@@ -39,7 +39,7 @@ def processes_with_cookie_prefix(prefix: str) -> list[int]:
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, interval: float = 0.05) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` passes (generous bounds, no tight timing)."""
+    """Poll ``predicate`` until true or ``timeout`` passes (generous bounds, no tight timing)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -1,4 +1,4 @@
-"""Real processes, real kills: timeouts, crashed and frozen workers, interrupts, controller death."""
+"""Real processes, real kills: timeouts, crashed or frozen workers, interrupts, controller death."""
 
 from __future__ import annotations
 
@@ -219,10 +219,12 @@ command = ["true"]
     run_dir = pytester.path / "runset-results" / run_id
     proc = spawn_pytest("--runset", "run-set.toml", "--runset-run-id", run_id)
     started = wait_for(
-        lambda: (run_dir / "long-one" / "started").exists()
-        and (run_dir / "long-two" / "started").exists()
-        and (run_dir / "journal.jsonl").exists()
-        and "quick" in (run_dir / "journal.jsonl").read_text()
+        lambda: (
+            (run_dir / "long-one" / "started").exists()
+            and (run_dir / "long-two" / "started").exists()
+            and (run_dir / "journal.jsonl").exists()
+            and "quick" in (run_dir / "journal.jsonl").read_text()
+        )
     )
     assert started, proc.stdout.read().decode() if proc.stdout else ""
     proc.send_signal(signum)
@@ -266,8 +268,9 @@ command = [{sys.executable!r}, "tree.py"]
     run_dir = pytester.path / "runset-results" / "dead"
     proc = spawn_pytest("--runset", "run-set.toml", "--runset-run-id", "dead")
     assert wait_for(
-        lambda: (run_dir / "long" / "started").exists()
-        and (run_dir / "longer" / "started").exists()
+        lambda: (
+            (run_dir / "long" / "started").exists() and (run_dir / "longer" / "started").exists()
+        )
     )
     assert processes_with_cookie_prefix("dead.")
     os.kill(proc.pid, signal.SIGKILL)
