@@ -411,7 +411,7 @@ def test_second_session_on_a_busy_run_id_fails_fast(
 ) -> None:
     write_runset('[[flows]]\nname = "long"\ncommand = ["sleep", "30"]\n')
     first = spawn_pytest("--runset", "run-set.toml", "--runset-run-id", "busy")
-    assert wait_for(lambda: (pytester.path / "runset-results" / "busy" / "long").exists())
+    assert wait_for((pytester.path / "runset-results" / "busy" / "long").exists)
     second = run(pytester, "--runset", "run-set.toml", "--runset-run-id", "busy")
     assert second.ret == 4
     assert "in use by another pytest session" in second.stderr.str()
