@@ -57,26 +57,31 @@ def _is_zombie(pid: int) -> bool:
     return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] in (b"Z", b"X")
 
 
-def sweep_cookie(cookie: str, *, rounds: int = 5) -> int:
+def sweep_cookie(cookie: str, *, rounds: int = 10) -> int:
     """SIGKILL every process carrying ``cookie``; return how many were killed.
 
-    Several rounds, because a process may fork between the scan and the kill. Zombies (already
-    dead, waiting for their parent) are not counted.
+    A scan is not atomic: a process can fork after ``/proc`` was listed while its parent exits
+    before its environment is read, and the child would be missed. So the sweep only stops
+    after two scans in a row find nothing (zombies, already dead, do not count).
     """
     killed: set[int] = set()
+    quiet = 0
     for _ in range(rounds):
         alive = [pid for pid in pids_with_cookie(cookie) if not _is_zombie(pid)]
         if not alive:
-            break
+            quiet += 1
+            if quiet >= 2:
+                break
+            time.sleep(0.005)
+            continue
+        quiet = 0
         for pid in alive:
             try:
                 os.kill(pid, signal.SIGKILL)
                 killed.add(pid)
-            except ProcessLookupError:
+            except (ProcessLookupError, PermissionError):
                 pass
-            except PermissionError:
-                pass
-        time.sleep(0.02)
+        time.sleep(0.01)
     return len(killed)
 
 
