@@ -51,7 +51,7 @@ def new_run_id(now: dt.datetime | None = None) -> str:
 
 
 def check_run_id(run_id: str) -> str:
-    if not _RUN_ID.match(run_id) or run_id in (LATEST_NAME,):
+    if not _RUN_ID.fullmatch(run_id) or run_id in (LATEST_NAME,):
         raise RunDirError(
             f"--runset-run-id {run_id!r}: use letters, digits, '.', '_' and '-' "
             "(at most 128, not starting with a separator)"

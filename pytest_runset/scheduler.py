@@ -40,6 +40,7 @@ class Scheduler:
         self._retries = dict(retries or {})
         self._idle: set[int] = set(range(slots))
         self._down: set[int] = set()
+        self._lost: set[int] = set()
         self._running: dict[int, Task] = {}
         self._stopped = False
         self.slots = slots
@@ -84,7 +85,7 @@ class Scheduler:
         A retry goes to the front of the queue: its flow was already due.
         """
         task = self._running.pop(slot)
-        if slot not in self._down:
+        if slot not in self._down and slot not in self._lost:
             self._idle.add(slot)
         if status in RETRYABLE and task.attempt <= self._retries.get(task.key, 0):
             retry = Task(task.key, task.attempt + 1)
@@ -99,12 +100,15 @@ class Scheduler:
         self._down.add(slot)
 
     def slot_up(self, slot: int) -> None:
+        if slot in self._lost:
+            return
         self._down.discard(slot)
         if slot not in self._running:
             self._idle.add(slot)
 
     def slot_lost(self, slot: int) -> None:
         """The slot will never come back (restart budget spent)."""
+        self._lost.add(slot)
         self._idle.discard(slot)
         self._down.discard(slot)
 

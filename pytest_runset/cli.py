@@ -1,0 +1,335 @@
+"""The ``pytest-runset`` console script: ``validate``, ``list`` and ``show``.
+
+Built on argparse rather than click/typer: the command must start fast (``show`` does not even
+load pydantic) and the plugin already depends on enough. Nothing here imports pytest.
+Exit codes are pytest's: 0 ok / run passed, 1 run not passed, 4 usage error (bad file, bad
+arguments), always with a one-line message and never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from . import __version__
+from .report import LATEST_NAME, REPORT_NAME, REPORT_SCHEMA, STATUSES
+
+if TYPE_CHECKING:
+    from .model import RunSet
+
+OK = 0
+FAILED = 1
+USAGE_ERROR = 4
+DEFAULT_OUTPUT = "runset-results"
+_NAME_WIDTH = 40
+
+
+class _Usage(Exception):
+    """A one-line problem with the user's input: printed to stderr, exit code 4."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with pytest's usage-error exit code (4) instead of argparse's 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def _one_line(text: str) -> str:
+    """``text`` with line breaks and other unprintable characters shown as escapes."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(0, width - 3)] + "..."
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
+    """Aligned plain-text columns, two spaces apart; columns in ``right`` align right."""
+    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
+    lines = []
+    for row in [headers, *rows]:
+        cells = [
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def _load(file: str) -> RunSet:
+    from .model import load_runset  # pydantic is loaded only by the commands that need it
+
+    return load_runset(file)
+
+
+# --- validate / list -------------------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .model import RunsetError
+
+    code = OK
+    for file in args.files:
+        try:
+            runset = _load(file)
+        except RunsetError as exc:
+            print(str(exc), file=sys.stderr)
+            code = USAGE_ERROR
+            continue
+        count = len(runset.flows)
+        print(f"{_one_line(file)}: ok ({count} flow{'' if count == 1 else 's'})")
+    return code
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .model import RunsetError
+
+    try:
+        runset = _load(args.file)
+    except RunsetError as exc:
+        print(str(exc), file=sys.stderr)
+        return USAGE_ERROR
+    if args.json:
+        entries = [
+            {
+                "slug": flow.slug,
+                "name": flow.name,
+                "kind": flow.kind,
+                "command": flow.command if isinstance(flow.command, str) else list(flow.command),
+                "shell": flow.shell,
+                "cwd": flow.cwd,
+                "timeout_s": flow.timeout_s,
+                "kill_grace_s": flow.kill_grace_s,
+                "retries": flow.retries,
+                "tags": list(flow.tags),
+                "skip": flow.skip,
+                "xfail": flow.xfail,
+                "description": flow.description,
+            }
+            for flow in runset.flows
+        ]
+        print(json.dumps(entries, indent=2, ensure_ascii=False))
+        return OK
+    if not runset.flows:
+        print(f"{_one_line(args.file)}: no flows")
+        return OK
+    rows = []
+    for flow in runset.flows:
+        reason = f"skip: {flow.skip}" if flow.skip else f"xfail: {flow.xfail}" if flow.xfail else ""
+        rows.append(
+            [
+                flow.slug,
+                _clip(_one_line(flow.name), _NAME_WIDTH),
+                flow.kind,
+                _seconds(flow.timeout_s),
+                str(flow.retries),
+                ",".join(flow.tags) or "-",
+                _one_line(reason) or "-",
+            ]
+        )
+    headers = ["SLUG", "NAME", "KIND", "TIMEOUT_S", "RETRIES", "TAGS", "SKIP/XFAIL"]
+    print("\n".join(_table(headers, rows, right={3, 4})))
+    return OK
+
+
+# --- show ------------------------------------------------------------------------------------
+
+
+def _report_path(target: str, output: str | None) -> Path:
+    """The report.json that ``show TARGET`` means (``latest``, a run dir, a run id or a file)."""
+    root = Path(output if output is not None else DEFAULT_OUTPUT)
+    if target == LATEST_NAME:
+        link = root / LATEST_NAME
+        if link.is_dir():
+            return link / REPORT_NAME
+        if link.is_file():  # filesystems without symlinks: a plain file naming the run
+            try:
+                run_id = link.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise _Usage(f"{link}: cannot read: {exc}") from None
+            if not run_id or os.sep in run_id or run_id in (".", ".."):
+                raise _Usage(f"{link}: does not name a run ({run_id!r})")
+            return root / run_id / REPORT_NAME
+        raise _Usage(
+            f"{link}: no such run (no run has written a report to {root} yet; "
+            "use --output DIR to name the results directory)"
+        )
+    path = Path(target)
+    if not path.exists() and output is not None and (root / target).exists():
+        path = root / target  # a bare run id under --output
+    return path / REPORT_NAME if path.is_dir() else path
+
+
+def _read_report(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _Usage(f"{path}: no such report file") from None
+    except IsADirectoryError:
+        raise _Usage(f"{path}: is a directory, not a report file") from None
+    except UnicodeDecodeError as exc:
+        raise _Usage(f"{path}: not valid UTF-8 (offset {exc.start})") from None
+    except OSError as exc:
+        raise _Usage(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _Usage(f"{path}: invalid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise _Usage(f"{path}: not a pytest-runset report (not a JSON object)")
+    schema = data.get("schema")
+    if schema != REPORT_SCHEMA:
+        found = f"schema {schema!r}" if schema is not None else "no 'schema' field"
+        raise _Usage(f"{path}: not a pytest-runset report ({found}; expected {REPORT_SCHEMA!r})")
+    if not isinstance(data.get("flows", []), list) or not all(
+        isinstance(flow, dict) for flow in data.get("flows", [])
+    ):
+        raise _Usage(f"{path}: field 'flows' must be a list of objects")
+    for key in ("runset", "summary"):
+        if not isinstance(data.get(key, {}), dict):
+            raise _Usage(f"{path}: field {key!r} must be an object")
+    return data
+
+
+def _num(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _text(value: object, default: str = "-") -> str:
+    return default if value is None or value == "" else _one_line(str(value))
+
+
+def _counts(report: dict[str, Any]) -> str:
+    summary: dict[str, Any] = report.get("summary") or {}
+    flows: list[dict[str, Any]] = report.get("flows", [])
+    parts = []
+    for status in (*STATUSES, "flaky"):
+        count = summary.get(status)
+        if not isinstance(count, int):
+            if status == "flaky":
+                count = sum(1 for flow in flows if flow.get("flaky") is True)
+            else:
+                count = sum(1 for flow in flows if flow.get("status") == status)
+        if count:
+            parts.append(f"{count} {status.replace('_', ' ')}")
+    total = summary.get("total") if isinstance(summary.get("total"), int) else len(flows)
+    return f"{', '.join(parts) or 'no flows'} ({total} flow{'' if total == 1 else 's'})"
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    path = _report_path(args.target, args.output)
+    report = _read_report(path)
+    runset: dict[str, Any] = report.get("runset") or {}
+    summary: dict[str, Any] = report.get("summary") or {}
+    status = _text(report.get("status"), "unknown")
+    wall = _num(report.get("wall_s"))
+    workers = report.get("workers")
+    efficiency = _num(summary.get("parallelism_efficiency"))
+    print(f"run-set {_text(runset.get('name'))}, run {_text(report.get('run_id'))}: {status}")
+    line = f"wall {f'{wall:.2f}s' if wall is not None else '-'}"
+    line += f" on {_text(workers)} worker{'' if workers == 1 else 's'}"
+    line += f", efficiency {f'{efficiency:.0%}' if efficiency is not None else '-'}"
+    if report.get("started_at"):
+        line += f", started {_text(report['started_at'])}"
+    print(line)
+    print(f"report: {_one_line(str(path))}")
+    flows: list[dict[str, Any]] = report.get("flows", [])
+    if flows:
+        rows = []
+        for flow in flows:
+            duration = _num(flow.get("duration_s")) if flow.get("attempts") != 0 else None
+            rows.append(
+                [
+                    _text(flow.get("status"), "?"),
+                    f"{duration:.2f}s" if duration is not None else "-",
+                    _text(flow.get("worker")),
+                    _text(flow.get("attempts")),
+                    "flaky" if flow.get("flaky") is True else "",
+                    _clip(_text(flow.get("name") or flow.get("slug"), "?"), _NAME_WIDTH),
+                    _text(flow.get("message"), ""),
+                ]
+            )
+        headers = ["STATUS", "DURATION", "WORKER", "ATTEMPTS", "FLAKY", "NAME", "MESSAGE"]
+        width = max(40, shutil.get_terminal_size().columns)
+        print()
+        print("\n".join(_clip(line, width) for line in _table(headers, rows, right={1, 3})))
+    print()
+    print(_counts(report))
+    return OK if status == "passed" else FAILED
+
+
+# --- entry -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="pytest-runset",
+        description="Check run-set files and read run reports of pytest-runset.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    validate = commands.add_parser("validate", help="check run-set files (exit 4 if any is bad)")
+    validate.add_argument("files", nargs="+", metavar="FILE", help="run-set TOML file")
+    validate.set_defaults(func=cmd_validate)
+
+    listing = commands.add_parser("list", help="list the flows of a run-set file")
+    listing.add_argument("file", metavar="FILE", help="run-set TOML file")
+    listing.add_argument("--json", action="store_true", help="print a JSON list instead")
+    listing.set_defaults(func=cmd_list)
+
+    show = commands.add_parser("show", help="print a run's report.json as a table")
+    show.add_argument(
+        "target",
+        metavar="RUN_DIR|REPORT_JSON|latest",
+        help="a run directory, a report.json file, or 'latest' (the newest run in --output)",
+    )
+    show.add_argument(
+        "--output",
+        metavar="DIR",
+        help=f"results directory holding the runs (default: ./{DEFAULT_OUTPUT})",
+    )
+    show.set_defaults(func=cmd_show)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    parser = build_parser()
+    try:
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help, --version, usage errors
+            return exc.code if isinstance(exc.code, int) else USAGE_ERROR
+        try:
+            code: int = args.func(args)
+        except _Usage as exc:
+            print(_one_line(str(exc)), file=sys.stderr)
+            code = USAGE_ERROR
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, and keep the interpreter's final
+        # flush of stdout from raising again.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return FAILED
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
