@@ -97,27 +97,56 @@ def signal_group(pgid: int, sig: int) -> bool:
 
 
 def group_alive(pgid: int) -> bool:
-    return signal_group(pgid, 0)
+    """Whether a process group still has a live (non-zombie) member.
+
+    Orphaned members become zombies until init reaps them, which can take a while in a
+    container; they are dead already and must not stretch the kill grace.
+    """
+    if not signal_group(pgid, 0):
+        return False
+    try:
+        entries = os.listdir(_PROC)
+    except OSError:
+        return True
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"{_PROC}/{entry}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        # fields[0] is the state, fields[2] the process group.
+        if len(fields) > 2 and fields[2] == str(pgid).encode() and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
 
 
 def terminate_group(
     pgid: int,
-    grace_s: float,
+    grace_s: float | Callable[[], float],
     *,
-    leader_exited: Callable[[float], bool] | None = None,
+    reap: Callable[[], object] | None = None,
 ) -> None:
-    """SIGTERM the group, wait up to ``grace_s`` for it to empty, then SIGKILL it.
+    """SIGTERM the group, wait up to the grace for it to empty, then SIGKILL it.
 
-    ``leader_exited(timeout)`` lets the caller wait on its own child (and reap it) instead of
-    polling; the group is still checked afterwards because children may outlive the leader.
+    ``grace_s`` may be a callable: it is asked again on every check, so a shorter grace that
+    arrives while waiting (the controller went away) takes effect at once. ``reap`` lets the
+    caller collect its own child (the group leader) without blocking.
     """
     if not signal_group(pgid, signal.SIGTERM):
         return
-    deadline = time.monotonic() + grace_s
-    if leader_exited is not None:
-        leader_exited(grace_s)
-    delay = 0.01
-    while group_alive(pgid) and time.monotonic() < deadline:
+    started = time.monotonic()
+    delay = 0.005
+    while True:
+        if reap is not None:
+            reap()
+        if not group_alive(pgid):
+            break
+        limit = grace_s() if callable(grace_s) else grace_s
+        if time.monotonic() - started >= limit:
+            break
         time.sleep(delay)
-        delay = min(delay * 2, 0.2)
+        delay = min(delay * 2, 0.1)
     signal_group(pgid, signal.SIGKILL)

@@ -97,7 +97,8 @@ class Scheduler:
     def slot_down(self, slot: int) -> None:
         """The slot's worker is gone (being replaced); start nothing there until it is up."""
         self._idle.discard(slot)
-        self._down.add(slot)
+        if slot not in self._lost:
+            self._down.add(slot)
 
     def slot_up(self, slot: int) -> None:
         if slot in self._lost:

@@ -43,6 +43,7 @@ class Worker:
         self.lock = threading.Lock()
         self.control: Any = None
         self.thread: threading.Thread | None = None
+        self.cookie: str | None = None
         self.parent = os.getppid()
 
     # -- running one flow -------------------------------------------------------------------
@@ -52,6 +53,7 @@ class Worker:
         control = Control(float(spec["timeout_s"]))
         with self.lock:
             self.control = control
+            self.cookie = str(spec["flow_id"])
         thread = threading.Thread(
             target=self._run_flow, args=(spec, control), name="runset-flow", daemon=True
         )
@@ -117,6 +119,12 @@ class Worker:
         thread = self.thread
         if thread is not None:
             thread.join(_ABANDON_GRACE_S + 3.0)
+        cookie = self.cookie
+        if cookie is not None and thread is not None and thread.is_alive():
+            # The runner is stuck; this process may be gone in a moment, the flow must not stay.
+            from pytest_runset.proctree import sweep_cookie
+
+            sweep_cookie(cookie)
 
     # -- plumbing --------------------------------------------------------------------------
     def send(self, event: str, data: dict[str, Any]) -> None:

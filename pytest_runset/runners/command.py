@@ -127,11 +127,8 @@ def run(spec: dict[str, Any], control: Control) -> dict[str, Any]:
     control.wake.wait(control.remaining())
     if proc.poll() is None:
         # Timeout or cancellation: the whole session goes, politely first.
-        terminate_group(
-            proc.pid,
-            control.kill_grace(spec["kill_grace_s"]),
-            leader_exited=lambda t: _wait_quietly(proc, t),
-        )
+        configured = float(spec["kill_grace_s"])
+        terminate_group(proc.pid, lambda: control.kill_grace(configured), reap=proc.poll)
         proc.wait()
         if control.cancel_reason is not None:
             return {
@@ -146,14 +143,6 @@ def run(spec: dict[str, Any], control: Control) -> dict[str, Any]:
             "stderr_tail": tail_lines(stderr_path),
         }
     return _finished(proc.returncode, spec, stderr_path)
-
-
-def _wait_quietly(proc: subprocess.Popen[bytes], timeout: float) -> bool:
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        return False
-    return True
 
 
 def _seconds(value: float) -> str:

@@ -1,0 +1,285 @@
+"""The gateway side, driven over a real execnet channel: the protocol, and that a worker kills its
+flow when the controller goes away (channel closed, gateway exited, controller SIGKILLed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import execnet
+import pytest
+
+import pytest_runset.worker
+from conftest import processes_with_cookie_prefix, wait_for
+from pytest_runset.proctree import sweep_cookie
+
+RECEIVE_TIMEOUT_S = 60.0
+
+# A process tree: a child in the flow's group, a child in its own session and a double-forked
+# daemon; records that everything is up, then hangs.
+TREE_SCRIPT = r"""
+import os, subprocess, sys, time, pathlib
+flow_dir = pathlib.Path(os.environ["RUNSET_FLOW_DIR"])
+subprocess.Popen(["sleep", "600"])
+subprocess.Popen(["sleep", "600"], start_new_session=True)
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        (flow_dir / "daemon.pid").write_text(str(os.getpid()))
+        time.sleep(600)
+    os._exit(0)
+deadline = time.monotonic() + 30
+while not (flow_dir / "daemon.pid").exists() and time.monotonic() < deadline:
+    time.sleep(0.01)
+(flow_dir / "started").write_text("yes")
+time.sleep(600)
+"""
+
+# A controller in its own process: starts a worker gateway, runs the tree flow, then waits to be
+# SIGKILLed. Prints the worker's pid once the flow runs.
+CONTROLLER_SCRIPT = r"""
+import json, sys, time
+import execnet
+import pytest_runset.worker
+spec = json.loads(sys.argv[1])
+gateway = execnet.makegateway("popen")
+channel = gateway.remote_exec(pytest_runset.worker)
+channel.send({"sys_path": []})
+kind, info = channel.receive(60)
+assert kind == "ready", kind
+channel.send(("run", spec))
+kind, _ = channel.receive(60)
+assert kind == "started", kind
+print(info["pid"], flush=True)
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] not in (b"Z", b"X")
+
+
+@pytest.fixture
+def make_spec(tmp_path: Path) -> Iterator[Callable[..., dict[str, Any]]]:
+    cookies: list[str] = []
+
+    def make(
+        command: list[str], *, kind: str = "command", timeout: float = 600.0, grace: float = 30.0
+    ) -> dict[str, Any]:
+        cookie = f"rs-test-worker-{uuid.uuid4().hex}"
+        cookies.append(cookie)
+        flow_dir = tmp_path / f"flow-{len(cookies)}"
+        report = flow_dir / "flow-report.json"
+        return {
+            "flow_id": cookie,
+            "kind": kind,
+            "name": "tree",
+            "slug": "tree",
+            "attempt": 2,
+            "command": command,
+            "shell": False,
+            "cwd": str(tmp_path),
+            "env": {
+                "RUNSET_FLOW_ID": cookie,
+                "RUNSET_FLOW_DIR": str(flow_dir),
+                "RUNSET_REPORT": str(report),
+            },
+            "flow_dir": str(flow_dir),
+            "run_dir": str(tmp_path),
+            "report_path": str(report),
+            "timeout_s": timeout,
+            "kill_grace_s": grace,
+        }
+
+    yield make
+    for cookie in cookies:
+        sweep_cookie(cookie)  # cleanup only
+
+
+class Gateway:
+    """A worker gateway started directly with execnet, as the pool would."""
+
+    def __init__(self) -> None:
+        self.group = execnet.Group()
+        self.gateway = self.group.makegateway("popen")
+        self.channel = self.gateway.remote_exec(pytest_runset.worker)
+        self.channel.send({"sys_path": []})
+        kind, self.info = self.channel.receive(RECEIVE_TIMEOUT_S)
+        assert kind == "ready"
+        self.pid: int = self.info["pid"]
+
+    def receive(self, expected: str) -> dict[str, Any]:
+        kind, data = self.channel.receive(RECEIVE_TIMEOUT_S)
+        assert kind == expected, (kind, data)
+        assert isinstance(data, dict)
+        return data
+
+    def close(self) -> None:
+        self.group.terminate(timeout=10)
+        if _alive(self.pid):  # cleanup only
+            os.kill(self.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def gateway() -> Iterator[Gateway]:
+    started = Gateway()
+    try:
+        yield started
+    finally:
+        started.close()
+
+
+def _start_tree(gateway: Gateway, spec: dict[str, Any]) -> int:
+    gateway.channel.send(("run", spec))
+    assert gateway.receive("started")["flow_id"] == spec["flow_id"]
+    assert wait_for((Path(spec["flow_dir"]) / "started").exists, 30)
+    # python, the grouped sleep, the session sleep and the daemon
+    assert wait_for(lambda: len(processes_with_cookie_prefix(spec["flow_id"])) >= 4, 30)
+    return int((Path(spec["flow_dir"]) / "daemon.pid").read_text())
+
+
+def test_ready_describes_the_worker(gateway: Gateway) -> None:
+    from pytest_runset import __version__
+
+    assert gateway.pid != os.getpid()
+    assert _alive(gateway.pid)
+    assert gateway.info["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert gateway.info["version"] == __version__
+    assert gateway.info["host"]
+    assert os.getpgid(gateway.pid) == gateway.pid  # its own group
+
+
+def test_protocol_run_finish_and_result_json(
+    gateway: Gateway, make_spec: Callable[..., dict[str, Any]]
+) -> None:
+    gateway.channel.send(("cancel", {"reason": "nothing runs"}))  # ignored: no flow
+    spec = make_spec(["sh", "-c", "echo hi; exit 77"])
+    gateway.channel.send(("run", spec))
+    started = gateway.receive("started")
+    result = gateway.receive("finished")
+    assert result["status"] == "skipped"
+    assert result["attempt"] == 2
+    assert result["started_at"] == started["started_at"]
+    assert result["leftover_processes"] == 0
+    assert result["metrics"] == {}
+    assert result["artifacts"] == []
+    assert result["warnings"] == []
+    assert json.loads((Path(spec["flow_dir"]) / "result.json").read_text()) == result
+    assert (Path(spec["flow_dir"]) / "stdout.log").read_text() == "hi\n"
+
+
+def test_an_unknown_runner_is_an_error_result(
+    gateway: Gateway, make_spec: Callable[..., dict[str, Any]]
+) -> None:
+    spec = make_spec(["true"], kind="no-such-kind")
+    gateway.channel.send(("run", spec))
+    gateway.receive("started")
+    result = gateway.receive("finished")
+    assert result["status"] == "error"
+    assert "runner failed" in result["message"]
+    assert (Path(spec["flow_dir"]) / "result.json").exists()
+    # The worker is still serving.
+    spec = make_spec(["true"])
+    gateway.channel.send(("run", spec))
+    gateway.receive("started")
+    assert gateway.receive("finished")["status"] == "passed"
+
+
+def test_stop_kills_the_running_flow_and_ends_the_worker(
+    gateway: Gateway, make_spec: Callable[..., dict[str, Any]]
+) -> None:
+    spec = make_spec([sys.executable, "-c", TREE_SCRIPT])
+    daemon = _start_tree(gateway, spec)
+    gateway.channel.send(("stop", {}))
+    assert wait_for(lambda: not processes_with_cookie_prefix(spec["flow_id"]), 30)
+    assert not _alive(daemon)
+    gateway.channel.waitclose(RECEIVE_TIMEOUT_S)  # remote_exec returned
+
+
+def test_closing_the_channel_kills_the_flow(
+    gateway: Gateway, make_spec: Callable[..., dict[str, Any]]
+) -> None:
+    spec = make_spec([sys.executable, "-c", TREE_SCRIPT])
+    daemon = _start_tree(gateway, spec)
+    gateway.channel.close()
+    # The configured kill grace is 30 s; a lost controller does not wait for it.
+    assert wait_for(lambda: not processes_with_cookie_prefix(spec["flow_id"]), 20)
+    assert not _alive(daemon)
+    # The worker still records what happened (after its sweep).
+    result_path = Path(spec["flow_dir"]) / "result.json"
+    assert wait_for(result_path.exists, 30)
+    result = json.loads(result_path.read_text())
+    assert result["status"] == "interrupted"
+    assert result["leftover_processes"] >= 2
+
+
+def test_exiting_the_gateway_kills_the_flow(
+    gateway: Gateway, make_spec: Callable[..., dict[str, Any]]
+) -> None:
+    spec = make_spec([sys.executable, "-c", TREE_SCRIPT])
+    daemon = _start_tree(gateway, spec)
+    gateway.gateway.exit()
+    assert wait_for(lambda: not processes_with_cookie_prefix(spec["flow_id"]), 20)
+    assert not _alive(daemon)
+    assert wait_for(lambda: not _alive(gateway.pid), 30)
+
+
+def test_a_lost_controller_during_the_kill_grace_still_kills_the_flow(
+    gateway: Gateway, make_spec: Callable[..., dict[str, Any]], tmp_path: Path
+) -> None:
+    """The flow timed out and ignores SIGTERM: the worker is waiting out a long kill grace when
+    the controller goes away. The flow must still die within seconds, not outlive the worker."""
+    marker = tmp_path / "got-term"
+    script = f"trap 'echo yes > \"{marker}\"' TERM; while :; do sleep 0.05; done"
+    spec = make_spec(["sh", "-c", script], timeout=1, grace=300)
+    gateway.channel.send(("run", spec))
+    gateway.receive("started")
+    assert wait_for(marker.exists, 30), "the flow's timeout never fired"
+    assert processes_with_cookie_prefix(spec["flow_id"])  # in its kill grace
+    gateway.gateway.exit()
+    assert wait_for(lambda: not processes_with_cookie_prefix(spec["flow_id"]), 15), (
+        "the flow survived its lost controller"
+    )
+
+
+def test_a_sigkilled_controller_takes_its_flows_along(
+    make_spec: Callable[..., dict[str, Any]],
+) -> None:
+    spec = make_spec([sys.executable, "-c", TREE_SCRIPT])
+    controller = subprocess.Popen(
+        [sys.executable, "-c", CONTROLLER_SCRIPT, json.dumps(spec)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    worker_pid = 0
+    try:
+        assert controller.stdout is not None
+        worker_pid = int(controller.stdout.readline())
+        assert wait_for((Path(spec["flow_dir"]) / "started").exists, 30)
+        assert wait_for(lambda: len(processes_with_cookie_prefix(spec["flow_id"])) >= 4, 30)
+        daemon = int((Path(spec["flow_dir"]) / "daemon.pid").read_text())
+        controller.kill()
+        controller.wait(30)
+        assert wait_for(lambda: not processes_with_cookie_prefix(spec["flow_id"]), 20)
+        assert not _alive(daemon)
+        assert wait_for(lambda: not _alive(worker_pid), 30), "the worker outlived its controller"
+    finally:
+        if controller.poll() is None:
+            controller.kill()
+        controller.wait()
+        if controller.stdout is not None:
+            controller.stdout.close()
+        if worker_pid and _alive(worker_pid):  # cleanup only
+            os.kill(worker_pid, signal.SIGKILL)
