@@ -83,7 +83,7 @@ command = ["sh", "-c", "echo done"]
     daemon = int((hang_dir / "daemon.pid").read_text())
     child = int((hang_dir / "child.pid").read_text())
     assert processes_with_cookie_prefix(cookie) == []
-    assert not _alive(daemon)
+    assert wait_for(lambda: not _alive(daemon), 10)
     assert not _alive(child)
     # The daemon left the process group, so only the cookie sweep could have found it.
     assert flows["hangs"]["leftover_processes"] >= 1
@@ -279,4 +279,4 @@ command = [{sys.executable!r}, "tree.py"]
     # Gateways notice the closed channel (or their new parent) and kill their flows.
     assert wait_for(lambda: processes_with_cookie_prefix("dead.") == [], timeout=30)
     daemon = int((run_dir / "long" / "daemon.pid").read_text())
-    assert not _alive(daemon)
+    assert wait_for(lambda: not _alive(daemon), 10)

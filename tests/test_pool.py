@@ -221,7 +221,7 @@ def test_leftover_daemons_are_killed_and_counted(
     assert result["leftover_processes"] >= 2  # the session-escaping child and the daemon
     assert any("leftover" in warning for warning in result["warnings"])
     assert wait_for(lambda: not processes_with_cookie_prefix(spec["flow_id"]), 30)
-    assert not _alive(daemon)
+    assert wait_for(lambda: not _alive(daemon), 10)
 
 
 def test_a_sigkilled_worker_is_reported_dead(
