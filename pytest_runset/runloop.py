@@ -8,7 +8,6 @@ hooks are called for flows.
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import signal
 import time
@@ -24,6 +23,7 @@ from . import proctree
 from .attempt import build_attempt
 from .placeholders import PlaceholderError
 from .pool import Event, Pool
+from .replay import Replay
 from .report import RunDirectory, build_report, iso_utc
 from .scheduler import Scheduler
 from .slugs import UnsafePathError, attempt_dir_name
@@ -37,20 +37,6 @@ if TYPE_CHECKING:
 BACKSTOP_MARGIN_S = 10.0
 # How long an interrupt waits for workers to stop their flows before killing gateways.
 INTERRUPT_WAIT_S = 3.0
-
-
-@dataclass(frozen=True)
-class GatewayId:
-    id: str
-
-
-@dataclass(frozen=True)
-class WorkerNode:
-    """What pytest's terminal and junitxml look for on an xdist-style report (``rep.node``)."""
-
-    gateway: GatewayId
-    # pytest prints this line above a failure of a report that has a ``node``.
-    _workerinfocache: str = ""
 
 
 @dataclass
@@ -126,7 +112,7 @@ class FlowRunLoop:
         self.started_at = time.time()
         self.interrupted = False
         self.last_spawn_error = ""
-        self._verbose = self.config.get_verbosity() > 0
+        self.replay = Replay(self.config)
 
     # -- entry point -----------------------------------------------------------------------
     def run(self, others: list[pytest.Item]) -> None:
@@ -138,7 +124,7 @@ class FlowRunLoop:
             state.run.order[item.flow.slug] = (item.flow.index, item.flow.slug)
             skip = evaluate_skip_marks(item)
             if skip is not None:
-                self._emit_skip(state, skip.reason)
+                self._skip(state, skip.reason)
             else:
                 to_run.append(item.nodeid)
         retries = {
@@ -223,7 +209,7 @@ class FlowRunLoop:
                 continue
             if not state.logstarted:
                 state.logstarted = True
-                self._logstart(state.item)
+                self.replay.logstart(state.item)
 
     def _spec(self, state: FlowState, slot: int, attempt: int) -> dict[str, Any]:
         state.dispatched_at = time.monotonic()
@@ -346,7 +332,18 @@ class FlowRunLoop:
         state.run.directory.journal({"event": "flow", **entry})
         state.run.entries[state.flow.slug] = entry
         self.hook.pytest_runset_flow_finished(config=self.config, result=entry)
-        self._emit(state, status, entry, last, xfail.reason if xfail else "")
+        if not state.logstarted:
+            state.logstarted = True
+            self.replay.logstart(state.item)
+        self.replay.finished(
+            state.item,
+            status=status,
+            entry=entry,
+            last=last,
+            xfail_reason=xfail.reason if xfail else "",
+            worker_id=state.worker_id,
+            run_dir=state.run.run_dir,
+        )
 
     def _entry(self, state: FlowState, status: str, message: str, flaky: bool) -> dict[str, Any]:
         last = state.attempts[-1]
@@ -391,137 +388,13 @@ class FlowRunLoop:
             ],
         }
 
-    # -- pytest reports ------------------------------------------------------------------------
-    def _logstart(self, item: RunsetItem) -> None:
-        """``pytest_runtest_logstart`` for a flow that was just dispatched.
-
-        In verbose mode the terminal would print a dangling location line for every flow that
-        starts (flows finish out of order), so like pytest-xdist's output only the result
-        line is shown there; every other plugin still hears of the start.
-        """
-        hook = self.hook.pytest_runtest_logstart
-        if self._verbose:
-            terminal = self.config.pluginmanager.get_plugin("terminalreporter")
-            if terminal is not None:
-                hook = self.config.pluginmanager.subset_hook_caller(
-                    "pytest_runtest_logstart", remove_plugins=[terminal]
-                )
-        hook(nodeid=item.nodeid, location=item.location)
-
-    def _emit(
-        self,
-        state: FlowState,
-        status: str,
-        entry: dict[str, Any],
-        last: dict[str, Any],
-        xfail_reason: str,
-    ) -> None:
-        item = state.item
-        if not state.logstarted:
-            state.logstarted = True
-            self._logstart(item)
-        duration = float(entry["duration_s"])
-        start = float(last.get("started_at") or time.time())
-        node = (
-            WorkerNode(GatewayId(state.worker_id), f"[{state.worker_id}] runset worker")
-            if state.worker_id
-            else None
-        )
-        props = _properties(state.run, entry)
-        sections = _sections(state.run, entry)
-        if status == "error":
-            reports = [
-                self._report(item, "setup", "failed", _longrepr(entry, last), 0.0, start, node),
-                self._report(item, "teardown", "passed", None, 0.0, start, node),
-            ]
-        else:
-            outcome, longrepr, wasxfail = {
-                "passed": ("passed", None, None),
-                "xpassed": ("passed", None, xfail_reason),
-                "xfailed": ("skipped", None, xfail_reason or "xfailed"),
-                "skipped": ("skipped", _skip_repr(item, entry["message"]), None),
-            }.get(status, ("failed", _longrepr(entry, last), None))
-            call = self._report(item, "call", outcome, longrepr, duration, start, node)
-            call.sections.extend(sections)
-            if wasxfail is not None:
-                call.wasxfail = wasxfail
-            reports = [
-                self._report(item, "setup", "passed", None, 0.0, start, node),
-                call,
-                self._report(item, "teardown", "passed", None, 0.0, start + duration, node),
-            ]
-        # junitxml reads a test case's properties from its teardown report.
-        reports[-1].user_properties.extend(props)
-        for report in reports:
-            self.hook.pytest_runtest_logreport(report=report)
-        self.hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
-
-    def _report(
-        self,
-        item: RunsetItem,
-        when: str,
-        outcome: str,
-        longrepr: Any,
-        duration: float,
-        start: float,
-        node: WorkerNode | None,
-    ) -> pytest.TestReport:
-        report = pytest.TestReport(
-            nodeid=item.nodeid,
-            location=item.location,
-            keywords={name: 1 for name in item.keywords},
-            outcome=outcome,  # type: ignore[arg-type]
-            longrepr=longrepr,
-            when=when,  # type: ignore[arg-type]
-            sections=[],
-            duration=duration,
-            start=start,
-            stop=start + duration,
-            user_properties=[],
-        )
-        if node is not None:
-            report.node = node  # type: ignore[attr-defined]
-        return report
-
-    def _emit_skip(self, state: FlowState, reason: str) -> None:
-        item = state.item
-        entry = {
-            "name": state.flow.name,
-            "slug": state.flow.slug,
-            "nodeid": item.nodeid,
-            "kind": state.flow.kind,
-            "status": "skipped",
-            "attempts": 0,
-            "flaky": False,
-            "duration_s": 0.0,
-            "started_s": None,
-            "worker": None,
-            "slot": None,
-            "exit_code": None,
-            "message": reason,
-            "dir": None,
-            "logs": {},
-            "result": None,
-            "artifacts": [],
-            "persona": None,
-            "ports": [],
-            "tags": list(state.flow.tags),
-            "leftover_processes": 0,
-            "metrics": {},
-            "warnings": [],
-            "history": [],
-        }
+    def _skip(self, state: FlowState, reason: str) -> None:
+        entry = _unstarted_entry(state, "skipped", reason)
         state.entry = entry
         state.run.directory.journal({"event": "flow", **entry})
         state.run.entries[state.flow.slug] = entry
         self.hook.pytest_runset_flow_finished(config=self.config, result=entry)
-        self.hook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-        now = time.time()
-        setup = self._report(item, "setup", "skipped", _skip_repr(item, reason), 0.0, now, None)
-        self.hook.pytest_runtest_logreport(report=setup)
-        teardown = self._report(item, "teardown", "passed", None, 0.0, now, None)
-        self.hook.pytest_runtest_logreport(report=teardown)
-        self.hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        self.replay.skipped(state.item, reason)
 
     # -- stopping --------------------------------------------------------------------------
     def _interrupt(self) -> None:
@@ -571,35 +444,8 @@ class FlowRunLoop:
 
     def _entry_not_run(self, state: FlowState, reason: str) -> dict[str, Any]:
         if state.attempts:
-            entry = self._entry(state, "interrupted", "interrupted", False)
-            return entry
-        entry = {
-            "name": state.flow.name,
-            "slug": state.flow.slug,
-            "nodeid": state.item.nodeid,
-            "kind": state.flow.kind,
-            "status": "not_run",
-            "attempts": 0,
-            "flaky": False,
-            "duration_s": 0.0,
-            "started_s": None,
-            "worker": None,
-            "slot": None,
-            "exit_code": None,
-            "message": reason,
-            "dir": None,
-            "logs": {},
-            "result": None,
-            "artifacts": [],
-            "persona": None,
-            "ports": [],
-            "tags": list(state.flow.tags),
-            "leftover_processes": 0,
-            "metrics": {},
-            "warnings": [],
-            "history": [],
-        }
-        return entry
+            return self._entry(state, "interrupted", "interrupted", False)
+        return _unstarted_entry(state, "not_run", reason)
 
     def write_reports(self) -> None:
         finished = time.time()
@@ -622,6 +468,36 @@ class FlowRunLoop:
             run.report = report
             run.directory.journal({"event": "report", "finished_at": iso_utc(finished)})
             self.hook.pytest_runset_report(config=self.config, report=report)
+
+
+def _unstarted_entry(state: FlowState, status: str, message: str) -> dict[str, Any]:
+    """The report entry of a flow that never started (skipped, not run)."""
+    return {
+        "name": state.flow.name,
+        "slug": state.flow.slug,
+        "nodeid": state.item.nodeid,
+        "kind": state.flow.kind,
+        "status": status,
+        "attempts": 0,
+        "flaky": False,
+        "duration_s": 0.0,
+        "started_s": None,
+        "worker": None,
+        "slot": None,
+        "exit_code": None,
+        "message": message,
+        "dir": None,
+        "logs": {},
+        "result": None,
+        "artifacts": [],
+        "persona": None,
+        "ports": [],
+        "tags": list(state.flow.tags),
+        "leftover_processes": 0,
+        "metrics": {},
+        "warnings": [],
+        "history": [],
+    }
 
 
 def _pairs(items: list[pytest.Item]) -> Iterator[tuple[pytest.Item, pytest.Item | None]]:
@@ -660,33 +536,3 @@ def _local_result(attempt: int, status: str, message: str) -> dict[str, Any]:
         "warnings": [],
         "leftover_processes": 0,
     }
-
-
-def _longrepr(entry: dict[str, Any], last: dict[str, Any]) -> str:
-    lines = [f"{entry['status']}: {entry['message']}".rstrip(": ")]
-    tail = str(last.get("stderr_tail") or "").rstrip()
-    if tail:
-        lines.append(f"--- last lines of {entry['logs'].get('stderr', 'stderr.log')} ---")
-        lines.append(tail)
-    lines.append(f"flow directory: {entry['dir']}")
-    return "\n".join(lines)
-
-
-def _skip_repr(item: RunsetItem, reason: str) -> tuple[str, int, str]:
-    path, lineno, _ = item.location
-    return (path, (lineno or 0) + 1, f"Skipped: {reason}")
-
-
-def _properties(run: RunsetRun, entry: dict[str, Any]) -> list[tuple[str, object]]:
-    slug_dir = os.path.join(run.run_dir, entry["dir"]) if entry.get("dir") else ""
-    return [
-        ("runset_slug_dir", slug_dir),
-        ("runset_attempts", entry["attempts"]),
-        ("runset_status", entry["status"]),
-    ]
-
-
-def _sections(run: RunsetRun, entry: dict[str, Any]) -> list[tuple[str, str]]:
-    if not entry.get("dir"):
-        return []
-    return [("runset", f"flow directory: {os.path.join(run.run_dir, entry['dir'])}")]

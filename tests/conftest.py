@@ -15,6 +15,40 @@ import pytest
 
 SCAN_VAR = b"RUNSET_FLOW_ID="
 
+# A flow that builds a process tree the hard way: a child in its process group, a child in a
+# session of its own, and a double-forked daemon (which escapes group and session). It records
+# its cookie and pids in its flow directory, then hangs, unless its first argument is "exit".
+TREE_SCRIPT = r"""
+import os, subprocess, sys, time, pathlib
+flow_dir = pathlib.Path(os.environ["RUNSET_FLOW_DIR"])
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+subprocess.Popen(["sleep", "600"], start_new_session=True)
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        (flow_dir / "daemon.pid").write_text(str(os.getpid()))
+        time.sleep(600)
+    os._exit(0)
+deadline = time.monotonic() + 30
+while not (flow_dir / "daemon.pid").exists() and time.monotonic() < deadline:
+    time.sleep(0.01)
+(flow_dir / "child.pid").write_text(str(child.pid))
+(flow_dir / "cookie").write_text(os.environ["RUNSET_FLOW_ID"])
+(flow_dir / "started").write_text("yes")
+if sys.argv[1:] != ["exit"]:
+    time.sleep(600)
+"""
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie is dead already)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] not in (b"Z", b"X")
+
 
 def processes_with_cookie_prefix(prefix: str) -> list[int]:
     """Pids of live (non-zombie) processes whose RUNSET_FLOW_ID starts with ``prefix``."""

@@ -11,34 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import flows_by_name, load_report, processes_with_cookie_prefix, wait_for
-
-# A flow that starts a child and a double-forked daemon (which escapes the process group and
-# the session), records their pids and its cookie, then hangs.
-TREE_SCRIPT = r"""
-import os, subprocess, sys, time, pathlib
-flow_dir = pathlib.Path(os.environ["RUNSET_FLOW_DIR"])
-child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-if os.fork() == 0:
-    os.setsid()
-    if os.fork() == 0:
-        (flow_dir / "daemon.pid").write_text(str(os.getpid()))
-        time.sleep(600)
-    os._exit(0)
-(flow_dir / "child.pid").write_text(str(child.pid))
-(flow_dir / "cookie").write_text(os.environ["RUNSET_FLOW_ID"])
-(flow_dir / "started").write_text("yes")
-time.sleep(600)
-"""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] not in (b"Z", b"X")
+from conftest import (
+    TREE_SCRIPT,
+    flows_by_name,
+    load_report,
+    process_alive,
+    processes_with_cookie_prefix,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -83,8 +63,8 @@ command = ["sh", "-c", "echo done"]
     daemon = int((hang_dir / "daemon.pid").read_text())
     child = int((hang_dir / "child.pid").read_text())
     assert processes_with_cookie_prefix(cookie) == []
-    assert wait_for(lambda: not _alive(daemon), 10)
-    assert not _alive(child)
+    assert wait_for(lambda: not process_alive(daemon), 10)
+    assert not process_alive(child)
     # The daemon left the process group, so only the cookie sweep could have found it.
     assert flows["hangs"]["leftover_processes"] >= 1
     result.stdout.fnmatch_lines(["*FAILED*run-set.toml::hangs*"])
@@ -279,4 +259,4 @@ command = [{sys.executable!r}, "tree.py"]
     # Gateways notice the closed channel (or their new parent) and kill their flows.
     assert wait_for(lambda: processes_with_cookie_prefix("dead.") == [], timeout=30)
     daemon = int((run_dir / "long" / "daemon.pid").read_text())
-    assert wait_for(lambda: not _alive(daemon), 10)
+    assert wait_for(lambda: not process_alive(daemon), 10)

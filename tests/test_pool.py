@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conftest import processes_with_cookie_prefix, wait_for
+from conftest import TREE_SCRIPT, process_alive, processes_with_cookie_prefix, wait_for
 from pytest_runset.pool import Event, Pool
 from pytest_runset.proctree import sweep_cookie
 
@@ -24,32 +24,6 @@ EVENT_TIMEOUT_S = 60.0
 
 # Starts a child and a double-forked daemon, records that it started, then exits 0 at once
 # (leaving both behind) or hangs.
-TREE_SCRIPT = r"""
-import os, subprocess, sys, time, pathlib
-flow_dir = pathlib.Path(os.environ["RUNSET_FLOW_DIR"])
-child = subprocess.Popen(["sleep", "600"], start_new_session=True)
-if os.fork() == 0:
-    os.setsid()
-    if os.fork() == 0:
-        (flow_dir / "daemon.pid").write_text(str(os.getpid()))
-        time.sleep(600)
-    os._exit(0)
-deadline = time.monotonic() + 30
-while not (flow_dir / "daemon.pid").exists() and time.monotonic() < deadline:
-    time.sleep(0.01)
-(flow_dir / "started").write_text("yes")
-if sys.argv[1] == "hang":
-    time.sleep(600)
-"""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] not in (b"Z", b"X")
 
 
 class Events:
@@ -90,7 +64,7 @@ def make_pool() -> Iterator[Callable[[int], tuple[Pool, Events]]]:
         pids = [handle.pid for handle in pool.workers.values() if handle.pid]
         pool.shutdown()
         for pid in pids:  # cleanup only; test_shutdown_leaves_no_gateway asserts on this
-            if _alive(pid):
+            if process_alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
 
@@ -157,7 +131,7 @@ def test_start_gives_one_ready_worker_per_slot(
         assert handle.pid == event.data["pid"]
         assert handle.generation == event.generation
         assert pool.current(slot, event.generation)
-        assert _alive(handle.pid)
+        assert process_alive(handle.pid)
         # Each gateway leads its own process group, so it can be killed as one.
         assert os.getpgid(handle.pid) == handle.pid
         assert event.data["python"] == ".".join(map(str, sys.version_info[:3]))
@@ -221,7 +195,7 @@ def test_leftover_daemons_are_killed_and_counted(
     assert result["leftover_processes"] >= 2  # the session-escaping child and the daemon
     assert any("leftover" in warning for warning in result["warnings"])
     assert wait_for(lambda: not processes_with_cookie_prefix(spec["flow_id"]), 30)
-    assert wait_for(lambda: not _alive(daemon), 10)
+    assert wait_for(lambda: not process_alive(daemon), 10)
 
 
 def test_a_sigkilled_worker_is_reported_dead(
@@ -233,7 +207,7 @@ def test_a_sigkilled_worker_is_reported_dead(
     assert died.generation == ready[1].generation
     assert not [event for event in events.seen if event.kind == "died"]
     # The other worker is unaffected.
-    assert _alive(ready[0].data["pid"])
+    assert process_alive(ready[0].data["pid"])
 
 
 def test_kill_takes_down_the_gateway_process_group(
@@ -248,9 +222,9 @@ def test_kill_takes_down_the_gateway_process_group(
         pool.kill(0)
         died = events.next("died", slot=0)
         assert died.generation == ready[0].generation
-        assert wait_for(lambda: not _alive(pid), 30)
+        assert wait_for(lambda: not process_alive(pid), 30)
         assert member.wait(30) == -signal.SIGKILL
-        assert _alive(ready[1].data["pid"])
+        assert process_alive(ready[1].data["pid"])
     finally:
         if member.poll() is None:
             member.kill()
@@ -334,6 +308,6 @@ def test_shutdown_leaves_no_gateway(
     pool.shutdown()
     pool.shutdown()  # idempotent
     pids: list[int] = [event.data["pid"] for event in ready.values()]
-    assert wait_for(lambda: not any(_alive(pid) for pid in pids), 30), "a gateway survived"
+    assert wait_for(lambda: not any(process_alive(pid) for pid in pids), 30), "a gateway survived"
     # A flow that was running when the pool shut down does not survive it either.
     assert wait_for(lambda: not processes_with_cookie_prefix(spec["flow_id"]), 30)

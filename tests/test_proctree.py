@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import processes_with_cookie_prefix, wait_for
+from conftest import process_alive, processes_with_cookie_prefix, wait_for
 from pytest_runset.proctree import (
     group_alive,
     pids_with_cookie,
@@ -48,15 +48,6 @@ with open(marker + ".ready", "w") as handle:
 while True:
     time.sleep(0.05)
 """
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] not in (b"Z", b"X")
 
 
 @pytest.fixture
@@ -137,13 +128,13 @@ def test_sweep_kills_a_double_forked_daemon(
     assert launcher.wait(60) == 0
     assert wait_for(pidfile.exists, 30)
     daemon = int(pidfile.read_text())
-    assert _alive(daemon)
+    assert process_alive(daemon)
     # It escaped the launcher's session and process group: only the cookie still finds it.
     assert os.getsid(daemon) != os.getsid(0)
     assert os.getsid(daemon) != launcher.pid
     assert processes_with_cookie_prefix(cookie) == [daemon]
     assert sweep_cookie(cookie) == 1
-    assert wait_for(lambda: not _alive(daemon), 30)
+    assert wait_for(lambda: not process_alive(daemon), 30)
     assert processes_with_cookie_prefix(cookie) == []
     assert sweep_cookie(cookie) == 0
 

@@ -17,30 +17,13 @@ import execnet
 import pytest
 
 import pytest_runset.worker
-from conftest import processes_with_cookie_prefix, wait_for
+from conftest import TREE_SCRIPT, process_alive, processes_with_cookie_prefix, wait_for
 from pytest_runset.proctree import sweep_cookie
 
 RECEIVE_TIMEOUT_S = 60.0
 
 # A process tree: a child in the flow's group, a child in its own session and a double-forked
 # daemon; records that everything is up, then hangs.
-TREE_SCRIPT = r"""
-import os, subprocess, sys, time, pathlib
-flow_dir = pathlib.Path(os.environ["RUNSET_FLOW_DIR"])
-subprocess.Popen(["sleep", "600"])
-subprocess.Popen(["sleep", "600"], start_new_session=True)
-if os.fork() == 0:
-    os.setsid()
-    if os.fork() == 0:
-        (flow_dir / "daemon.pid").write_text(str(os.getpid()))
-        time.sleep(600)
-    os._exit(0)
-deadline = time.monotonic() + 30
-while not (flow_dir / "daemon.pid").exists() and time.monotonic() < deadline:
-    time.sleep(0.01)
-(flow_dir / "started").write_text("yes")
-time.sleep(600)
-"""
 
 # A controller in its own process: starts a worker gateway, runs the tree flow, then waits to be
 # SIGKILLed. Prints the worker's pid once the flow runs.
@@ -60,15 +43,6 @@ assert kind == "started", kind
 print(info["pid"], flush=True)
 time.sleep(600)
 """
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] not in (b"Z", b"X")
 
 
 @pytest.fixture
@@ -128,7 +102,7 @@ class Gateway:
 
     def close(self) -> None:
         self.group.terminate(timeout=10)
-        if _alive(self.pid):  # cleanup only
+        if process_alive(self.pid):  # cleanup only
             os.kill(self.pid, signal.SIGKILL)
 
 
@@ -154,7 +128,7 @@ def test_ready_describes_the_worker(gateway: Gateway) -> None:
     from pytest_runset import __version__
 
     assert gateway.pid != os.getpid()
-    assert _alive(gateway.pid)
+    assert process_alive(gateway.pid)
     assert gateway.info["python"] == ".".join(map(str, sys.version_info[:3]))
     assert gateway.info["version"] == __version__
     assert gateway.info["host"]
@@ -204,7 +178,7 @@ def test_stop_kills_the_running_flow_and_ends_the_worker(
     daemon = _start_tree(gateway, spec)
     gateway.channel.send(("stop", {}))
     assert wait_for(lambda: not processes_with_cookie_prefix(spec["flow_id"]), 30)
-    assert wait_for(lambda: not _alive(daemon), 10)
+    assert wait_for(lambda: not process_alive(daemon), 10)
     gateway.channel.waitclose(RECEIVE_TIMEOUT_S)  # remote_exec returned
 
 
@@ -216,7 +190,7 @@ def test_closing_the_channel_kills_the_flow(
     gateway.channel.close()
     # The configured kill grace is 30 s; a lost controller does not wait for it.
     assert wait_for(lambda: not processes_with_cookie_prefix(spec["flow_id"]), 20)
-    assert wait_for(lambda: not _alive(daemon), 10)
+    assert wait_for(lambda: not process_alive(daemon), 10)
     # The worker still records what happened (after its sweep).
     result_path = Path(spec["flow_dir"]) / "result.json"
     assert wait_for(result_path.exists, 30)
@@ -232,8 +206,8 @@ def test_exiting_the_gateway_kills_the_flow(
     daemon = _start_tree(gateway, spec)
     gateway.gateway.exit()
     assert wait_for(lambda: not processes_with_cookie_prefix(spec["flow_id"]), 20)
-    assert wait_for(lambda: not _alive(daemon), 10)
-    assert wait_for(lambda: not _alive(gateway.pid), 30)
+    assert wait_for(lambda: not process_alive(daemon), 10)
+    assert wait_for(lambda: not process_alive(gateway.pid), 30)
 
 
 def test_a_lost_controller_during_the_kill_grace_still_kills_the_flow(
@@ -273,13 +247,15 @@ def test_a_sigkilled_controller_takes_its_flows_along(
         controller.kill()
         controller.wait(30)
         assert wait_for(lambda: not processes_with_cookie_prefix(spec["flow_id"]), 20)
-        assert wait_for(lambda: not _alive(daemon), 10)
-        assert wait_for(lambda: not _alive(worker_pid), 30), "the worker outlived its controller"
+        assert wait_for(lambda: not process_alive(daemon), 10)
+        assert wait_for(lambda: not process_alive(worker_pid), 30), (
+            "the worker outlived its controller"
+        )
     finally:
         if controller.poll() is None:
             controller.kill()
         controller.wait()
         if controller.stdout is not None:
             controller.stdout.close()
-        if worker_pid and _alive(worker_pid):  # cleanup only
+        if worker_pid and process_alive(worker_pid):  # cleanup only
             os.kill(worker_pid, signal.SIGKILL)

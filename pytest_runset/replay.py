@@ -1,0 +1,168 @@
+"""Replaying flow results into pytest's reporting hooks, on the main thread.
+
+Flows do not run through pytest's runtest protocol, so their outcome is turned into the
+setup/call/teardown :class:`pytest.TestReport` objects that the terminal, junitxml, ``--lf``
+and every other plugin expect, carrying the worker like pytest-xdist's reports do.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from .collect import RunsetItem
+
+
+@dataclass(frozen=True)
+class GatewayId:
+    id: str
+
+
+@dataclass(frozen=True)
+class WorkerNode:
+    """What pytest's terminal and junitxml look for on an xdist-style report (``rep.node``)."""
+
+    gateway: GatewayId
+    # pytest prints this line above a failure of a report that has a ``node``.
+    _workerinfocache: str = ""
+
+
+class Replay:
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.hook = config.hook
+        self._verbose = config.get_verbosity() > 0
+
+    def logstart(self, item: RunsetItem) -> None:
+        """``pytest_runtest_logstart`` for a flow that was just dispatched.
+
+        In verbose mode the terminal would print a dangling location line for every flow that
+        starts (flows finish out of order), so like pytest-xdist's output only the result
+        line is shown there; every other plugin still hears of the start.
+        """
+        hook = self.hook.pytest_runtest_logstart
+        if self._verbose:
+            terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+            if terminal is not None:
+                hook = self.config.pluginmanager.subset_hook_caller(
+                    "pytest_runtest_logstart", remove_plugins=[terminal]
+                )
+        hook(nodeid=item.nodeid, location=item.location)
+
+    def finished(
+        self,
+        item: RunsetItem,
+        *,
+        status: str,
+        entry: dict[str, Any],
+        last: dict[str, Any],
+        xfail_reason: str,
+        worker_id: str,
+        run_dir: str,
+    ) -> None:
+        """setup/call/teardown reports and logfinish for a flow's final result."""
+        duration = float(entry["duration_s"])
+        start = float(last.get("started_at") or time.time())
+        node = (
+            WorkerNode(GatewayId(worker_id), f"[{worker_id}] runset worker") if worker_id else None
+        )
+        props = _properties(run_dir, entry)
+        sections = _sections(run_dir, entry)
+        if status == "error":
+            reports = [
+                _report(item, "setup", "failed", _longrepr(entry, last), 0.0, start, node),
+                _report(item, "teardown", "passed", None, 0.0, start, node),
+            ]
+        else:
+            outcome, longrepr, wasxfail = {
+                "passed": ("passed", None, None),
+                "xpassed": ("passed", None, xfail_reason),
+                "xfailed": ("skipped", None, xfail_reason or "xfailed"),
+                "skipped": ("skipped", _skip_repr(item, entry["message"]), None),
+            }.get(status, ("failed", _longrepr(entry, last), None))
+            call = _report(item, "call", outcome, longrepr, duration, start, node)
+            call.sections.extend(sections)
+            if wasxfail is not None:
+                call.wasxfail = wasxfail
+            reports = [
+                _report(item, "setup", "passed", None, 0.0, start, node),
+                call,
+                _report(item, "teardown", "passed", None, 0.0, start + duration, node),
+            ]
+        # junitxml reads a test case's properties from its teardown report.
+        reports[-1].user_properties.extend(props)
+        for report in reports:
+            self.hook.pytest_runtest_logreport(report=report)
+        self.hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+
+    def skipped(self, item: RunsetItem, reason: str) -> None:
+        """Reports for a flow skipped before it ran (``skip`` key or skip markers)."""
+        self.hook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        now = time.time()
+        setup = _report(item, "setup", "skipped", _skip_repr(item, reason), 0.0, now, None)
+        self.hook.pytest_runtest_logreport(report=setup)
+        teardown = _report(item, "teardown", "passed", None, 0.0, now, None)
+        self.hook.pytest_runtest_logreport(report=teardown)
+        self.hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+
+
+def _report(
+    item: RunsetItem,
+    when: str,
+    outcome: str,
+    longrepr: Any,
+    duration: float,
+    start: float,
+    node: WorkerNode | None,
+) -> pytest.TestReport:
+    report = pytest.TestReport(
+        nodeid=item.nodeid,
+        location=item.location,
+        keywords={name: 1 for name in item.keywords},
+        outcome=outcome,  # type: ignore[arg-type]
+        longrepr=longrepr,
+        when=when,  # type: ignore[arg-type]
+        sections=[],
+        duration=duration,
+        start=start,
+        stop=start + duration,
+        user_properties=[],
+    )
+    if node is not None:
+        report.node = node  # type: ignore[attr-defined]
+    return report
+
+
+def _longrepr(entry: dict[str, Any], last: dict[str, Any]) -> str:
+    lines = [f"{entry['status']}: {entry['message']}".rstrip(": ")]
+    tail = str(last.get("stderr_tail") or "").rstrip()
+    if tail:
+        lines.append(f"--- last lines of {entry['logs'].get('stderr', 'stderr.log')} ---")
+        lines.append(tail)
+    lines.append(f"flow directory: {entry['dir']}")
+    return "\n".join(lines)
+
+
+def _skip_repr(item: RunsetItem, reason: str) -> tuple[str, int, str]:
+    path, lineno, _ = item.location
+    return (path, (lineno or 0) + 1, f"Skipped: {reason}")
+
+
+def _properties(run_dir: str, entry: dict[str, Any]) -> list[tuple[str, object]]:
+    slug_dir = os.path.join(run_dir, entry["dir"]) if entry.get("dir") else ""
+    return [
+        ("runset_slug_dir", slug_dir),
+        ("runset_attempts", entry["attempts"]),
+        ("runset_status", entry["status"]),
+    ]
+
+
+def _sections(run_dir: str, entry: dict[str, Any]) -> list[tuple[str, str]]:
+    if not entry.get("dir"):
+        return []
+    return [("runset", f"flow directory: {os.path.join(run_dir, entry['dir'])}")]
