@@ -15,7 +15,7 @@ from .collect import EXPLICIT, LOAD_ERRORS, RunsetFile, RunsetItem, get_runset, 
 from .model import RunSet, RunsetError, parse_duration
 
 if TYPE_CHECKING:
-    from .runloop import FlowRunLoop  # noqa: F401 - used in a string annotation
+    from .runloop import FlowRunLoop, RunsetRun
 
 LOOP = pytest.StashKey["FlowRunLoop"]()
 RUN_ID = pytest.StashKey[str]()
@@ -89,6 +89,26 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
         help="name of this run (default: UTC timestamp plus a short random suffix).",
     )
     group.addoption(
+        "--runset-resume",
+        default=None,
+        metavar="RUN_ID|last",
+        help="continue an interrupted or failed run: flows that already passed in it are not "
+        "run again ('last': the run whose journal changed last).",
+    )
+    group.addoption(
+        "--runset-global-timeout",
+        default=None,
+        metavar="SECONDS",
+        help="bound on the whole run: at expiry running flows are killed (timeout) and "
+        "unstarted ones are not_run; the report is still written.",
+    )
+    group.addoption(
+        "--runset-fail-on-flaky",
+        action="store_true",
+        default=False,
+        help="a flow that passes only on a retry counts as failed.",
+    )
+    group.addoption(
         "--runset-retries",
         default=None,
         type=int,
@@ -125,13 +145,13 @@ def _workers_value(raw: str, option: str) -> int:
     return value
 
 
-def _timeout_value(raw: str) -> float:
+def _timeout_value(raw: str, option: str = "--runset-timeout") -> float:
     try:
         value = parse_duration(raw)
     except ValueError as exc:
-        raise pytest.UsageError(f"--runset-timeout {raw!r}: {exc}") from None
+        raise pytest.UsageError(f"{option} {raw!r}: {exc}") from None
     if value <= 0 or not math.isfinite(value):
-        raise pytest.UsageError(f"--runset-timeout {raw!r}: must be greater than 0")
+        raise pytest.UsageError(f"{option} {raw!r}: must be greater than 0")
     return value
 
 
@@ -147,6 +167,23 @@ def pytest_configure(config: pytest.Config) -> None:
         _workers_value(str(config.option.numprocesses), "-n")
     if config.option.runset_timeout is not None:
         _timeout_value(config.option.runset_timeout)
+    if config.option.runset_global_timeout is not None:
+        _timeout_value(config.option.runset_global_timeout, "--runset-global-timeout")
+    resume = config.option.runset_resume
+    if resume is not None:
+        run_id = config.option.runset_run_id
+        if run_id is not None and run_id != resume:
+            raise pytest.UsageError(
+                f"--runset-resume {resume} and --runset-run-id {run_id}: give one of them"
+            )
+        if resume != "last":
+            from .report import RunDirError, check_run_id
+
+            try:
+                check_run_id(resume)
+            except RunDirError as exc:
+                message = str(exc).replace("--runset-run-id", "--runset-resume")
+                raise pytest.UsageError(message) from None
     _ini_number(config, "runset_max_restarts", int)
     _ini_number(config, "runset_backstop_margin", float)
     if config.option.runset_retries is not None and config.option.runset_retries < 0:
@@ -228,13 +265,72 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
             f"{session.testsfailed} error{'s' if session.testsfailed != 1 else ''} "
             "during collection"
         )
-    from .report import RunDirectory, RunDirError
-    from .runloop import FlowRunLoop, RunsetRun
+    from .resume import resolve_resume
+    from .runloop import FlowRunLoop, deferred_interrupts
 
     others = [item for item in session.items if not isinstance(item, RunsetItem)]
     runsets = {str(item.runset.path): item.runset for item in flows}
+    resume = config.option.runset_resume
+    if resume is not None:
+        run_id = resolve_resume(config, resume, output_root(config, next(iter(runsets.values()))))
+        config.stash[RUN_ID] = run_id
     run_id = session_run_id(config)
+    timeout = config.option.runset_timeout
+    global_timeout = config.option.runset_global_timeout
+    settings: dict[str, Any] = {
+        "workers": resolve_workers(config, list(runsets.values())),
+        "run_id": run_id,
+        "timeout_override": _timeout_value(timeout) if timeout is not None else None,
+        "retries_override": config.option.runset_retries,
+        "max_restarts": _ini_number(config, "runset_max_restarts", int),
+        "backstop_margin": _ini_number(config, "runset_backstop_margin", float) or 0.0,
+        "global_timeout": (
+            _timeout_value(global_timeout, "--runset-global-timeout")
+            if global_timeout is not None
+            else None
+        ),
+        "fail_on_flaky": config.option.runset_fail_on_flaky,
+    }
     runs: dict[str, RunsetRun] = {}
+    loop: FlowRunLoop | None = None
+    try:
+        # From the first run directory on, an interrupt must still end in a written report.
+        with deferred_interrupts():
+            _open_runs(config, runsets, run_id, resume, runs)
+            loop = FlowRunLoop(session, items=flows, runs=runs, **settings)
+            config.stash[LOOP] = loop
+        loop.run(others)
+    except KeyboardInterrupt:
+        if loop is not None:
+            loop.interrupted = True
+        raise
+    finally:
+        try:
+            if loop is not None:
+                loop.write_reports()
+        finally:
+            for run in runs.values():
+                run.directory.close()
+    if session.testsfailed and config.option.maxfail and session.shouldfail:
+        raise session.Failed(session.shouldfail)
+    if loop.global_expired:
+        # Unstarted flows are a failure of the run even when nothing that ran failed.
+        raise session.Failed(f"the run's global timeout of {loop.global_timeout:g}s expired")
+    return True
+
+
+def _open_runs(
+    config: pytest.Config,
+    runsets: dict[str, RunSet],
+    run_id: str,
+    resume: str | None,
+    runs: dict[str, RunsetRun],
+) -> None:
+    """Open (or reopen) one run directory per run-set into ``runs``; usage errors on failure."""
+    from .report import RunDirectory, RunDirError
+    from .resume import notice_unfinished, resumed_run
+    from .runloop import RunsetRun
+
     used: set[Path] = set()
     try:
         for key, runset in runsets.items():
@@ -246,37 +342,15 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
                 name = f"{run_id}-{slugify(runset.name)}"
             used.add(root / name)
             directory = RunDirectory(root, name)
-            directory.open()
+            directory.open(resume=resume is not None)
             base_url = config.option.runset_base_url or runset.settings.base_url
-            runs[key] = RunsetRun(runset, directory, base_url)
+            if resume is not None:
+                runs[key] = resumed_run(config, runset, directory, base_url)
+            else:
+                runs[key] = RunsetRun(runset, directory, base_url)
+                notice_unfinished(config, root, exclude=name)
     except RunDirError as exc:
-        for run in runs.values():
-            run.directory.close()
         raise pytest.UsageError(str(exc)) from None
-    timeout = config.option.runset_timeout
-    loop = FlowRunLoop(
-        session,
-        items=flows,
-        runs=runs,
-        workers=resolve_workers(config, list(runsets.values())),
-        run_id=run_id,
-        timeout_override=_timeout_value(timeout) if timeout is not None else None,
-        retries_override=config.option.runset_retries,
-        max_restarts=_ini_number(config, "runset_max_restarts", int),
-        backstop_margin=_ini_number(config, "runset_backstop_margin", float) or 0.0,
-    )
-    config.stash[LOOP] = loop
-    try:
-        loop.run(others)
-    finally:
-        try:
-            loop.write_reports()
-        finally:
-            for run in runs.values():
-                run.directory.close()
-    if session.testsfailed and config.option.maxfail and session.shouldfail:
-        raise session.Failed(session.shouldfail)
-    return True
 
 
 def _ini_number(config: pytest.Config, name: str, kind: type[int] | type[float]) -> Any:
@@ -376,4 +450,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             f"(efficiency {summary['parallelism_efficiency']:.0%}) -> {shown}"
         )
         bad = report["status"] not in ("passed",)
+        for flow in report["flows"]:
+            if flow.get("flaky"):
+                terminalreporter.write_line(
+                    f"flaky: {flow['nodeid']} passed on attempt {flow['attempts']}", yellow=True
+                )
         terminalreporter.write_line(line, red=bad, green=not bad, bold=True)

@@ -100,6 +100,19 @@ class Replay:
             self.hook.pytest_runtest_logreport(report=report)
         self.hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
 
+    def resumed(self, item: RunsetItem, entry: dict[str, Any], *, run_dir: str) -> None:
+        """Reports for a flow that an earlier session of the same run already finished."""
+        self.logstart(item)
+        self.finished(
+            item,
+            status=str(entry["status"]),
+            entry=entry,
+            last={},
+            xfail_reason=str(entry.get("message") or ""),
+            worker_id=str(entry.get("worker") or ""),
+            run_dir=run_dir,
+        )
+
     def skipped(self, item: RunsetItem, reason: str) -> None:
         """Reports for a flow skipped before it ran (``skip`` key or skip markers)."""
         self.hook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
@@ -159,6 +172,7 @@ def _properties(run_dir: str, entry: dict[str, Any]) -> list[tuple[str, object]]
         ("runset_slug_dir", slug_dir),
         ("runset_attempts", entry["attempts"]),
         ("runset_status", entry["status"]),
+        ("runset_flaky", entry.get("flaky", False)),
     ]
 
 

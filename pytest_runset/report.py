@@ -101,10 +101,16 @@ class RunDirectory:
         self._lock: filelock.BaseFileLock | None = None
         self._journal: Any = None
 
-    def open(self) -> None:
+    def open(self, *, resume: bool = False) -> None:
+        """Create (or, with ``resume``, reopen) the run directory and take its lock."""
         try:
             self.output_root.mkdir(parents=True, exist_ok=True)
-            self.path.mkdir(exist_ok=True)
+            if resume and not (self.path / JOURNAL_NAME).is_file():
+                raise RunDirError(
+                    f"--runset-resume {self.run_id}: no run with a journal at {self.path}"
+                )
+            # Not group/world-writable: nobody else may plant files or links in a run.
+            self.path.mkdir(mode=0o755, exist_ok=True)
         except OSError as exc:
             raise RunDirError(
                 f"cannot create run directory {self.path}: {exc.strerror or exc}"
@@ -123,7 +129,9 @@ class RunDirectory:
             raise RunDirError(
                 f"cannot lock {self.path / LOCK_NAME}: {exc.strerror or exc}"
             ) from None
-        if (self.path / JOURNAL_NAME).exists() or (self.path / REPORT_NAME).exists():
+        if not resume and (
+            (self.path / JOURNAL_NAME).exists() or (self.path / REPORT_NAME).exists()
+        ):
             lock.release()
             raise RunDirError(
                 f"run {self.run_id!r} already exists in {self.output_root}; "
@@ -132,6 +140,9 @@ class RunDirectory:
         self._lock = lock
         try:
             self._journal = open(self.path / JOURNAL_NAME, "a", encoding="utf-8")  # noqa: SIM115
+            if resume and self._journal.tell() > 0 and not _ends_with_newline(self._journal.name):
+                # A torn last line (the controller died mid-write) stays apart, ignored.
+                self._journal.write("\n")
         except OSError as exc:
             lock.release()
             raise RunDirError(f"cannot write {self.path / JOURNAL_NAME}: {exc.strerror}") from None
@@ -157,6 +168,79 @@ class RunDirectory:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+
+def _ends_with_newline(path: str) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
+
+
+def read_journal(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The events of a journal and how many lines were unreadable (a torn last line, say)."""
+    events: list[dict[str, Any]] = []
+    bad = 0
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return events, 0
+    for raw in data.split(b"\n"):
+        if not raw.strip():
+            continue
+        try:
+            event = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            bad += 1
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+        else:
+            bad += 1
+    return events, bad
+
+
+def lock_is_free(run_dir: Path) -> bool:
+    """Whether no live session holds the run's lock (a dead controller's lock is free)."""
+    lock = filelock.FileLock(str(run_dir / LOCK_NAME))
+    try:
+        lock.acquire(timeout=0)
+    except (filelock.Timeout, OSError):
+        return False
+    lock.release()
+    return True
+
+
+def unfinished_runs(output_root: Path) -> list[str]:
+    """Run ids under ``output_root`` that have a journal, no report and nobody running them."""
+    found: list[str] = []
+    try:
+        candidates = sorted(output_root.iterdir())
+    except OSError:
+        return found
+    for run_dir in candidates:
+        if run_dir.is_symlink() or not run_dir.is_dir():
+            continue
+        journal = run_dir / JOURNAL_NAME
+        if journal.is_file() and not (run_dir / REPORT_NAME).exists() and lock_is_free(run_dir):
+            found.append(run_dir.name)
+    return found
+
+
+def newest_run(output_root: Path) -> str | None:
+    """The run id whose journal changed last (``--runset-resume last``)."""
+    best: tuple[float, str] | None = None
+    try:
+        candidates = list(output_root.iterdir())
+    except OSError:
+        return None
+    for run_dir in candidates:
+        journal = run_dir / JOURNAL_NAME
+        if run_dir.is_symlink() or not journal.is_file():
+            continue
+        stamp = journal.stat().st_mtime
+        if best is None or stamp > best[0]:
+            best = (stamp, run_dir.name)
+    return best[1] if best else None
 
 
 def summarize(flows: Iterable[Mapping[str, Any]], wall_s: float, workers: int) -> dict[str, Any]:

@@ -61,10 +61,20 @@ class FlowState:
 class RunsetRun:
     """One run-set file's run: its directory, journal and flow entries."""
 
-    def __init__(self, runset: RunSet, directory: RunDirectory, base_url: str | None) -> None:
+    def __init__(
+        self,
+        runset: RunSet,
+        directory: RunDirectory,
+        base_url: str | None,
+        previous: dict[str, dict[str, Any]] | None = None,
+        started_at: float | None = None,
+    ) -> None:
         self.runset = runset
         self.directory = directory
         self.base_url = base_url
+        # Final entries of flows an earlier session of this run already finished (resume).
+        self.previous = previous or {}
+        self.started_at = started_at
         self.entries: dict[str, dict[str, Any]] = {}
         # Reports list flows in file order, whatever the completion order.
         self.order: dict[str, tuple[int, str]] = {}
@@ -93,6 +103,8 @@ class FlowRunLoop:
         retries_override: int | None,
         max_restarts: int | None = None,
         backstop_margin: float = BACKSTOP_MARGIN_S,
+        global_timeout: float | None = None,
+        fail_on_flaky: bool = False,
     ) -> None:
         self.session = session
         self.config = session.config
@@ -113,15 +125,47 @@ class FlowRunLoop:
         self.interrupted = False
         self.last_spawn_error = ""
         self.replay = Replay(self.config)
+        self.fail_on_flaky = fail_on_flaky
+        self.global_timeout = global_timeout
+        self.global_deadline = (
+            time.monotonic() + global_timeout if global_timeout is not None else None
+        )
+        self.global_expired = False
+        self.restarts_exhausted = False
+        for item in items:
+            state = FlowState(item=item, run=runs[str(item.runset.path)])
+            self.states[item.nodeid] = state
+            state.run.order[item.flow.slug] = (item.flow.index, item.flow.slug)
 
     # -- entry point -----------------------------------------------------------------------
     def run(self, others: list[pytest.Item]) -> None:
-        """Run ``self.items`` on the pool and ``others`` (ordinary tests) here, interleaved."""
+        """Run ``self.items`` on the pool and ``others`` (ordinary tests) here, interleaved.
+
+        However it ends (done, Ctrl-C, SIGTERM, an error), every flow ends up with an entry:
+        :meth:`write_reports` accounts for those that never ran.
+        """
+        previous_term = signal.getsignal(signal.SIGTERM)
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGTERM, _raise_interrupted)
+        try:
+            self._run(others)
+        except (KeyboardInterrupt, Interrupted):
+            self.interrupted = True
+            self._interrupt()
+            raise KeyboardInterrupt from None
+        finally:
+            with contextlib.suppress(ValueError):
+                signal.signal(signal.SIGTERM, previous_term)
+            self.pool.shutdown()
+
+    def _run(self, others: list[pytest.Item]) -> None:
         to_run: list[str] = []
         for item in self.items:
-            state = FlowState(item=item, run=self.runs[str(item.runset.path)])
-            self.states[item.nodeid] = state
-            state.run.order[item.flow.slug] = (item.flow.index, item.flow.slug)
+            state = self.states[item.nodeid]
+            done = state.run.previous.get(item.flow.slug)
+            if done is not None:
+                self._resumed(state, done)
+                continue
             skip = evaluate_skip_marks(item)
             if skip is not None:
                 self._skip(state, skip.reason)
@@ -136,31 +180,28 @@ class FlowRunLoop:
             for nodeid in to_run
         }
         self.scheduler = Scheduler(to_run, self.workers, retries)
+        for run in self.runs.values():
+            if run.started_at is None:
+                run.directory.journal(
+                    {
+                        "event": "start",
+                        "run_id": run.directory.run_id,
+                        "started_at": self.started_at,
+                        "runset": {"name": run.runset.name, "sha256": run.runset.sha256},
+                    }
+                )
+            else:
+                run.directory.journal({"event": "resume", "at": time.time()})
         for slot in range(self.workers):
             self.scheduler.slot_down(slot)
-        previous_term = signal.getsignal(signal.SIGTERM)
-        with contextlib.suppress(ValueError):
-            signal.signal(signal.SIGTERM, _raise_interrupted)
-        try:
-            if to_run:
-                self.pool.start()
-            for other, nextitem in _pairs(others):
-                self.hook.pytest_runtest_protocol(item=other, nextitem=nextitem)
-                self._check_stop()
-                self._pump(block=False)
-            while to_run and not self.scheduler.done():
-                self._pump(block=True)
-        except (KeyboardInterrupt, Interrupted):
-            self.interrupted = True
-            self._interrupt()
-            raise KeyboardInterrupt from None
-        finally:
-            with contextlib.suppress(ValueError):
-                signal.signal(signal.SIGTERM, previous_term)
-            try:
-                self._finish_unstarted()
-            finally:
-                self.pool.shutdown()
+        if to_run:
+            self.pool.start()
+        for other, nextitem in _pairs(others):
+            self.hook.pytest_runtest_protocol(item=other, nextitem=nextitem)
+            self._check_stop()
+            self._pump(block=False)
+        while to_run and not self.scheduler.done():
+            self._pump(block=True)
 
     # -- the loop --------------------------------------------------------------------------
     def _pump(self, block: bool) -> None:
@@ -176,12 +217,32 @@ class FlowRunLoop:
                 event = self.pool.events.get_nowait()
             except queue.Empty:
                 event = None
+        self._check_global_timeout()
         self._check_backstops()
         self._check_stop()
+
+    def _check_global_timeout(self) -> None:
+        """At the run's deadline: start nothing more and stop what runs, as ``timeout``."""
+        if self.global_deadline is None or self.global_expired:
+            return
+        if time.monotonic() < self.global_deadline:
+            return
+        self.global_expired = True
+        self.scheduler.stop()
+        reason = f"the run's global timeout of {self.global_timeout:g}s expired"
+        for slot, task in self.scheduler.running.items():
+            state = self.states[task.key]
+            self.pool.send(slot, "cancel", {"reason": reason, "status": "timeout"})
+            # The worker now has its kill grace to answer before the backstop takes over.
+            state.backstop = min(
+                state.backstop, time.monotonic() + state.flow.kill_grace_s + self.backstop_margin
+            )
 
     def _next_wakeup(self) -> float:
         now = time.monotonic()
         deadlines = [state.backstop for state in self._running_states()]
+        if self.global_deadline is not None and not self.global_expired:
+            deadlines.append(self.global_deadline)
         if not deadlines:
             return 1.0
         return max(0.0, min(min(deadlines) - now, 1.0))
@@ -270,6 +331,7 @@ class FlowRunLoop:
         if self.interrupted or self.scheduler.stopped:
             return
         if self.restarts >= self.max_restarts:
+            self.restarts_exhausted = True
             self.scheduler.slot_lost(slot)
             return
         self.restarts += 1
@@ -326,6 +388,9 @@ class FlowRunLoop:
                     "xfailed",
                     f"{xfail.reason}: {message}" if xfail.reason else message,
                 )
+        if flaky and self.fail_on_flaky and status == "passed":
+            status = "failed"
+            message = f"flaky: passed on attempt {len(state.attempts)} (--runset-fail-on-flaky)"
         entry = self._entry(state, status, message, flaky)
         state.entry = entry
         # Durable first: once pytest (and the user) hear of it, the journal has it.
@@ -349,7 +414,8 @@ class FlowRunLoop:
         last = state.attempts[-1]
         flow = state.flow
         dir_name = str(last["dir"])
-        started_s = round(max(0.0, float(last["started_at"]) - self.started_at), 6)
+        run_started = state.run.started_at or self.started_at
+        started_s = round(max(0.0, float(last["started_at"]) - run_started), 6)
         artifacts = [f"{dir_name}/{path}" for path in last.get("artifacts", [])]
         return {
             "name": flow.name,
@@ -375,6 +441,7 @@ class FlowRunLoop:
             "leftover_processes": int(last.get("leftover_processes") or 0),
             "metrics": last.get("metrics", {}),
             "warnings": last.get("warnings", []),
+            "definition_sha256": flow.sha256,
             "history": [
                 {
                     "attempt": attempt["attempt"],
@@ -387,6 +454,13 @@ class FlowRunLoop:
                 for attempt in state.attempts
             ],
         }
+
+    def _resumed(self, state: FlowState, entry: dict[str, Any]) -> None:
+        """A flow an earlier session of this run finished: reported again, never re-run."""
+        state.entry = entry
+        state.run.entries[state.flow.slug] = entry
+        self.hook.pytest_runset_flow_finished(config=self.config, result=entry)
+        self.replay.resumed(state.item, entry, run_dir=state.run.run_dir)
 
     def _skip(self, state: FlowState, reason: str) -> None:
         entry = _unstarted_entry(state, "skipped", reason)
@@ -431,7 +505,14 @@ class FlowRunLoop:
     def _finish_unstarted(self) -> None:
         """Flows that never got to run: ``not_run`` (journaled, not reported to pytest)."""
         reason = "not run: run interrupted" if self.interrupted else "not run: dispatch stopped"
-        if self.last_spawn_error and not self.scheduler.stopped:
+        if self.global_expired:
+            reason = f"not run: the run's global timeout of {self.global_timeout:g}s expired"
+        elif self.restarts_exhausted and not self.scheduler.stopped:
+            reason = (
+                f"not run: no worker left (workers were replaced {self.restarts} times, "
+                "the limit; see runset_max_restarts)"
+            )
+        elif self.last_spawn_error and not self.scheduler.stopped:
             reason = f"not run: no worker could be started ({self.last_spawn_error})"
         for state in self.states.values():
             if state.entry is not None:
@@ -448,6 +529,12 @@ class FlowRunLoop:
         return _unstarted_entry(state, "not_run", reason)
 
     def write_reports(self) -> None:
+        """One ``report.json`` per run-set; a second Ctrl-C cannot cut this short."""
+        with _sigint_ignored():
+            self._write_reports()
+
+    def _write_reports(self) -> None:
+        self._finish_unstarted()
         finished = time.time()
         for run in self.runs.values():
             flows = [run.entries[slug] for slug in sorted(run.entries, key=run.order.__getitem__)]
@@ -459,7 +546,7 @@ class FlowRunLoop:
                     "sha256": run.runset.sha256,
                 },
                 flows=flows,
-                started_at=self.started_at,
+                started_at=run.started_at or self.started_at,
                 finished_at=finished,
                 workers=self.workers,
                 interrupted=self.interrupted,
@@ -496,6 +583,7 @@ def _unstarted_entry(state: FlowState, status: str, message: str) -> dict[str, A
         "leftover_processes": 0,
         "metrics": {},
         "warnings": [],
+        "definition_sha256": state.flow.sha256,
         "history": [],
     }
 
@@ -523,6 +611,34 @@ def _sigint_ignored() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, previous)
         signal.signal(signal.SIGTERM, previous_term)
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while a run is being set up; deliver them right after.
+
+    Between creating run directories and entering the loop, an interrupt would leave a run
+    without a report. Delivered at the end of this block instead, it reaches the loop's
+    normal interrupt handling.
+    """
+    received: list[int] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+
+    try:
+        previous = signal.signal(signal.SIGINT, hold)
+        previous_term = signal.signal(signal.SIGTERM, hold)
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+    if received:
+        raise KeyboardInterrupt
 
 
 def _local_result(attempt: int, status: str, message: str) -> dict[str, Any]:

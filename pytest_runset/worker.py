@@ -4,7 +4,8 @@ This module is sent to each execnet gateway with ``remote_exec`` and imports onl
 library and the stdlib-only parts of this package (``runners``, ``proctree``). It talks to the
 controller exclusively in ``(event, dict)`` tuples of builtins:
 
-controller -> worker: ``("run", spec)``, ``("cancel", {"reason": str})``, ``("stop", {})``
+controller -> worker: ``("run", spec)``, ``("cancel", {"reason": str, "status": str})``,
+``("stop", {})``
 worker -> controller: ``("ready", info)``, ``("started", {...})``, ``("finished", result)``
 
 If the controller goes away (channel closed, or our parent process changed), the running flow
@@ -103,11 +104,11 @@ class Worker:
             self.control = None
         self.send("finished", result)
 
-    def cancel(self, reason: str) -> None:
+    def cancel(self, reason: str, status: str = "interrupted") -> None:
         with self.lock:
             control = self.control
         if control is not None:
-            control.cancel(reason)
+            control.cancel(reason, status=status)
 
     def abandon(self, reason: str) -> None:
         """The controller is gone: kill the running flow quickly and wait for the sweep."""
@@ -154,7 +155,9 @@ class Worker:
             if event == "run":
                 self.start_flow(data)
             elif event == "cancel":
-                self.cancel(str(data.get("reason", "interrupted")))
+                self.cancel(
+                    str(data.get("reason", "interrupted")), str(data.get("status", "interrupted"))
+                )
             elif event == "stop":
                 self.abandon("worker stopped")
                 return

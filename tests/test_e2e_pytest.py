@@ -149,7 +149,7 @@ def test_junitxml_has_one_testcase_per_flow_with_properties(
     assert sorted(case.get("name") for case in cases) == ["api-health", "checkout", "login"]
     for case in cases:
         props = {p.get("name"): p.get("value") for p in case.findall("properties/property")}
-        assert set(props) == {"runset_slug_dir", "runset_attempts", "runset_status"}
+        assert set(props) == {"runset_slug_dir", "runset_attempts", "runset_status", "runset_flaky"}
         assert props["runset_slug_dir"].endswith(case.get("name") or "")
         assert props["runset_attempts"] == "1"
     failed = [case for case in cases if case.find("failure") is not None]

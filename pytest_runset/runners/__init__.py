@@ -20,15 +20,20 @@ class Control:
         self.timeout_s = timeout_s
         self.wake = threading.Event()
         self.cancel_reason: str | None = None
+        self.cancel_status = "interrupted"
         self.grace_cap: float | None = None
 
-    def cancel(self, reason: str, grace_cap: float | None = None) -> None:
+    def cancel(
+        self, reason: str, grace_cap: float | None = None, status: str = "interrupted"
+    ) -> None:
         """Ask the runner to stop now (interrupt, controller gone).
 
         ``grace_cap`` shortens the SIGTERM grace when there is no time to be polite.
         """
         if self.cancel_reason is None:
             self.cancel_reason = reason
+            # "timeout" when the run's global timeout stops the flow, else "interrupted".
+            self.cancel_status = status
         if grace_cap is not None:
             self.grace_cap = grace_cap
         self.wake.set()

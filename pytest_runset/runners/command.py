@@ -132,7 +132,7 @@ def run(spec: dict[str, Any], control: Control) -> dict[str, Any]:
         proc.wait()
         if control.cancel_reason is not None:
             return {
-                "status": "interrupted",
+                "status": control.cancel_status,
                 "exit_code": proc.returncode,
                 "message": control.cancel_reason,
             }
