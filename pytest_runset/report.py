@@ -226,21 +226,34 @@ def unfinished_runs(output_root: Path) -> list[str]:
     return found
 
 
-def newest_run(output_root: Path) -> str | None:
-    """The run id whose journal changed last (``--runset-resume last``)."""
-    best: tuple[float, str] | None = None
+def _finished_cleanly(run_dir: Path) -> bool:
     try:
-        candidates = list(output_root.iterdir())
+        report = json.loads((run_dir / REPORT_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(report, dict) and report.get("status") == "passed"
+
+
+def newest_run(output_root: Path) -> str | None:
+    """The run ``--runset-resume last`` means: the newest one with something left to do.
+
+    Runs are ordered by when their journal last changed; a run whose report says ``passed``
+    has nothing to resume and is passed over.
+    """
+    candidates: list[tuple[float, str]] = []
+    try:
+        entries = list(output_root.iterdir())
     except OSError:
         return None
-    for run_dir in candidates:
+    for run_dir in entries:
         journal = run_dir / JOURNAL_NAME
         if run_dir.is_symlink() or not journal.is_file():
             continue
-        stamp = journal.stat().st_mtime
-        if best is None or stamp > best[0]:
-            best = (stamp, run_dir.name)
-    return best[1] if best else None
+        candidates.append((journal.stat().st_mtime, run_dir.name))
+    for _, run_id in sorted(candidates, reverse=True):
+        if not _finished_cleanly(output_root / run_id):
+            return run_id
+    return None
 
 
 def summarize(flows: Iterable[Mapping[str, Any]], wall_s: float, workers: int) -> dict[str, Any]:

@@ -34,7 +34,9 @@ def resolve_resume(config: pytest.Config, resume: str, root: Path) -> str:
         return resume
     found = newest_run(root)
     if found is None:
-        raise pytest.UsageError(f"--runset-resume last: no run with a journal in {root}")
+        raise pytest.UsageError(
+            f"--runset-resume last: no interrupted or failed run to resume in {root}"
+        )
     return found
 
 

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 BACKSTOP_MARGIN_S = 10.0
 # How long an interrupt waits for workers to stop their flows before killing gateways.
 INTERRUPT_WAIT_S = 3.0
+# The longest the loop blocks at once: a Ctrl-C held back by a critical section waits this long.
+INTERRUPT_LATENCY_S = 0.25
 
 
 @dataclass
@@ -86,8 +88,47 @@ class RunsetRun:
         return str(self.directory.path)
 
 
-class Interrupted(Exception):
-    """SIGTERM arrived; handled like Ctrl-C."""
+class InterruptGate:
+    """SIGINT and SIGTERM as ``KeyboardInterrupt``, but never inside a critical section.
+
+    Outside one (an ordinary test running, the loop waiting) the interrupt is raised at once;
+    inside one it is remembered and raised when the section ends.
+    """
+
+    def __init__(self) -> None:
+        self._depth = 0
+        self._pending = False
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        if self._depth:
+            self._pending = True
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        try:
+            previous = signal.signal(signal.SIGINT, self._handler)
+            previous_term = signal.signal(signal.SIGTERM, self._handler)
+        except ValueError:  # not the main thread: leave signals alone
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            signal.signal(signal.SIGTERM, previous_term)
+
+    @contextlib.contextmanager
+    def critical(self) -> Iterator[None]:
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+        if not self._depth and self._pending:
+            self._pending = False
+            raise KeyboardInterrupt
 
 
 class FlowRunLoop:
@@ -125,6 +166,7 @@ class FlowRunLoop:
         self.interrupted = False
         self.last_spawn_error = ""
         self.replay = Replay(self.config)
+        self.gate = InterruptGate()
         self.fail_on_flaky = fail_on_flaky
         self.global_timeout = global_timeout
         self.global_deadline = (
@@ -144,18 +186,14 @@ class FlowRunLoop:
         However it ends (done, Ctrl-C, SIGTERM, an error), every flow ends up with an entry:
         :meth:`write_reports` accounts for those that never ran.
         """
-        previous_term = signal.getsignal(signal.SIGTERM)
-        with contextlib.suppress(ValueError):
-            signal.signal(signal.SIGTERM, _raise_interrupted)
         try:
-            self._run(others)
-        except (KeyboardInterrupt, Interrupted):
+            with self.gate.installed():
+                self._run(others)
+        except KeyboardInterrupt:
             self.interrupted = True
             self._interrupt()
-            raise KeyboardInterrupt from None
+            raise
         finally:
-            with contextlib.suppress(ValueError):
-                signal.signal(signal.SIGTERM, previous_term)
             self.pool.shutdown()
 
     def _run(self, others: list[pytest.Item]) -> None:
@@ -205,21 +243,24 @@ class FlowRunLoop:
 
     # -- the loop --------------------------------------------------------------------------
     def _pump(self, block: bool) -> None:
-        self._dispatch()
-        timeout = self._next_wakeup() if block else 0.0
-        try:
-            event = self.pool.events.get(timeout=timeout)
-        except queue.Empty:
-            event = None
-        while event is not None:
-            self._handle(event)
+        # One critical section: an interrupt waits for the end of the bookkeeping it would
+        # otherwise tear (an event taken off the queue but not recorded, say).
+        with self.gate.critical():
+            self._dispatch()
+            timeout = self._next_wakeup() if block else 0.0
             try:
-                event = self.pool.events.get_nowait()
+                event = self.pool.events.get(timeout=timeout)
             except queue.Empty:
                 event = None
-        self._check_global_timeout()
-        self._check_backstops()
-        self._check_stop()
+            while event is not None:
+                self._handle(event)
+                try:
+                    event = self.pool.events.get_nowait()
+                except queue.Empty:
+                    event = None
+            self._check_global_timeout()
+            self._check_backstops()
+            self._check_stop()
 
     def _check_global_timeout(self) -> None:
         """At the run's deadline: start nothing more and stop what runs, as ``timeout``."""
@@ -244,8 +285,8 @@ class FlowRunLoop:
         if self.global_deadline is not None and not self.global_expired:
             deadlines.append(self.global_deadline)
         if not deadlines:
-            return 1.0
-        return max(0.0, min(min(deadlines) - now, 1.0))
+            return INTERRUPT_LATENCY_S
+        return max(0.0, min(min(deadlines) - now, INTERRUPT_LATENCY_S))
 
     def _running_states(self) -> Iterator[FlowState]:
         for task in self.scheduler.running.values():
@@ -392,10 +433,10 @@ class FlowRunLoop:
             status = "failed"
             message = f"flaky: passed on attempt {len(state.attempts)} (--runset-fail-on-flaky)"
         entry = self._entry(state, status, message, flaky)
+        state.run.entries[state.flow.slug] = entry
         state.entry = entry
         # Durable first: once pytest (and the user) hear of it, the journal has it.
         state.run.directory.journal({"event": "flow", **entry})
-        state.run.entries[state.flow.slug] = entry
         self.hook.pytest_runset_flow_finished(config=self.config, result=entry)
         if not state.logstarted:
             state.logstarted = True
@@ -515,7 +556,7 @@ class FlowRunLoop:
         elif self.last_spawn_error and not self.scheduler.stopped:
             reason = f"not run: no worker could be started ({self.last_spawn_error})"
         for state in self.states.values():
-            if state.entry is not None:
+            if state.entry is not None or state.flow.slug in state.run.entries:
                 continue
             entry = self._entry_not_run(state, reason)
             state.entry = entry
@@ -591,10 +632,6 @@ def _unstarted_entry(state: FlowState, status: str, message: str) -> dict[str, A
 def _pairs(items: list[pytest.Item]) -> Iterator[tuple[pytest.Item, pytest.Item | None]]:
     for index, item in enumerate(items):
         yield item, items[index + 1] if index + 1 < len(items) else None
-
-
-def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(f"signal {signum}")
 
 
 @contextlib.contextmanager
