@@ -9,43 +9,45 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictInt,
-    StrictStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import ValidationError
 
 from .placeholders import PlaceholderError, check_template
+from .schema import (
+    DEFAULT_KILL_GRACE_S,
+    DEFAULT_TIMEOUT_S,
+    KIND_KEYS,
+    MAX_DURATION_S,
+    RESERVED_TAGS,
+    FlowSpec,
+    RunsetDocument,
+    RunsetSettings,
+    SidecarSpec,
+    parse_duration,
+)
 from .slugs import unique_slugs
 
-DEFAULT_TIMEOUT_S = 15 * 60.0
-DEFAULT_KILL_GRACE_S = 5.0
-# Longest accepted duration. Far beyond any sensible flow, and well below what the waits of the
-# stdlib accept (``threading.TIMEOUT_MAX``): a larger value would crash a worker mid-flow.
-MAX_DURATION_S = 365 * 86400.0
-# The keys that choose what a flow is; exactly one must be present.
-KIND_KEYS: tuple[str, ...] = ("command",)
-# pytest's own markers: a tag with one of these names would change how a flow runs.
-RESERVED_TAGS = frozenset(
-    {"skip", "skipif", "xfail", "parametrize", "usefixtures", "filterwarnings", "runset"}
-)
-_TAG = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE)
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+__all__ = [
+    "DEFAULT_KILL_GRACE_S",
+    "DEFAULT_TIMEOUT_S",
+    "KIND_KEYS",
+    "MAX_DURATION_S",
+    "RESERVED_TAGS",
+    "Flow",
+    "FlowSpec",
+    "RunSet",
+    "RunsetDocument",
+    "RunsetError",
+    "RunsetSettings",
+    "load_runset",
+    "parse_duration",
+    "parse_runset",
+]
 
 
 class RunsetError(Exception):
@@ -57,140 +59,6 @@ class RunsetError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(_one_line(message))
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from a number (seconds) or a string such as ``"90s"``, ``"15m"``, ``"1h30m"``."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like '90s', '15m'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            parts = list(_DURATION_PART.finditer(text))
-            rebuilt = "".join(p.group(0) for p in parts)
-            if not parts or rebuilt.replace(" ", "") != text.replace(" ", ""):
-                raise ValueError(
-                    f"{value!r} is not a duration (use seconds, or e.g. '90s', '15m', '1h30m')"
-                ) from None
-            seconds = sum(float(p.group(1)) * _UNIT_SECONDS[p.group(2).lower()] for p in parts)
-    else:
-        raise ValueError("a duration is a number of seconds or a string like '90s', '15m'")
-    if not math.isfinite(seconds):
-        raise ValueError("a duration must be finite")
-    if seconds > MAX_DURATION_S:
-        raise ValueError(f"{value!r} is too long: a duration is at most 365 days")
-    return seconds
-
-
-def _positive_duration(value: object) -> float:
-    seconds = parse_duration(value)
-    if seconds <= 0:
-        raise ValueError("must be greater than 0")
-    return seconds
-
-
-def _non_negative_duration(value: object) -> float:
-    seconds = parse_duration(value)
-    if seconds < 0:
-        raise ValueError("must not be negative")
-    return seconds
-
-
-PositiveDuration = Annotated[float, BeforeValidator(_positive_duration)]
-NonNegativeDuration = Annotated[float, BeforeValidator(_non_negative_duration)]
-EnvTable = dict[StrictStr, StrictStr]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RunsetSettings(_Strict):
-    """The ``[runset]`` table."""
-
-    name: StrictStr | None = None
-    concurrency: Annotated[StrictInt, Field(gt=0)] | None = None
-    timeout: PositiveDuration = DEFAULT_TIMEOUT_S
-    kill_grace: NonNegativeDuration = DEFAULT_KILL_GRACE_S
-    output: StrictStr | None = None
-    retries: Annotated[StrictInt, Field(ge=0)] = 0
-    base_url: StrictStr | None = None
-    env: EnvTable = Field(default_factory=dict)
-
-    @field_validator("name")
-    @classmethod
-    def _name_not_blank(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("must not be empty")
-        return value
-
-
-class FlowSpec(_Strict):
-    """One ``[[flows]]`` table as written."""
-
-    name: StrictStr
-    command: list[StrictStr] | StrictStr | None = None
-    shell: StrictBool = False
-    cwd: StrictStr | None = None
-    env: EnvTable = Field(default_factory=dict)
-    tags: list[StrictStr] = Field(default_factory=list)
-    timeout: PositiveDuration | None = None
-    kill_grace: NonNegativeDuration | None = None
-    retries: Annotated[StrictInt, Field(ge=0)] | None = None
-    skip: StrictStr | StrictBool | None = None
-    xfail: StrictStr | StrictBool | None = None
-    description: StrictStr | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty")
-        return value
-
-    @field_validator("tags")
-    @classmethod
-    def _tags_are_marker_names(cls, value: list[str]) -> list[str]:
-        for tag in value:
-            if not _TAG.match(tag):
-                raise ValueError(
-                    f"tag {tag!r} is not usable as a pytest marker "
-                    "(letters, digits and '_', not starting with a digit)"
-                )
-            if tag in RESERVED_TAGS:
-                raise ValueError(f"tag {tag!r} is reserved by pytest; choose another name")
-        return value
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> FlowSpec:
-        kinds = [key for key in KIND_KEYS if getattr(self, key) is not None]
-        if not kinds:
-            raise ValueError(f"no kind: give one of {', '.join(KIND_KEYS)}")
-        if len(kinds) > 1:
-            raise ValueError(f"two kinds ({' and '.join(kinds)}): give exactly one")
-        if isinstance(self.command, list) and not self.command:
-            raise ValueError("command: must not be an empty list")
-        if isinstance(self.command, str):
-            if not self.shell:
-                raise ValueError(
-                    "command: a string command needs shell = true (or give an argv list)"
-                )
-            if not self.command.strip():
-                raise ValueError("command: must not be empty")
-        elif self.shell:
-            raise ValueError("shell: shell = true needs the command as one string")
-        return self
-
-
-class RunsetDocument(_Strict):
-    """The whole file."""
-
-    runset: RunsetSettings = Field(default_factory=RunsetSettings)
-    flows: list[FlowSpec] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -213,6 +81,29 @@ class Flow:
     xfail: str | None
     sha256: str
     description: str | None = None
+    persona: str | None = None
+    ports: int = 0
+    exclusive: bool = False
+    sidecar: SidecarSpec | None = None
+    workspace: str = "none"
+
+
+@dataclass(frozen=True)
+class Persona:
+    """An identity a flow runs as; never used by two running flows at once."""
+
+    name: str
+    # Plain fields, as strings.
+    fields: dict[str, str]
+    # Secret fields: field name -> environment variable that holds the value.
+    secrets: dict[str, str]
+
+    @property
+    def field_names(self) -> frozenset[str]:
+        return frozenset(self.fields) | frozenset(self.secrets)
+
+
+POOL_PREFIX = "pool:"
 
 
 @dataclass(frozen=True)
@@ -224,6 +115,14 @@ class RunSet:
     sha256: str
     settings: RunsetSettings
     flows: tuple[Flow, ...] = field(default_factory=tuple)
+    personas: dict[str, Persona] = field(default_factory=dict)
+    pools: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def persona_candidates(self, persona: str) -> tuple[str, ...]:
+        """The persona names a flow's ``persona`` value may resolve to."""
+        if persona.startswith(POOL_PREFIX):
+            return self.pools[persona[len(POOL_PREFIX) :]]
+        return (persona,)
 
     @property
     def directory(self) -> Path:
@@ -400,28 +299,107 @@ def _flow_sha(raw_flow: Any) -> str:
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _check_placeholders(path: Path, doc: RunsetDocument) -> None:
-    def check(where: str, text: str) -> None:
+def _personas(doc: RunsetDocument) -> dict[str, Persona]:
+    personas = {}
+    for name, table in doc.personas.items():
+        fields: dict[str, str] = {}
+        secrets: dict[str, str] = {}
+        for key, value in table.items():
+            if key.endswith("_env"):
+                secrets[key[: -len("_env")]] = str(value)
+            elif isinstance(value, bool):
+                fields[key] = "true" if value else "false"
+            else:
+                fields[key] = str(value)
+        personas[name] = Persona(name=name, fields=fields, secrets=secrets)
+    return personas
+
+
+def _check_references(
+    path: Path, doc: RunsetDocument, personas: dict[str, Persona]
+) -> dict[int, frozenset[str] | None]:
+    """Check persona references; return the persona fields each flow may use, by index."""
+    fields: dict[int, frozenset[str] | None] = {}
+    for index, spec in enumerate(doc.flows):
+        fields[index] = None
+        if spec.persona is None:
+            continue
+        where = f"{path}: {_flow_label(index, spec.name)}, field 'persona'"
+        if spec.persona.startswith(POOL_PREFIX):
+            pool = spec.persona[len(POOL_PREFIX) :]
+            if pool not in doc.persona_pools:
+                known = ", ".join(sorted(doc.persona_pools)) or "none defined"
+                raise RunsetError(f"{where}: unknown persona pool {pool!r} (pools: {known})")
+            members = [personas[name] for name in doc.persona_pools[pool]]
+        elif spec.persona in personas:
+            members = [personas[spec.persona]]
+        else:
+            known = ", ".join(sorted(personas)) or "none defined"
+            raise RunsetError(
+                f"{where}: unknown persona {spec.persona!r} (personas: {known}; "
+                "a pool is written 'pool:<name>')"
+            )
+        fields[index] = frozenset.intersection(*(member.field_names for member in members))
+    return fields
+
+
+def _check_placeholders(
+    path: Path, doc: RunsetDocument, persona_fields: dict[int, frozenset[str] | None]
+) -> None:
+    services = {service.name: service.ports for service in doc.runset.services}
+
+    def check(where: str, text: str, **context: Any) -> None:
         try:
-            check_template(text)
+            check_template(text, services=services, **context)
         except PlaceholderError as exc:
             raise RunsetError(f"{path}: {where}: {exc}") from None
+
+    def check_command(
+        where: str, command: list[str] | str | None, prefix: str = "", **context: Any
+    ) -> None:
+        if isinstance(command, str):
+            check(f"{where} '{prefix}command'", command, **context)
+        elif command is not None:
+            for position, arg in enumerate(command):
+                check(f"{where} '{prefix}command[{position}]'", arg, **context)
 
     for key, value in doc.runset.env.items():
         check(f"[runset], field 'env.{_show_key(key)}'", value)
     if doc.runset.base_url is not None:
         check("[runset], field 'base_url'", doc.runset.base_url)
+    for position, service in enumerate(doc.runset.services):
+        where = f"[[runset.services]] #{position + 1} {_show_name(service.name)}, field"
+        own = {"ports": service.ports}
+        check_command(where, service.command, **own)
+        for key, value in service.env.items():
+            check(f"{where} 'env.{_show_key(key)}'", value, **own)
+        for name in ("ready", "cwd"):
+            value = getattr(service, name)
+            if value is not None:
+                check(f"{where} '{name}'", value, **own)
     for index, spec in enumerate(doc.flows):
         where = f"{_flow_label(index, spec.name)}, field"
-        if isinstance(spec.command, str):
-            check(f"{where} 'command'", spec.command)
-        elif spec.command is not None:
-            for position, arg in enumerate(spec.command):
-                check(f"{where} 'command[{position}]'", arg)
+        sidecar_ports = spec.sidecar.ports if spec.sidecar is not None else 0
+        context: dict[str, Any] = {
+            "ports": spec.ports,
+            "persona_fields": persona_fields[index],
+            "sidecar_ports": sidecar_ports,
+        }
+        check_command(where, spec.command, **context)
         for key, value in spec.env.items():
-            check(f"{where} 'env.{_show_key(key)}'", value)
+            check(f"{where} 'env.{_show_key(key)}'", value, **context)
         if spec.cwd is not None:
-            check(f"{where} 'cwd'", spec.cwd)
+            check(f"{where} 'cwd'", spec.cwd, **context)
+        if spec.sidecar is not None:
+            own: dict[str, Any] = {
+                "ports": sidecar_ports,
+                "persona_fields": persona_fields[index],
+            }
+            check_command(where, spec.sidecar.command, prefix="sidecar.", **own)
+            for key, value in spec.sidecar.env.items():
+                check(f"{where} 'sidecar.env.{_show_key(key)}'", value, **own)
+            if spec.sidecar.ready is not None:
+                check(f"{where} 'sidecar.ready'", spec.sidecar.ready, **own)
 
 
 def parse_runset(path: Path, data: bytes, display: str | None = None) -> RunSet:
@@ -449,7 +427,9 @@ def parse_runset(path: Path, data: bytes, display: str | None = None) -> RunSet:
         doc = RunsetDocument.model_validate(raw)
     except ValidationError as exc:
         raise RunsetError(_describe_validation_error(shown, raw, exc)) from None
-    _check_placeholders(shown, doc)
+    personas = _personas(doc)
+    persona_fields = _check_references(shown, doc, personas)
+    _check_placeholders(shown, doc, persona_fields)
 
     settings = doc.runset
     slugs = unique_slugs(spec.name for spec in doc.flows)
@@ -478,6 +458,11 @@ def parse_runset(path: Path, data: bytes, display: str | None = None) -> RunSet:
                 xfail=_reason(spec.xfail, "expected to fail"),
                 sha256=_flow_sha(raw_flows[index]),
                 description=spec.description,
+                persona=spec.persona,
+                ports=spec.ports,
+                exclusive=spec.exclusive,
+                sidecar=spec.sidecar,
+                workspace=spec.workspace,
             )
         )
     return RunSet(
@@ -486,6 +471,8 @@ def parse_runset(path: Path, data: bytes, display: str | None = None) -> RunSet:
         sha256=hashlib.sha256(data).hexdigest(),
         settings=settings,
         flows=tuple(flows),
+        personas=personas,
+        pools={name: tuple(members) for name, members in doc.persona_pools.items()},
     )
 
 

@@ -85,28 +85,87 @@ def placeholder_names(template: str) -> list[str]:
     return [t.name for t in _tokenize(template) if isinstance(t, _Field)]
 
 
-def check_name(name: str, *, ports: int) -> None:
-    """Raise :class:`PlaceholderError` unless ``name`` is known for a flow leasing ``ports``."""
+_PERSONA_NAME = re.compile(r"^persona\.([A-Za-z_][A-Za-z0-9_]*)$")
+_SERVICE_PORT = re.compile(r"^services\.([A-Za-z0-9_.-]+?)\.(?:port|ports\[(\d+)\])$")
+_SIDECAR_PORT = re.compile(r"^sidecar\.(?:port|ports\[(\d+)\])$")
+
+
+def check_name(
+    name: str,
+    *,
+    ports: int,
+    persona_fields: frozenset[str] | None = None,
+    services: Mapping[str, int] | None = None,
+    sidecar_ports: int = 0,
+) -> None:
+    """Raise :class:`PlaceholderError` unless ``name`` is known in this context.
+
+    ``ports``: ports the flow (or service) leases; ``persona_fields``: the fields every persona
+    the flow may get has (``None``: no persona); ``services``: service name -> leased ports;
+    ``sidecar_ports``: ports of the flow's sidecar.
+    """
     if name in SIMPLE_NAMES or _ENV_NAME.match(name):
         return
     port = _PORT_NAME.match(name)
     if port:
-        if ports <= 0:
+        _check_port_index(name, port.group(1), ports, "the flow leases")
+        return
+    persona = _PERSONA_NAME.match(name)
+    if persona:
+        if persona_fields is None:
             raise PlaceholderError(
-                f"placeholder {_shown(name)} is only known to flows that lease ports"
+                f"placeholder {_shown(name)} needs a persona (set persona = ...)"
             )
-        index = int(port.group(1) or 0)
-        if index >= ports:
+        if persona.group(1) not in persona_fields:
+            known = ", ".join(sorted(persona_fields)) or "none"
             raise PlaceholderError(
-                f"placeholder {_shown(name)} is out of range: the flow leases {ports} port(s)"
+                f"placeholder {_shown(name)}: the persona has no field "
+                f"{persona.group(1)!r} (fields: {known})"
             )
+        return
+    service = _SERVICE_PORT.match(name)
+    if service:
+        known_services = services or {}
+        if service.group(1) not in known_services:
+            raise PlaceholderError(
+                f"placeholder {_shown(name)}: no service named {service.group(1)!r}"
+            )
+        _check_port_index(name, service.group(2), known_services[service.group(1)], "it leases")
+        return
+    sidecar = _SIDECAR_PORT.match(name)
+    if sidecar:
+        _check_port_index(name, sidecar.group(1), sidecar_ports, "the sidecar leases")
         return
     raise PlaceholderError(f"unknown placeholder {_shown(name)}")
 
 
-def check_template(template: str, *, ports: int = 0) -> None:
+def _check_port_index(name: str, index_text: str | None, ports: int, whose: str) -> None:
+    if ports <= 0:
+        where = "flows that lease ports" if whose == "the flow leases" else "leased ports"
+        raise PlaceholderError(f"placeholder {_shown(name)} is only known to {where}")
+    index = int(index_text or 0)
+    if index >= ports:
+        raise PlaceholderError(
+            f"placeholder {_shown(name)} is out of range: {whose} {ports} port(s)"
+        )
+
+
+def check_template(
+    template: str,
+    *,
+    ports: int = 0,
+    persona_fields: frozenset[str] | None = None,
+    services: Mapping[str, int] | None = None,
+    sidecar_ports: int = 0,
+) -> None:
     for name in placeholder_names(template):
-        check_name(name, ports=ports)
+        check_name(
+            name,
+            ports=ports,
+            persona_fields=persona_fields,
+            services=services,
+            sidecar_ports=sidecar_ports,
+        )
 
 
 def substitute(template: str, values: Mapping[str, str], env: Mapping[str, str]) -> str:

@@ -141,8 +141,6 @@ def test_env_names_are_known(name: str) -> None:
         "ports[-1]",
         "ports[x]",
         "port.x",
-        "persona.username",
-        "services.app.port",
     ],
 )
 def test_unknown_names(name: str) -> None:
@@ -160,6 +158,22 @@ def test_no_str_format_semantics() -> None:
             check_template(template)
         with pytest.raises(PlaceholderError, match="has no value"):
             substitute(template, {"name": "x"}, {})
+
+
+def test_persona_and_service_names_need_their_context() -> None:
+    with pytest.raises(PlaceholderError, match="needs a persona"):
+        check_template("{persona.username}")
+    with pytest.raises(PlaceholderError, match="has no field 'password'"):
+        check_template("{persona.password}", persona_fields=frozenset({"username"}))
+    check_template("{persona.username}", persona_fields=frozenset({"username"}))
+    with pytest.raises(PlaceholderError, match="no service named 'app'"):
+        check_template("{services.app.port}")
+    with pytest.raises(PlaceholderError, match="out of range"):
+        check_template("{services.app.ports[1]}", services={"app": 1})
+    check_template("http://127.0.0.1:{services.app.port}/", services={"app": 1})
+    with pytest.raises(PlaceholderError, match="only known to leased ports"):
+        check_template("{sidecar.port}")
+    check_template("{sidecar.port}", sidecar_ports=1)
 
 
 def test_port_needs_leased_ports() -> None:
