@@ -8,7 +8,7 @@ gateway side receives nothing but builtins.
 from __future__ import annotations
 
 import os
-import secrets
+import secrets as random_tokens
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from . import proctree
-from .model import Flow, RunSet
+from .model import Flow, Persona, RunSet
 from .placeholders import substitute
 from .slugs import UnsafePathError, attempt_dir_name, flow_dir
 
@@ -30,6 +30,35 @@ class Attempt:
     cookie: str
     timeout_s: float
     env: dict[str, str]
+    secrets: list[str]
+
+
+class AttemptError(Exception):
+    """The attempt cannot start (a secret's variable is unset, say); the flow is ``error``."""
+
+
+def persona_values(persona: Persona) -> tuple[dict[str, str], list[str]]:
+    """``{persona.<field>}`` values and the secrets among them (read from the environment)."""
+    values = dict(persona.fields)
+    secrets: list[str] = []
+    for name, variable in persona.secrets.items():
+        value = os.environ.get(variable)
+        if value is None:
+            raise AttemptError(
+                f"persona {persona.name!r}: environment variable {variable} ({name}_env) is not set"
+            )
+        values[name] = value
+        secrets.append(value)
+    return values, secrets
+
+
+def port_values(prefix: str, ports: list[int]) -> dict[str, str]:
+    """``{port}``/``{ports[i]}`` (or with a prefix such as ``sidecar.``) for leased ports."""
+    if not ports:
+        return {}
+    values = {f"{prefix}port": str(ports[0])}
+    values.update({f"{prefix}ports[{i}]": str(port) for i, port in enumerate(ports)})
+    return values
 
 
 def make_flow_dir(path: Path) -> None:
@@ -53,6 +82,10 @@ def build_attempt(
     worker_id: str,
     attempt: int,
     timeout_override: float | None,
+    persona: Persona | None = None,
+    ports: list[int] | None = None,
+    service_values: dict[str, str] | None = None,
+    workdir: Path | None = None,
 ) -> Attempt:
     """Everything a worker needs for one attempt.
 
@@ -61,7 +94,7 @@ def build_attempt(
     """
     target = flow_dir(run_dir, attempt_dir_name(flow.slug, attempt))
     make_flow_dir(target)
-    cookie = f"{run_id}.{flow.slug}.{attempt}.{secrets.token_hex(4)}"
+    cookie = f"{run_id}.{flow.slug}.{attempt}.{random_tokens.token_hex(4)}"
     timeout = timeout_override or flow.timeout_s
     values = {
         "slot": str(slot),
@@ -73,6 +106,18 @@ def build_attempt(
         "attempt": str(attempt),
         "python": sys.executable,
     }
+    flow_ports = list(ports or [])[: flow.ports]
+    sidecar_ports = list(ports or [])[flow.ports :]
+    values.update(port_values("", flow_ports))
+    values.update(port_values("sidecar.", sidecar_ports))
+    values.update(service_values or {})
+    secrets: list[str] = []
+    persona_env: dict[str, str] = {}
+    if persona is not None:
+        fields, secrets = persona_values(persona)
+        values.update({f"persona.{name}": value for name, value in fields.items()})
+        persona_env["RUNSET_PERSONA"] = persona.name
+        persona_env.update({f"RUNSET_PERSONA_{name.upper()}": v for name, v in fields.items()})
     inherited = dict(os.environ)
     url = substitute(base_url, values, inherited) if base_url else ""
     values["base_url"] = url
@@ -96,6 +141,13 @@ def build_attempt(
     )
     if url:
         extra["RUNSET_BASE_URL"] = url
+    if flow_ports:
+        extra["RUNSET_PORT"] = str(flow_ports[0])
+        extra["RUNSET_PORTS"] = ",".join(str(port) for port in flow_ports)
+    if sidecar_ports:
+        extra["RUNSET_SIDECAR_PORT"] = str(sidecar_ports[0])
+        extra["RUNSET_SIDECAR_PORTS"] = ",".join(str(port) for port in sidecar_ports)
+    extra.update(persona_env)
     config.hook.pytest_runset_flow_env(config=config, flow=flow, env=extra)
     # The cookie is what finds the flow's processes; no hook may drop or change it.
     extra[proctree.COOKIE_VAR] = cookie
@@ -105,7 +157,7 @@ def build_attempt(
         command = substitute(flow.command, values, environment)
     else:
         command = [substitute(arg, values, environment) for arg in flow.command]
-    cwd = runset.directory
+    cwd = workdir if workdir is not None else runset.directory
     if flow.cwd is not None:
         cwd = cwd / substitute(flow.cwd, values, environment)
     if not cwd.is_dir():
@@ -125,5 +177,49 @@ def build_attempt(
         "report_path": str(target / FLOW_REPORT_NAME),
         "timeout_s": timeout,
         "kill_grace_s": flow.kill_grace_s,
+        "secrets": secrets,
     }
-    return Attempt(spec=spec, cookie=cookie, timeout_s=timeout, env=extra)
+    if flow.sidecar is not None:
+        spec["sidecar"] = _sidecar_spec(flow, values, environment, sidecar_ports, target, cwd)
+    return Attempt(spec=spec, cookie=cookie, timeout_s=timeout, env=extra, secrets=secrets)
+
+
+def _sidecar_spec(
+    flow: Flow,
+    flow_values: dict[str, str],
+    environment: dict[str, str],
+    ports: list[int],
+    target: Path,
+    cwd: Path,
+) -> dict[str, Any]:
+    """The flow's sidecar as plain data: its own ``{port}`` is the sidecar's port."""
+    sidecar = flow.sidecar
+    assert sidecar is not None
+    values = {**flow_values, **port_values("", ports)}
+    for key in [key for key in values if key.startswith(("port", "ports["))]:
+        if key not in port_values("", ports):
+            del values[key]
+    env: dict[str, str] = {}
+    for key, value in sidecar.env.items():
+        env[key] = substitute(value, values, {**environment, **env})
+    if ports:
+        env["RUNSET_PORT"] = str(ports[0])
+        env["RUNSET_PORTS"] = ",".join(str(port) for port in ports)
+    command: list[str] | str
+    if isinstance(sidecar.command, str):
+        command = substitute(sidecar.command, values, environment)
+    else:
+        command = [substitute(arg, values, environment) for arg in sidecar.command]
+    return {
+        "command": command,
+        "shell": sidecar.shell,
+        "cwd": str(cwd / sidecar.cwd) if sidecar.cwd else str(cwd),
+        "env": env,
+        "ready": substitute(sidecar.ready, values, environment) if sidecar.ready else None,
+        "ready_timeout_s": sidecar.ready_timeout,
+        "ready_log": sidecar.ready_log,
+        "kill_grace_s": (
+            sidecar.kill_grace if sidecar.kill_grace is not None else flow.kill_grace_s
+        ),
+        "log_path": str(target / "sidecar.log"),
+    }

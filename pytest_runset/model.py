@@ -369,14 +369,13 @@ def _check_placeholders(
         check("[runset], field 'base_url'", doc.runset.base_url)
     for position, service in enumerate(doc.runset.services):
         where = f"[[runset.services]] #{position + 1} {_show_name(service.name)}, field"
-        own = {"ports": service.ports}
-        check_command(where, service.command, **own)
+        check_command(where, service.command, ports=service.ports)
         for key, value in service.env.items():
-            check(f"{where} 'env.{_show_key(key)}'", value, **own)
+            check(f"{where} 'env.{_show_key(key)}'", value, ports=service.ports)
         for name in ("ready", "cwd"):
             value = getattr(service, name)
             if value is not None:
-                check(f"{where} '{name}'", value, **own)
+                check(f"{where} '{name}'", value, ports=service.ports)
     for index, spec in enumerate(doc.flows):
         where = f"{_flow_label(index, spec.name)}, field"
         sidecar_ports = spec.sidecar.ports if spec.sidecar is not None else 0
@@ -391,10 +390,7 @@ def _check_placeholders(
         if spec.cwd is not None:
             check(f"{where} 'cwd'", spec.cwd, **context)
         if spec.sidecar is not None:
-            own: dict[str, Any] = {
-                "ports": sidecar_ports,
-                "persona_fields": persona_fields[index],
-            }
+            own = {"ports": sidecar_ports, "persona_fields": persona_fields[index]}
             check_command(where, spec.sidecar.command, prefix="sidecar.", **own)
             for key, value in spec.sidecar.env.items():
                 check(f"{where} 'sidecar.env.{_show_key(key)}'", value, **own)

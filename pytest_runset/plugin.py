@@ -290,6 +290,7 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
             else None
         ),
         "fail_on_flaky": config.option.runset_fail_on_flaky,
+        "leaser": _leaser(flows),
     }
     runs: dict[str, RunsetRun] = {}
     loop: FlowRunLoop | None = None
@@ -317,6 +318,22 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
         # Unstarted flows are a failure of the run even when nothing that ran failed.
         raise session.Failed(f"the run's global timeout of {loop.global_timeout:g}s expired")
     return True
+
+
+def _leaser(flows: list[RunsetItem]) -> Any:
+    """A leaser on the per-user lock directory, when some flow or service needs one."""
+    from .leases import LeaseError, Leaser, lock_directory
+    from .resources import needs_leases
+
+    needed = any(
+        needs_leases(item.flow, item.runset) or item.flow.workspace != "none" for item in flows
+    ) or any(item.runset.settings.services for item in flows)
+    if not needed:
+        return None
+    try:
+        return Leaser(lock_directory())
+    except LeaseError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _open_runs(

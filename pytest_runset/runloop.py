@@ -13,6 +13,7 @@ import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -20,13 +21,17 @@ import pytest
 from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
 
 from . import proctree
-from .attempt import build_attempt
+from .attempt import AttemptError, build_attempt, make_flow_dir
+from .leases import Lease, Leaser, lock_directory
+from .masking import mask_data
 from .placeholders import PlaceholderError
 from .pool import Event, Pool
 from .replay import Replay
 from .report import RunDirectory, build_report, iso_utc
-from .scheduler import Scheduler
+from .resources import acquire, needs_leases
+from .scheduler import Scheduler, Task
 from .slugs import UnsafePathError, attempt_dir_name
+from .workspace import Workspace, WorkspaceError, create_workspace, remove_workspace
 
 if TYPE_CHECKING:
     from .collect import RunsetItem
@@ -54,6 +59,11 @@ class FlowState:
     slot: int = -1
     env: dict[str, str] = field(default_factory=dict)
     entry: dict[str, Any] | None = None
+    lease: Lease | None = None
+    persona: str | None = None
+    ports: list[int] = field(default_factory=list)
+    secrets: list[str] = field(default_factory=list)
+    workspace: Workspace | None = None
 
     @property
     def flow(self) -> Flow:
@@ -78,6 +88,10 @@ class RunsetRun:
         self.previous = previous or {}
         self.started_at = started_at
         self.entries: dict[str, dict[str, Any]] = {}
+        # {services.<name>.port} values once the run's services are up.
+        self.service_values: dict[str, str] = {}
+        # Set when a service failed: every flow of the run that has not ended is an error.
+        self.service_error: str | None = None
         # Reports list flows in file order, whatever the completion order.
         self.order: dict[str, tuple[int, str]] = {}
         self.report_path: str | None = None
@@ -146,6 +160,7 @@ class FlowRunLoop:
         backstop_margin: float = BACKSTOP_MARGIN_S,
         global_timeout: float | None = None,
         fail_on_flaky: bool = False,
+        leaser: Leaser | None = None,
     ) -> None:
         self.session = session
         self.config = session.config
@@ -167,6 +182,7 @@ class FlowRunLoop:
         self.last_spawn_error = ""
         self.replay = Replay(self.config)
         self.gate = InterruptGate()
+        self.leaser = leaser
         self.fail_on_flaky = fail_on_flaky
         self.global_timeout = global_timeout
         self.global_deadline = (
@@ -217,7 +233,8 @@ class FlowRunLoop:
             )
             for nodeid in to_run
         }
-        self.scheduler = Scheduler(to_run, self.workers, retries)
+        exclusive = [key for key in to_run if self.states[key].flow.exclusive]
+        self.scheduler = Scheduler(to_run, self.workers, retries, exclusive=exclusive)
         for run in self.runs.values():
             if run.started_at is None:
                 run.directory.journal(
@@ -296,12 +313,35 @@ class FlowRunLoop:
         if (self.session.shouldfail or self.session.shouldstop) and not self.scheduler.stopped:
             self.scheduler.stop()
 
+    def _ready(self, task: Task) -> str | None:
+        """Take the flow's leases if they are free; else say what it waits for."""
+        state = self.states[task.key]
+        if self.leaser is None or not needs_leases(state.flow, state.run.runset):
+            return None
+        lease, reason = acquire(self.leaser, state.run.runset, state.flow)
+        state.lease = lease
+        return reason
+
     def _dispatch(self) -> None:
-        for slot, task in self.scheduler.assignments():
+        now = time.monotonic()
+        limit = self._lease_wait_limit
+        for task, reason, waited in self.scheduler.expired_waits(now, limit):
+            state = self.states[task.key]
+            result = _local_result(task.attempt, "error", f"{reason} for {waited:.0f}s")
+            result.update(duration_s=0.0, started_at=time.time(), dir=None, worker="")
+            state.attempts.append(result)
+            self._finalize(state)
+        for slot, task in self.scheduler.assignments(ready=self._ready, now=now):
             state = self.states[task.key]
             try:
                 spec = self._spec(state, slot, task.attempt)
-            except (PlaceholderError, UnsafePathError, OSError) as exc:
+            except (
+                PlaceholderError,
+                UnsafePathError,
+                OSError,
+                AttemptError,
+                WorkspaceError,
+            ) as exc:
                 self._attempt_done(state, slot, _local_result(task.attempt, "error", str(exc)))
                 continue
             if not self.pool.send(slot, "run", spec):
@@ -313,11 +353,33 @@ class FlowRunLoop:
                 state.logstarted = True
                 self.replay.logstart(state.item)
 
+    def _lease_wait_limit(self, key: str) -> float:
+        # A flow waits for its leases at most as long as it may run.
+        return self.timeout_override or self.states[key].flow.timeout_s
+
     def _spec(self, state: FlowState, slot: int, attempt: int) -> dict[str, Any]:
         state.dispatched_at = time.monotonic()
         handle = self.pool.workers[slot]
         state.slot = slot
         state.worker_id = handle.worker_id
+        flow = state.flow
+        run = state.run
+        lease = state.lease
+        state.persona = lease.persona if lease is not None else None
+        state.ports = list(lease.ports) if lease is not None else []
+        persona = run.runset.personas[state.persona] if state.persona else None
+        workdir = None
+        if flow.workspace != "none":
+            target = run.directory.path / attempt_dir_name(flow.slug, attempt)
+            make_flow_dir(target)
+            state.workspace = create_workspace(
+                flow.workspace,
+                source_dir=run.runset.directory,
+                flow_dir=target,
+                lock_dir=self._lock_dir(),
+                exclude=[run.directory.output_root],
+            )
+            workdir = state.workspace.path
         built = build_attempt(
             self.config,
             flow=state.flow,
@@ -329,9 +391,14 @@ class FlowRunLoop:
             worker_id=handle.worker_id,
             attempt=attempt,
             timeout_override=self.timeout_override,
+            persona=persona,
+            ports=state.ports,
+            service_values=run.service_values,
+            workdir=workdir,
         )
         state.cookie = built.cookie
         state.env = built.env
+        state.secrets = built.secrets
         state.backstop = (
             state.dispatched_at + built.timeout_s + state.flow.kill_grace_s + self.backstop_margin
         )
@@ -400,7 +467,32 @@ class FlowRunLoop:
             self._replace(slot)
 
     # -- results ---------------------------------------------------------------------------
+    def _lock_dir(self) -> Path:
+        if self.leaser is None:
+            self.leaser = Leaser(lock_directory())
+        return self.leaser.lock_dir
+
+    def _release(self, state: FlowState, status: str) -> list[str]:
+        """Give back what the attempt held; return warnings worth reporting."""
+        warnings: list[str] = []
+        if state.lease is not None:
+            state.lease.release()
+            state.lease = None
+        if state.workspace is not None:
+            problem = remove_workspace(
+                state.workspace, lock_dir=self._lock_dir(), keep=status != "passed"
+            )
+            if problem:
+                warnings.append(problem)
+            state.workspace = None
+        return warnings
+
     def _attempt_done(self, state: FlowState, slot: int, result: dict[str, Any]) -> None:
+        if state.secrets:
+            result = mask_data(result, state.secrets)
+        warnings = self._release(state, str(result.get("status")))
+        if warnings:
+            result["warnings"] = [*result.get("warnings", []), *warnings]
         result.setdefault("started_at", time.time())
         result.setdefault("duration_s", round(time.monotonic() - state.dispatched_at, 6))
         attempt = int(result.get("attempt") or len(state.attempts) + 1)
@@ -454,10 +546,15 @@ class FlowRunLoop:
     def _entry(self, state: FlowState, status: str, message: str, flaky: bool) -> dict[str, Any]:
         last = state.attempts[-1]
         flow = state.flow
-        dir_name = str(last["dir"])
+        dir_name = last.get("dir")
         run_started = state.run.started_at or self.started_at
-        started_s = round(max(0.0, float(last["started_at"]) - run_started), 6)
+        started_s = round(max(0.0, float(last.get("started_at") or run_started) - run_started), 6)
         artifacts = [f"{dir_name}/{path}" for path in last.get("artifacts", [])]
+        logs = (
+            {"stdout": f"{dir_name}/stdout.log", "stderr": f"{dir_name}/stderr.log"}
+            if dir_name
+            else {}
+        )
         return {
             "name": flow.name,
             "slug": flow.slug,
@@ -473,11 +570,11 @@ class FlowRunLoop:
             "exit_code": last.get("exit_code"),
             "message": message,
             "dir": dir_name,
-            "logs": {"stdout": f"{dir_name}/stdout.log", "stderr": f"{dir_name}/stderr.log"},
-            "result": f"{dir_name}/result.json",
+            "logs": logs,
+            "result": f"{dir_name}/result.json" if dir_name else None,
             "artifacts": artifacts,
-            "persona": None,
-            "ports": [],
+            "persona": state.persona,
+            "ports": list(state.ports),
             "tags": list(flow.tags),
             "leftover_processes": int(last.get("leftover_processes") or 0),
             "metrics": last.get("metrics", {}),
@@ -596,6 +693,10 @@ class FlowRunLoop:
             run.report = report
             run.directory.journal({"event": "report", "finished_at": iso_utc(finished)})
             self.hook.pytest_runset_report(config=self.config, report=report)
+
+
+# Problems that end an attempt before it reaches a worker (the flow is ``error``).
+_CANNOT_START = (PlaceholderError, UnsafePathError, OSError, AttemptError, WorkspaceError)
 
 
 def _unstarted_entry(state: FlowState, status: str, message: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ decision here makes ordering, retries and stop rules testable in microseconds.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 RETRYABLE = frozenset({"failed", "timeout", "error"})
@@ -30,7 +30,11 @@ class Scheduler:
     """
 
     def __init__(
-        self, keys: Sequence[str], slots: int, retries: Mapping[str, int] | None = None
+        self,
+        keys: Sequence[str],
+        slots: int,
+        retries: Mapping[str, int] | None = None,
+        exclusive: Iterable[str] = (),
     ) -> None:
         if slots < 1:
             raise ValueError("a scheduler needs at least one slot")
@@ -43,6 +47,9 @@ class Scheduler:
         self._lost: set[int] = set()
         self._running: dict[int, Task] = {}
         self._stopped = False
+        self._exclusive = frozenset(exclusive)
+        # Why a task could not start, and since when it has been waiting for that.
+        self._blocked: dict[str, tuple[str, float]] = {}
         self.slots = slots
 
     # -- questions ---------------------------------------------------------------------------
@@ -65,19 +72,73 @@ class Scheduler:
         return self._stopped or not self._pending or not (self._idle or self._down)
 
     # -- decisions ---------------------------------------------------------------------------
-    def assignments(self) -> list[tuple[int, Task]]:
-        """Start as many pending tasks as there are idle slots (lowest slot first)."""
+    def assignments(
+        self, ready: Callable[[Task], str | None] | None = None, now: float = 0.0
+    ) -> list[tuple[int, Task]]:
+        """Start pending tasks on idle slots (lowest slot first), in queue order.
+
+        ``ready(task)`` returns ``None`` when the task can start now (it has taken its leases)
+        or says what it waits for; a waiting task keeps its place and the next ready one
+        starts instead, so nothing starves behind a busy persona. An exclusive task starts
+        only on an empty pool, and nothing queued after it starts before it did.
+        """
         started: list[tuple[int, Task]] = []
-        if self._stopped:
+        if self._stopped or not self._idle or not self._pending:
             return started
-        for slot in sorted(self._idle):
-            if not self._pending:
-                break
+        if any(task.key in self._exclusive for task in self._running.values()):
+            return started
+        idle = sorted(self._idle)
+        keep: deque[Task] = deque()
+        while self._pending:
             task = self._pending.popleft()
+            if not idle:
+                keep.append(task)
+                continue
+            if task.key in self._exclusive and self._running:
+                # Let the pool drain; starting more would postpone the exclusive task.
+                keep.append(task)
+                keep.extend(self._pending)
+                self._pending.clear()
+                break
+            reason = ready(task) if ready is not None else None
+            if reason is not None:
+                since = self._blocked.get(task.key, (reason, now))[1]
+                self._blocked[task.key] = (reason, since)
+                keep.append(task)
+                continue
+            self._blocked.pop(task.key, None)
+            slot = idle.pop(0)
             self._idle.discard(slot)
             self._running[slot] = task
             started.append((slot, task))
+            if task.key in self._exclusive:
+                keep.extend(self._pending)
+                self._pending.clear()
+                break
+        self._pending = keep
         return started
+
+    def expired_waits(
+        self, now: float, limit: Callable[[str], float]
+    ) -> list[tuple[Task, str, float]]:
+        """Remove and return tasks that waited for a lease longer than ``limit(key)`` seconds,
+        with what they waited for and how long."""
+        expired: list[tuple[Task, str, float]] = []
+        keep: deque[Task] = deque()
+        for task in self._pending:
+            blocked = self._blocked.get(task.key)
+            if blocked is not None and now - blocked[1] >= limit(task.key):
+                expired.append((task, blocked[0], now - blocked[1]))
+                del self._blocked[task.key]
+            else:
+                keep.append(task)
+        self._pending = keep
+        return expired
+
+    @property
+    def waiting(self) -> bool:
+        """Some pending task is waiting for a lease (the caller should poll again soon)."""
+        return any(task.key in self._blocked for task in self._pending)
 
     def finished(self, slot: int, status: str) -> Task | None:
         """Record the end of the task on ``slot``; return the retry queued for it, if any.

@@ -92,6 +92,11 @@ class Worker:
             duration_s=round(time.monotonic() - started, 6),
             leftover_processes=leftovers,
         )
+        secrets = spec.get("secrets") or []
+        if secrets:
+            from pytest_runset.masking import mask_data
+
+            result = mask_data(result, secrets)
         if leftovers:
             result["warnings"].append(
                 f"killed {leftovers} leftover process(es) still carrying the flow's cookie"

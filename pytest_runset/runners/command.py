@@ -9,6 +9,7 @@ import subprocess
 import threading
 from typing import Any
 
+from ..masking import start_masking_copy
 from ..proctree import terminate_group
 from . import Control
 
@@ -92,6 +93,37 @@ def read_flow_report(path: str, flow_dir: str) -> tuple[dict[str, Any] | None, s
     }, None
 
 
+def _start(
+    spec: dict[str, Any], env: dict[str, str], stdout_path: str, stderr_path: str
+) -> tuple[subprocess.Popen[bytes], list[threading.Thread]]:
+    """Start the flow with its output going straight to its log files.
+
+    With secrets to hide, output goes through pipes and a masking copy instead; that costs a
+    thread per stream, so it is only done when there is something to mask.
+    """
+    secrets = list(spec.get("secrets") or ())
+    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
+        target: Any = subprocess.PIPE if secrets else out
+        target_err: Any = subprocess.PIPE if secrets else err
+        proc = subprocess.Popen(
+            spec["command"],
+            shell=bool(spec.get("shell")),
+            cwd=spec["cwd"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=target,
+            stderr=target_err,
+            start_new_session=True,
+        )
+    copies: list[threading.Thread] = []
+    if secrets:
+        for stream, path in ((proc.stdout, stdout_path), (proc.stderr, stderr_path)):
+            assert stream is not None
+            sink = open(path, "ab")  # noqa: SIM115 - the copy thread owns and closes it
+            copies.append(start_masking_copy(stream, sink, secrets, close=True))
+    return proc, copies
+
+
 def run(spec: dict[str, Any], control: Control) -> dict[str, Any]:
     flow_dir = spec["flow_dir"]
     env = dict(os.environ)
@@ -99,25 +131,15 @@ def run(spec: dict[str, Any], control: Control) -> dict[str, Any]:
     command = spec["command"]
     stdout_path = os.path.join(flow_dir, "stdout.log")
     stderr_path = os.path.join(flow_dir, "stderr.log")
-    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
-        try:
-            proc = subprocess.Popen(
-                command,
-                shell=bool(spec.get("shell")),
-                cwd=spec["cwd"],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            shown = command if isinstance(command, str) else command[0]
-            return {
-                "status": "error",
-                "exit_code": None,
-                "message": f"cannot start {shown!r}: {exc.strerror or exc}",
-            }
+    try:
+        proc, copies = _start(spec, env, stdout_path, stderr_path)
+    except OSError as exc:
+        shown = command if isinstance(command, str) else command[0]
+        return {
+            "status": "error",
+            "exit_code": None,
+            "message": f"cannot start {shown!r}: {exc.strerror or exc}",
+        }
 
     def wait_and_wake() -> None:
         proc.wait()
@@ -130,6 +152,7 @@ def run(spec: dict[str, Any], control: Control) -> dict[str, Any]:
         configured = float(spec["kill_grace_s"])
         terminate_group(proc.pid, lambda: control.kill_grace(configured), reap=proc.poll)
         proc.wait()
+        _drain(copies)
         if control.cancel_reason is not None:
             return {
                 "status": control.cancel_status,
@@ -142,7 +165,15 @@ def run(spec: dict[str, Any], control: Control) -> dict[str, Any]:
             "message": f"timeout after {_seconds(control.timeout_s)}s",
             "stderr_tail": tail_lines(stderr_path),
         }
+    _drain(copies)
     return _finished(proc.returncode, spec, stderr_path)
+
+
+def _drain(copies: list[threading.Thread]) -> None:
+    # A background child may still hold the pipe; the worker's cookie sweep ends it, so only
+    # wait briefly here for the output written so far.
+    for thread in copies:
+        thread.join(1.0)
 
 
 def _seconds(value: float) -> str:

@@ -1,0 +1,440 @@
+"""Private working directories for flows: ``workspace = "worktree"`` and ``workspace = "copy"``.
+
+This runs on the controller, before a flow attempt is dispatched and after it ends, so that a
+worker only ever receives a plain ``cwd``. A ``worktree`` workspace is a detached ``git worktree``
+of the run-set's repository at ``HEAD``; a ``copy`` workspace is a copy of the run-set
+directory. Either lives in ``<flow_dir>/workspace``, so no flow sees another flow's (or the
+user's) working tree.
+
+Git takes a lock in the repository while it adds or removes a worktree and fails, rather than
+waits, when that lock is taken. Adding and removing worktrees is therefore serialized per
+repository by a ``filelock`` in the per-user lock directory, which also covers threads of one
+controller and concurrent pytest sessions on the same host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import filelock
+
+__all__ = [
+    "COPY_SKIPPED_NAMES",
+    "WORKSPACE_DIR_NAME",
+    "Workspace",
+    "WorkspaceError",
+    "create_workspace",
+    "remove_workspace",
+]
+
+#: The workspace's directory inside the flow directory.
+WORKSPACE_DIR_NAME = "workspace"
+
+#: Names a ``copy`` workspace never copies, at any depth: repository metadata (a copy is not a
+#: checkout, and a ``.git`` *file* would point back into the user's repository) and caches that
+#: belong to the source tree and would only mislead the flow.
+COPY_SKIPPED_NAMES = frozenset({".git", "__pycache__", ".pytest_cache"})
+
+# Waiting for the worktree lock: other sessions may be checking out large worktrees, so this is
+# generous; it only has to keep a wedged holder from blocking a flow forever.
+LOCK_TIMEOUT_S = 120.0
+# One git command (a checkout of a big repository, a hook) may be slow, but never endless: it
+# runs while holding the worktree lock that every other flow of the repository waits for.
+GIT_TIMEOUT_S = 600.0
+
+# Repository-locating variables git exports to hooks and aliases. When pytest itself runs from a
+# git hook (pre-commit, pre-push), they would point our git commands at the hook's repository
+# and index instead of the run-set's. The list is `git rev-parse --local-env-vars`.
+_GIT_LOCAL_ENV_VARS = (
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_CONFIG",
+    "GIT_CONFIG_COUNT",
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_DIR",
+    "GIT_GRAFT_FILE",
+    "GIT_IMPLICIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_INTERNAL_SUPER_PREFIX",
+    "GIT_NO_REPLACE_OBJECTS",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_PREFIX",
+    "GIT_REPLACE_REF_BASE",
+    "GIT_SHALLOW_FILE",
+    "GIT_WORK_TREE",
+)
+
+
+class WorkspaceError(Exception):
+    """A workspace could not be created; ``str()`` is one line that says why."""
+
+    def __init__(self, message: str) -> None:
+        # Flow messages and report lines are single lines; a path or a git message with a
+        # newline in it must not break them.
+        super().__init__(" ".join(message.split()))
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A flow's private working directory.
+
+    ``path`` is the flow's cwd: for a worktree, the worktree plus the run-set directory's path
+    inside the repository, so relative paths in commands keep working. ``repo`` is the
+    repository's root for worktrees (``None`` for copies). ``root`` is the top of the workspace
+    (the worktree root or the copy), which is what gets removed; ``None`` means "work it out".
+    """
+
+    kind: str
+    path: Path
+    repo: Path | None
+    root: Path | None = None
+
+
+def create_workspace(
+    kind: str,
+    *,
+    source_dir: Path,
+    flow_dir: Path,
+    lock_dir: Path,
+    exclude: Sequence[Path] = (),
+) -> Workspace:
+    """Create the workspace of one flow attempt in ``<flow_dir>/workspace``.
+
+    ``kind`` is ``"worktree"`` or ``"copy"``; ``source_dir`` is the run-set file's directory.
+
+    - ``worktree``: a detached worktree of the repository containing ``source_dir``, at ``HEAD``
+      (committed files only: uncommitted changes of the main checkout are not in it, and
+      submodules are not initialized). Creation is serialized per repository by a lock file in
+      ``lock_dir``. The run-set directory must be committed at ``HEAD``.
+    - ``copy``: a copy of ``source_dir``. Symbolic links are copied as links, never followed.
+      Skipped: every path in ``exclude`` (the output directory, which usually lives inside
+      ``source_dir``), ``flow_dir`` itself (so the copy never contains itself), names in
+      :data:`COPY_SKIPPED_NAMES` (``.git``, ``__pycache__``, ``.pytest_cache``) at any depth, and
+      sockets, FIFOs and device files (which cannot be copied, and reading a FIFO would hang).
+
+    Raises :class:`WorkspaceError` when it cannot; nothing is left behind then.
+    """
+    if kind == "worktree":
+        return _create_worktree(source_dir=source_dir, flow_dir=flow_dir, lock_dir=lock_dir)
+    if kind == "copy":
+        return _create_copy(source_dir=source_dir, flow_dir=flow_dir, exclude=exclude)
+    raise WorkspaceError(f'unknown workspace kind {kind!r}: expected "worktree" or "copy"')
+
+
+def remove_workspace(workspace: Workspace, *, lock_dir: Path, keep: bool) -> str | None:
+    """Remove a workspace after its flow, unless ``keep`` (the flow failed: leave it to look at).
+
+    A worktree is removed with ``git worktree remove --force`` (under the same lock as its
+    creation) and the repository's worktree list is pruned; a copy is deleted. Never raises:
+    returns a one-line warning when something could not be removed, else ``None``.
+    """
+    if keep:
+        return None
+    try:
+        if workspace.kind == "worktree":
+            return _remove_worktree(workspace, lock_dir=lock_dir)
+        root = workspace.root or workspace.path
+        error = _rmtree(root)
+        if error is not None:
+            return f"could not remove workspace {root}: {error}"
+        return None
+    except Exception as exc:
+        # The flow's result is already decided; a cleanup problem must only ever be a warning.
+        return _one_line(f"could not remove workspace {workspace.path}: {exc}")
+
+
+# --- worktrees ---------------------------------------------------------------------------------
+
+
+def _create_worktree(*, source_dir: Path, flow_dir: Path, lock_dir: Path) -> Workspace:
+    repo, prefix = _locate_repository(source_dir)
+    root = flow_dir.resolve() / WORKSPACE_DIR_NAME
+    flow_dir.mkdir(parents=True, exist_ok=True)
+    with _repo_lock(repo, lock_dir):
+        result = _git(repo, "worktree", "add", "--detach", str(root), "HEAD")
+        if result.returncode != 0:
+            # git may have created the directory (or half a checkout) before failing.
+            _cleanup_failed_worktree(repo, root)
+            raise WorkspaceError(f"git worktree add {root} failed in {repo}: {_last_line(result)}")
+        path = root / prefix
+        if not path.is_dir():
+            # The run-set directory exists in the main checkout but is not committed, so the
+            # flow would start in a directory that is not there.
+            _cleanup_failed_worktree(repo, root)
+            raise WorkspaceError(
+                f'workspace = "worktree" checks out HEAD, but the run-set directory '
+                f"{prefix.as_posix()} is not committed there in {repo}"
+            )
+    return Workspace(kind="worktree", path=path, repo=repo, root=root)
+
+
+def _locate_repository(source_dir: Path) -> tuple[Path, Path]:
+    """The repository root containing ``source_dir``, and ``source_dir`` relative to it."""
+    if not source_dir.is_dir():
+        raise WorkspaceError(f"run-set directory {source_dir} does not exist")
+    # --show-prefix is git's own answer for the relative part, so symlinked paths (git reports
+    # the real top level) need no guessing here.
+    result = _git(source_dir, "rev-parse", "--show-toplevel", "--show-prefix")
+    if result.returncode != 0:
+        if "not a git repository" in result.stderr:
+            raise WorkspaceError(
+                'workspace = "worktree" needs the run-set file inside a git repository: '
+                f"{source_dir} is not in one"
+            )
+        raise WorkspaceError(
+            f"cannot find the git repository of {source_dir}: {_last_line(result)}"
+        )
+    lines = result.stdout.split("\n")
+    if len(lines) < 2 or not lines[0]:
+        # Inside a .git directory git prints no top level (and a bare repository has none).
+        raise WorkspaceError(
+            'workspace = "worktree" needs the run-set file inside the working tree of a git '
+            f"repository: {source_dir} is not in one"
+        )
+    return Path(lines[0]), Path(lines[1])
+
+
+def _remove_worktree(workspace: Workspace, *, lock_dir: Path) -> str | None:
+    repo = workspace.repo
+    if repo is None:
+        return f"could not remove worktree {workspace.path}: its repository is unknown"
+    root = workspace.root or _registered_root(repo, workspace.path)
+    if root is None:
+        return f"could not remove worktree {workspace.path}: git does not list it in {repo}"
+    problems: list[str] = []
+    with _repo_lock(repo, lock_dir):
+        # Two --force: also remove a worktree the flow locked (`git worktree lock`).
+        result = _git(repo, "worktree", "remove", "--force", "--force", str(root))
+        if result.returncode != 0:
+            # E.g. the flow deleted the directory or left submodules in it: delete the files
+            # ourselves; the prune below then drops git's record of the worktree.
+            removed = _rmtree(root)
+            if removed is not None:
+                problems.append(removed)
+        pruned = _git(repo, "worktree", "prune")
+        if pruned.returncode != 0:
+            problems.append(f"git worktree prune: {_last_line(pruned)}")
+    if _registered_root(repo, root) is not None:
+        problems.append("git still lists it")
+    if problems:
+        return _one_line(f"could not remove worktree {root} of {repo}: {'; '.join(problems)}")
+    return None
+
+
+def _registered_root(repo: Path, path: Path) -> Path | None:
+    """The linked worktree of ``repo`` that ``path`` is in (or is), if git lists one."""
+    result = _git(repo, "worktree", "list", "--porcelain")
+    if result.returncode != 0:
+        return None
+    # Compare real paths: either side may have been written through a symbolic link.
+    target = os.path.realpath(path)
+    main = os.path.realpath(repo)
+    best: Path | None = None
+    for line in result.stdout.splitlines():
+        if not line.startswith("worktree "):
+            continue
+        candidate = os.path.realpath(line.removeprefix("worktree "))
+        if candidate == main:
+            continue
+        inside = target == candidate or target.startswith(candidate.rstrip(os.sep) + os.sep)
+        # The deepest match wins, in case worktrees are nested.
+        if inside and (best is None or len(candidate) > len(str(best))):
+            best = Path(candidate)
+    return best
+
+
+def _cleanup_failed_worktree(repo: Path, root: Path) -> None:
+    # Called with the lock held. Best effort: the error being raised is the one that matters.
+    with contextlib.suppress(WorkspaceError):
+        _git(repo, "worktree", "remove", "--force", "--force", str(root))
+    _rmtree(root)
+    with contextlib.suppress(WorkspaceError):
+        _git(repo, "worktree", "prune")
+
+
+@contextlib.contextmanager
+def _repo_lock(repo: Path, lock_dir: Path) -> Iterator[None]:
+    """Hold the lock that serializes adding and removing worktrees of ``repo``.
+
+    The name is derived from the real path git reports, so every session and thread that works
+    on the same repository picks the same file. A fresh instance per use: flock() locks held
+    through separate open files exclude each other even between threads of one process.
+    """
+    digest = hashlib.sha256(str(repo).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    lock = filelock.FileLock(str(lock_dir / f"worktree-{digest}.lock"))
+    try:
+        lock.acquire(timeout=LOCK_TIMEOUT_S)
+    except filelock.Timeout:
+        raise WorkspaceError(
+            f"timed out after {LOCK_TIMEOUT_S:.0f} s waiting for the git worktree lock "
+            f"{lock.lock_file} (another flow or pytest session is adding or removing a "
+            "worktree of the same repository)"
+        ) from None
+    except OSError as exc:
+        raise WorkspaceError(
+            f"cannot take the git worktree lock {lock.lock_file}: {exc.strerror or exc}"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``git -C cwd args...``; failures are returned, except git missing or hanging."""
+    env = {key: value for key, value in os.environ.items() if key not in _GIT_LOCAL_ENV_VARS}
+    # Git's messages are matched (and shown) in English, whatever the user's locale.
+    env["LC_ALL"] = "C"
+    env["LANGUAGE"] = "C"
+    # Never wait for a password or an editor: nobody is there to answer.
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    try:
+        return subprocess.run(
+            ["git", "-C", str(cwd), *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            env=env,
+            timeout=GIT_TIMEOUT_S,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise WorkspaceError(
+            'workspace = "worktree" needs git, and no git executable was found on PATH'
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise WorkspaceError(
+            f"git {' '.join(args)} in {cwd} did not finish within {GIT_TIMEOUT_S:.0f} s"
+        ) from None
+    except OSError as exc:
+        raise WorkspaceError(f"cannot run git in {cwd}: {exc.strerror or exc}") from None
+
+
+def _last_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+    if lines:
+        return lines[-1]
+    return f"git exited with status {result.returncode}"
+
+
+# --- copies ------------------------------------------------------------------------------------
+
+
+def _create_copy(*, source_dir: Path, flow_dir: Path, exclude: Sequence[Path]) -> Workspace:
+    if not source_dir.is_dir():
+        raise WorkspaceError(f"run-set directory {source_dir} does not exist")
+    source = Path(os.path.realpath(source_dir))
+    root = flow_dir.resolve() / WORKSPACE_DIR_NAME
+    if root.exists() or root.is_symlink():
+        raise WorkspaceError(f"cannot copy {source} to {root}: it exists already")
+    # copytree hands ``ignore`` directories under ``source`` (already real, and it does not
+    # descend into links), so ``directory/name`` is compared as is; exclusions are made real
+    # once. The flow directory is always excluded: it usually lives under the output directory
+    # inside ``source``, and copying it would copy the copy being made.
+    skipped = {os.path.realpath(path) for path in (*exclude, flow_dir)}
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        ignored: set[str] = set()
+        for name in names:
+            full = os.path.join(directory, name)
+            if name in COPY_SKIPPED_NAMES or full in skipped or _is_special_file(full):
+                ignored.add(name)
+        return ignored
+
+    try:
+        flow_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(source, root, symlinks=True, ignore=ignore)
+    except shutil.Error as exc:
+        _rmtree(root)
+        raise WorkspaceError(f"cannot copy {source} to {root}: {_copy_errors(exc)}") from None
+    except OSError as exc:
+        _rmtree(root)
+        raise WorkspaceError(f"cannot copy {source} to {root}: {exc}") from None
+    return Workspace(kind="copy", path=root, repo=None, root=root)
+
+
+def _is_special_file(path: str) -> bool:
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        # Gone already, or unreadable: let copytree report it if it matters.
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode))
+
+
+def _copy_errors(exc: shutil.Error) -> str:
+    """The first of copytree's collected errors, and how many more there were."""
+    errors = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
+    if not errors:
+        return str(exc)
+    first = errors[0]
+    text = f"{first[0]}: {first[2]}" if isinstance(first, tuple) and len(first) == 3 else str(first)
+    if len(errors) > 1:
+        text += f" (and {len(errors) - 1} more)"
+    return text
+
+
+# --- removal -----------------------------------------------------------------------------------
+
+
+def _rmtree(path: Path) -> str | None:
+    """Delete ``path`` (never following links out of it); the error as one line, or ``None``."""
+    if not path.exists() and not path.is_symlink():
+        return None
+    if path.is_symlink() or not path.is_dir():
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return _one_line(str(exc))
+        return None
+    try:
+        shutil.rmtree(path)
+        return None
+    except FileNotFoundError:
+        return None
+    except OSError:
+        pass
+    # Flows leave read-only directories behind (Go's module cache, for one), which cannot be
+    # emptied: make the tree writable and try once more.
+    _make_writable(path)
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return _one_line(str(exc))
+    return None
+
+
+def _make_writable(top: Path) -> None:
+    owner_rwx = stat.S_IRWXU
+
+    def chmod(directory: str) -> None:
+        # os.chmod follows links and there is no lchmod on Linux: a link to a directory outside
+        # the workspace must never be touched.
+        try:
+            if not os.path.islink(directory):
+                os.chmod(directory, os.stat(directory).st_mode | owner_rwx)
+        except OSError:
+            pass
+
+    chmod(str(top))
+    for directory, subdirectories, _files in os.walk(top):
+        for name in subdirectories:
+            # Top-down: fixed before os.walk tries to list it.
+            chmod(os.path.join(directory, name))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
