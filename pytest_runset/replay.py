@@ -155,9 +155,11 @@ def _longrepr(entry: dict[str, Any], last: dict[str, Any]) -> str:
     lines = [f"{entry['status']}: {entry['message']}".rstrip(": ")]
     tail = str(last.get("stderr_tail") or "").rstrip()
     if tail:
-        lines.append(f"--- last lines of {entry['logs'].get('stderr', 'stderr.log')} ---")
+        source = last.get("tail_source") or entry["logs"].get("stderr", "stderr.log")
+        lines.append(f"--- last lines of {source} ---")
         lines.append(tail)
-    lines.append(f"flow directory: {entry['dir']}")
+    if entry.get("dir"):
+        lines.append(f"flow directory: {entry['dir']}")
     return "\n".join(lines)
 
 

@@ -8,6 +8,8 @@ hooks are called for flows.
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import queue
 import signal
 import time
@@ -30,6 +32,7 @@ from .replay import Replay
 from .report import RunDirectory, build_report, iso_utc
 from .resources import acquire, needs_leases
 from .scheduler import Scheduler, Task
+from .services import ServiceError, Services
 from .slugs import UnsafePathError, attempt_dir_name
 from .workspace import Workspace, WorkspaceError, create_workspace, remove_workspace
 
@@ -92,6 +95,9 @@ class RunsetRun:
         self.service_values: dict[str, str] = {}
         # Set when a service failed: every flow of the run that has not ended is an error.
         self.service_error: str | None = None
+        self.services: Services | None = None
+        # The ports the run's services hold, for the whole run.
+        self.service_lease = Lease()
         # Reports list flows in file order, whatever the completion order.
         self.order: dict[str, tuple[int, str]] = {}
         self.report_path: str | None = None
@@ -210,7 +216,10 @@ class FlowRunLoop:
             self._interrupt()
             raise
         finally:
-            self.pool.shutdown()
+            try:
+                self.pool.shutdown()
+            finally:
+                self._stop_services()
 
     def _run(self, others: list[pytest.Item]) -> None:
         to_run: list[str] = []
@@ -251,12 +260,83 @@ class FlowRunLoop:
             self.scheduler.slot_down(slot)
         if to_run:
             self.pool.start()
+            self._start_services()
         for other, nextitem in _pairs(others):
             self.hook.pytest_runtest_protocol(item=other, nextitem=nextitem)
             self._check_stop()
             self._pump(block=False)
         while to_run and not self.scheduler.done():
             self._pump(block=True)
+
+    # -- services --------------------------------------------------------------------------
+    def _start_services(self) -> None:
+        """Start each run's services before its first flow; a failure fails its flows."""
+        for run in self.runs.values():
+            specs = run.runset.settings.services
+            if not specs:
+                continue
+            base_env = {**os.environ, **run.runset.settings.env}
+            run.services = Services(
+                specs,
+                run_dir=run.directory.path,
+                run_id=run.directory.run_id,
+                base_dir=run.runset.directory,
+                base_env=base_env,
+                default_grace_s=run.runset.settings.kill_grace,
+                lease_ports=functools.partial(self._service_ports, run),
+            )
+            try:
+                run.services.start()
+            except ServiceError as exc:
+                if exc.cancelled:
+                    raise KeyboardInterrupt from None
+                self._service_failed(run, exc)
+                continue
+            run.service_values = run.services.placeholder_values()
+
+    def _service_ports(self, run: RunsetRun, count: int) -> list[int]:
+        if self.leaser is None:
+            self.leaser = Leaser(lock_directory())
+        before = len(run.service_lease.ports)
+        if not self.leaser.take_ports(count, run.runset.settings.ports.range, run.service_lease):
+            low, high = run.runset.settings.ports.range
+            raise RuntimeError(f"no {count} free port(s) in {low}-{high}")
+        return run.service_lease.ports[before:]
+
+    def _check_services(self) -> None:
+        for run in self.runs.values():
+            if run.services is None or run.service_error is not None:
+                continue
+            problem = run.services.check_alive()
+            if problem is not None:
+                self._service_failed(run, problem)
+
+    def _service_failed(self, run: RunsetRun, problem: ServiceError) -> None:
+        """Every flow of the run that has not ended becomes ``error`` with the service's log."""
+        run.service_error = str(problem).split("\n", 1)[0]
+        keys = [key for key, state in self.states.items() if state.run is run]
+        for slot, task in self.scheduler.running.items():
+            if task.key in keys:
+                self.pool.send(slot, "cancel", {"reason": run.service_error, "status": "error"})
+        for task in self.scheduler.drop(keys):
+            state = self.states[task.key]
+            result = _local_result(task.attempt, "error", run.service_error)
+            result.update(
+                duration_s=0.0,
+                started_at=time.time(),
+                dir=None,
+                worker="",
+                stderr_tail=str(problem).split("\n", 1)[1] if "\n" in str(problem) else "",
+                tail_source=f"services/{problem.name}.log",
+            )
+            state.attempts.append(result)
+            self._finalize(state)
+
+    def _stop_services(self) -> None:
+        for run in self.runs.values():
+            if run.services is not None:
+                run.services.stop()
+            run.service_lease.release()
 
     # -- the loop --------------------------------------------------------------------------
     def _pump(self, block: bool) -> None:
@@ -276,6 +356,7 @@ class FlowRunLoop:
                 except queue.Empty:
                     event = None
             self._check_global_timeout()
+            self._check_services()
             self._check_backstops()
             self._check_stop()
 

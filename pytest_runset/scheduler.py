@@ -135,6 +135,15 @@ class Scheduler:
         self._pending = keep
         return expired
 
+    def drop(self, keys: Iterable[str]) -> list[Task]:
+        """Remove the pending tasks of ``keys`` (their flows end without running)."""
+        wanted = set(keys)
+        dropped = [task for task in self._pending if task.key in wanted]
+        self._pending = deque(task for task in self._pending if task.key not in wanted)
+        for task in dropped:
+            self._blocked.pop(task.key, None)
+        return dropped
+
     @property
     def waiting(self) -> bool:
         """Some pending task is waiting for a lease (the caller should poll again soon)."""

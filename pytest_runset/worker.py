@@ -71,7 +71,11 @@ class Worker:
             from pytest_runset.runners import RUNNERS
 
             runner = importlib.import_module(RUNNERS[spec["kind"]])
-            result = runner.run(spec, control)
+            sidecar = spec.get("sidecar")
+            if sidecar:
+                result = _with_sidecar(sidecar, spec, control, lambda: runner.run(spec, control))
+            else:
+                result = runner.run(spec, control)
         except Exception:
             result = {
                 "status": "error",
@@ -166,6 +170,52 @@ class Worker:
             elif event == "stop":
                 self.abandon("worker stopped")
                 return
+
+
+def _with_sidecar(
+    sidecar: dict[str, Any], spec: dict[str, Any], control: Any, body: Any
+) -> dict[str, Any]:
+    """Start the flow's sidecar, wait until it is ready, run the flow, stop the sidecar.
+
+    The sidecar carries the flow's cookie, so the sweep after the flow also finds anything it
+    left behind. Its start-up counts against the flow's timeout.
+    """
+    from pytest_runset.readiness import log_tail, start_process, stop_process, wait_ready
+
+    env = {**os.environ, **spec["env"], **sidecar["env"]}
+    env["RUNSET_FLOW_ID"] = spec["flow_id"]
+    log_path = sidecar["log_path"]
+    try:
+        proc = start_process(
+            sidecar["command"],
+            shell=bool(sidecar["shell"]),
+            cwd=sidecar["cwd"],
+            env=env,
+            log_path=log_path,
+        )
+    except OSError as exc:
+        return {"status": "error", "exit_code": None, "message": f"sidecar: {exc}"}
+    try:
+        problem = wait_ready(
+            proc,
+            ready=sidecar["ready"],
+            ready_log=sidecar["ready_log"],
+            log_path=log_path,
+            timeout_s=min(float(sidecar["ready_timeout_s"]), control.remaining()),
+            cancelled=lambda: control.cancel_reason is not None,
+        )
+        if problem is not None:
+            return {
+                "status": "error",
+                "exit_code": None,
+                "message": f"sidecar {problem}",
+                "stderr_tail": log_tail(log_path),
+                "tail_source": f"{spec['slug']}/sidecar.log",
+            }
+        result: dict[str, Any] = body()
+        return result
+    finally:
+        stop_process(proc, grace_s=float(sidecar["kill_grace_s"]), cookie=None)
 
 
 def main(channel: Any) -> None:
