@@ -144,7 +144,7 @@ def remove_workspace(workspace: Workspace, *, lock_dir: Path, keep: bool) -> str
         root = workspace.root or workspace.path
         error = _rmtree(root)
         if error is not None:
-            return f"could not remove workspace {root}: {error}"
+            return _one_line(f"could not remove workspace {root}: {error}")
         return None
     except Exception as exc:
         # The flow's result is already decided; a cleanup problem must only ever be a warning.
@@ -157,6 +157,9 @@ def remove_workspace(workspace: Workspace, *, lock_dir: Path, keep: bool) -> str
 def _create_worktree(*, source_dir: Path, flow_dir: Path, lock_dir: Path) -> Workspace:
     repo, prefix = _locate_repository(source_dir)
     root = flow_dir.resolve() / WORKSPACE_DIR_NAME
+    if root.exists() or root.is_symlink():
+        # Checked here, not left to git: the cleanup after a failed add would delete it.
+        raise WorkspaceError(f"cannot create a worktree at {root}: it exists already")
     flow_dir.mkdir(parents=True, exist_ok=True)
     with _repo_lock(repo, lock_dir):
         result = _git(repo, "worktree", "add", "--detach", str(root), "HEAD")
@@ -170,8 +173,8 @@ def _create_worktree(*, source_dir: Path, flow_dir: Path, lock_dir: Path) -> Wor
             # flow would start in a directory that is not there.
             _cleanup_failed_worktree(repo, root)
             raise WorkspaceError(
-                f'workspace = "worktree" checks out HEAD, but the run-set directory '
-                f"{prefix.as_posix()} is not committed there in {repo}"
+                f'workspace = "worktree" checks out HEAD of {repo}, which has no run-set '
+                f"directory {prefix.as_posix()} (is it committed?)"
             )
     return Workspace(kind="worktree", path=path, repo=repo, root=root)
 
