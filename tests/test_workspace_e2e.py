@@ -1,0 +1,94 @@
+"""Workspaces end to end: worktree flows edit the same file without seeing each other."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import flows_by_name, load_report
+
+EDIT = (
+    'echo "$RUNSET_FLOW" > shared.txt; sleep 0.5; '
+    'test "$(cat shared.txt)" = "$RUNSET_FLOW" && git status --porcelain > status.txt'
+)
+
+
+@pytest.fixture(autouse=True)
+def private_lock_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNSET_LOCK_DIR", str(tmp_path / "locks"))
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def test_worktree_flows_are_isolated_and_cleaned_up(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    flows = "".join(
+        f'[[flows]]\nname = "editor {i}"\nworkspace = "worktree"\nshell = true\n'
+        f"command = {EDIT!r}\n"  # a TOML literal string: EDIT has no single quote
+        for i in range(4)
+    )
+    write_runset("[runset]\nconcurrency = 4\n" + flows)
+    (pytester.path / "shared.txt").write_text("original\n")
+    (pytester.path / ".gitignore").write_text("runset-results/\n")
+    _git(pytester.path, "init", "-q")
+    _git(pytester.path, "add", "-A")
+    _git(pytester.path, "commit", "-q", "-m", "init")
+    failing = pytester.path / "run-set.toml"
+    failing.write_text(
+        failing.read_text()
+        + '[[flows]]\nname = "breaks"\nworkspace = "worktree"\nshell = true\n'
+        + "command = 'echo broken > shared.txt; exit 1'\n"
+    )
+    _git(pytester.path, "commit", "-q", "-am", "add a failing flow")
+    result = pytester.runpytest_subprocess("--runset", "run-set.toml", "--runset-run-id", "wt")
+    assert result.ret == 1, result.stdout.str()
+    run_dir = pytester.path / "runset-results" / "wt"
+    flows_seen = flows_by_name(load_report(run_dir))
+    for i in range(4):
+        assert flows_seen[f"editor {i}"]["status"] == "passed", flows_seen[f"editor {i}"]
+        # Passing flows' worktrees are removed.
+        assert not (run_dir / f"editor-{i}" / "workspace").exists()
+    assert flows_seen["breaks"]["status"] == "failed"
+    kept = run_dir / "breaks" / "workspace" / "shared.txt"
+    assert kept.read_text().strip() == "broken"
+    # The main checkout never saw any flow's edit.
+    assert (pytester.path / "shared.txt").read_text() == "original\n"
+    worktrees = _git(pytester.path, "worktree", "list", "--porcelain")
+    registered = [line for line in worktrees.splitlines() if line.startswith("worktree ")]
+    assert len(registered) == 2  # the main checkout and the failed flow's kept worktree
+
+
+def test_worktree_outside_a_repository_is_a_clear_error(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    write_runset('[[flows]]\nname = "w"\nworkspace = "worktree"\ncommand = ["true"]\n')
+    result = pytester.runpytest_subprocess("--runset", "run-set.toml", "--runset-run-id", "nogit")
+    assert result.ret == 1
+    flow = flows_by_name(load_report(pytester.path / "runset-results" / "nogit"))["w"]
+    assert flow["status"] == "error"
+    assert "needs the run-set file inside a git repository" in flow["message"]
+
+
+def test_copy_workspace_gets_a_private_copy(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    (pytester.path / "data.txt").write_text("pristine\n")
+    write_runset(
+        '[[flows]]\nname = "c"\nworkspace = "copy"\nshell = true\n'
+        "command = 'cat data.txt > seen.txt; echo dirty > data.txt; ls runset-results || true'\n"
+    )
+    result = pytester.runpytest_subprocess("--runset", "run-set.toml", "--runset-run-id", "cp")
+    assert result.ret == 0
+    assert (pytester.path / "data.txt").read_text() == "pristine\n"
