@@ -12,6 +12,7 @@ import functools
 import os
 import queue
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from . import proctree
 from .attempt import AttemptError, build_attempt, make_flow_dir
 from .leases import Lease, Leaser, lock_directory
 from .masking import mask_data
-from .placeholders import PlaceholderError
+from .placeholders import PlaceholderError, substitute
 from .pool import Event, Pool
 from .replay import Replay
 from .report import RunDirectory, build_report, iso_utc
@@ -275,7 +276,7 @@ class FlowRunLoop:
             specs = run.runset.settings.services
             if not specs:
                 continue
-            base_env = {**os.environ, **run.runset.settings.env}
+            base_env = {**os.environ, **_service_runset_env(run, self.run_id)}
             run.services = Services(
                 specs,
                 run_dir=run.directory.path,
@@ -461,6 +462,8 @@ class FlowRunLoop:
                 exclude=[run.directory.output_root],
             )
             workdir = state.workspace.path
+            # The checkout is controller time, not the flow's: its clock starts now.
+            state.dispatched_at = time.monotonic()
         built = build_attempt(
             self.config,
             flow=state.flow,
@@ -581,7 +584,9 @@ class FlowRunLoop:
         result["dir"] = attempt_dir_name(state.flow.slug, attempt)
         result["worker"] = state.worker_id
         state.attempts.append(result)
-        retry = self.scheduler.finished(slot, str(result["status"]))
+        status = str(result["status"])
+        # A flow whose service died is not retried against the dead service.
+        retry = self.scheduler.finished(slot, "aborted" if state.run.service_error else status)
         if retry is None:
             self._finalize(state)
 
@@ -774,6 +779,27 @@ class FlowRunLoop:
             run.report = report
             run.directory.journal({"event": "report", "finished_at": iso_utc(finished)})
             self.hook.pytest_runset_report(config=self.config, report=report)
+
+
+def _service_runset_env(run: RunsetRun, run_id: str) -> dict[str, str]:
+    """``[runset] env`` for services: filled with what is known before any flow starts.
+
+    A value using a flow-only placeholder (``{slot}``, ``{services.x.port}``...) reaches the
+    services as written.
+    """
+    values = {
+        "run_id": run_id,
+        "run_dir": str(run.directory.path),
+        "python": sys.executable,
+        "name": run.runset.name,
+    }
+    env: dict[str, str] = {}
+    for key, value in run.runset.settings.env.items():
+        try:
+            env[key] = substitute(value, values, {**os.environ, **env})
+        except PlaceholderError:
+            env[key] = value
+    return env
 
 
 # Problems that end an attempt before it reaches a worker (the flow is ``error``).

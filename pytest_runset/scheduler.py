@@ -92,6 +92,8 @@ class Scheduler:
         while self._pending:
             task = self._pending.popleft()
             if not idle:
+                # Not asked this round: it waits for a worker now, not for a lease.
+                self._blocked.pop(task.key, None)
                 keep.append(task)
                 continue
             if task.key in self._exclusive and self._running:

@@ -216,6 +216,21 @@ def _with_sidecar(
         return result
     finally:
         stop_process(proc, grace_s=float(sidecar["kill_grace_s"]), cookie=None)
+        if spec.get("secrets"):
+            _mask_file(log_path, spec["secrets"])
+
+
+def _mask_file(path: str, secrets: list[str]) -> None:
+    """Rewrite a log that was written unfiltered with the secrets masked (streamed)."""
+    from pytest_runset.masking import copy_masked
+
+    tmp = f"{path}.masking"
+    try:
+        with open(path, "rb") as source, open(tmp, "wb") as sink:
+            copy_masked(source, sink, secrets)
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def main(channel: Any) -> None:
