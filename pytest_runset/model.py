@@ -31,6 +31,7 @@ from pydantic import (
 
 from .placeholders import PlaceholderError, check_template
 from .slugs import unique_slugs
+from .steps import Viewport
 
 DEFAULT_TIMEOUT_S = 15 * 60.0
 DEFAULT_KILL_GRACE_S = 5.0
@@ -38,7 +39,9 @@ DEFAULT_KILL_GRACE_S = 5.0
 # stdlib accept (``threading.TIMEOUT_MAX``): a larger value would crash a worker mid-flow.
 MAX_DURATION_S = 365 * 86400.0
 # The keys that choose what a flow is; exactly one must be present.
-KIND_KEYS: tuple[str, ...] = ("command",)
+KIND_KEYS: tuple[str, ...] = ("command", "steps", "spec", "callable")
+# How flows run in a browser: a fresh context in a warm browser, or a browser per flow.
+BROWSER_ISOLATION = ("context", "process")
 # pytest's own markers: a tag with one of these names would change how a flow runs.
 RESERVED_TAGS = frozenset(
     {"skip", "skipif", "xfail", "parametrize", "usefixtures", "filterwarnings", "runset"}
@@ -120,6 +123,8 @@ class RunsetSettings(_Strict):
     retries: Annotated[StrictInt, Field(ge=0)] = 0
     base_url: StrictStr | None = None
     env: EnvTable = Field(default_factory=dict)
+    browser_isolation: Literal["context", "process"] = "context"
+    viewport: Viewport | None = None
 
     @field_validator("name")
     @classmethod
@@ -134,6 +139,11 @@ class FlowSpec(_Strict):
 
     name: StrictStr
     command: list[StrictStr] | StrictStr | None = None
+    steps: list[Any] | None = None
+    spec: StrictStr | None = None
+    callable: StrictStr | None = None
+    browser: StrictBool | None = None
+    viewport: Viewport | None = None
     shell: StrictBool = False
     cwd: StrictStr | None = None
     env: EnvTable = Field(default_factory=dict)
@@ -183,6 +193,17 @@ class FlowSpec(_Strict):
                 raise ValueError("command: must not be empty")
         elif self.shell:
             raise ValueError("shell: shell = true needs the command as one string")
+        kind = kinds[0]
+        if kind in ("steps", "spec") and self.cwd is not None:
+            raise ValueError("cwd: only command and callable flows have a working directory")
+        if kind in ("steps", "spec") and self.browser is False:
+            raise ValueError("browser: steps always run in a browser")
+        if kind == "command" and self.browser is not None:
+            raise ValueError("browser: only callable flows take 'browser'")
+        if self.viewport is not None and (kind == "command" or self.browser is False):
+            raise ValueError("viewport: only browser flows have a viewport")
+        if self.spec is not None and not self.spec.strip():
+            raise ValueError("spec: must not be empty")
         return self
 
 
@@ -200,7 +221,7 @@ class Flow:
     index: int
     name: str
     slug: str
-    kind: Literal["command"]
+    kind: Literal["command", "steps", "callable"]
     command: tuple[str, ...] | str
     shell: bool
     cwd: str | None
@@ -213,6 +234,14 @@ class Flow:
     xfail: str | None
     sha256: str
     description: str | None = None
+    # Browser and callable flows (see steps.py and callables.py).
+    steps: tuple[dict[str, Any], ...] = ()
+    spec: str | None = None
+    callable_ref: str | None = None
+    params: tuple[str, ...] | None = ()
+    browser: bool = False
+    base_url: str | None = None
+    viewport: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -424,6 +453,64 @@ def _check_placeholders(path: Path, doc: RunsetDocument) -> None:
             check(f"{where} 'cwd'", spec.cwd)
 
 
+def _browser_parts(
+    shown: Path, root: Path, index: int, spec: FlowSpec, settings: RunsetSettings
+) -> dict[str, Any]:
+    """The :class:`Flow` fields of a steps, spec or callable flow (``{}`` for a command).
+
+    Steps are validated here, spec files read (relative to the run-set's directory) and a
+    callable's parameters checked; each problem is one :class:`RunsetError` naming the flow.
+    """
+    from .callables import CallableError, inspect_callable, needs_browser
+    from .steps import SpecError, StepError, describe_step_error, load_spec, parse_steps
+
+    where = f"{shown}: {_flow_label(index, spec.name)}"
+    viewport = spec.viewport or settings.viewport
+    if spec.steps is not None:
+        try:
+            steps = parse_steps(spec.steps)
+        except StepError as exc:
+            raise RunsetError(f"{where}, {describe_step_error(exc)}") from None
+        parts: dict[str, Any] = {"kind": "steps", "steps": steps, "browser": True}
+    elif spec.spec is not None:
+        try:
+            loaded = load_spec(root / spec.spec)
+        except SpecError as exc:
+            raise RunsetError(f"{where}, spec {spec.spec!r}: {exc}") from None
+        parts = {
+            "kind": "steps",
+            "steps": loaded.steps,
+            "spec": spec.spec,
+            "browser": True,
+            "base_url": loaded.base_url,
+            "timeout_s": loaded.timeout_s,
+        }
+        viewport = spec.viewport or loaded.viewport or settings.viewport
+    elif spec.callable is not None:
+        try:
+            info = inspect_callable(spec.callable, root)
+        except CallableError as exc:
+            raise RunsetError(f"{where}, field 'callable': {exc}") from None
+        wants = needs_browser(info.params)
+        if spec.browser is False and wants:
+            raise RunsetError(
+                f"{where}, field 'browser': the callable asks for a page, context or browser, "
+                "so it needs browser = true (or leave 'browser' out)"
+            )
+        browser = spec.browser if spec.browser is not None else wants
+        parts = {
+            "kind": "callable",
+            "callable_ref": spec.callable,
+            "params": info.params,
+            "browser": browser,
+        }
+    else:
+        return {}
+    if parts["browser"]:
+        parts["viewport"] = (viewport.width, viewport.height) if viewport else None
+    return parts
+
+
 def parse_runset(path: Path, data: bytes, display: str | None = None) -> RunSet:
     """Validate the bytes of a run-set file.
 
@@ -458,18 +545,26 @@ def parse_runset(path: Path, data: bytes, display: str | None = None) -> RunSet:
     for index, (spec, slug) in enumerate(zip(doc.flows, slugs, strict=True)):
         command: tuple[str, ...] | str
         command = spec.command if isinstance(spec.command, str) else tuple(spec.command or ())
+        extra = _browser_parts(shown, path.parent, index, spec, settings)
+        timeout = extra.pop("timeout_s", None)
         flows.append(
             Flow(
                 index=index,
                 name=spec.name,
                 slug=slug,
-                kind="command",
+                kind=extra.pop("kind", "command"),
                 command=command,
                 shell=spec.shell,
                 cwd=spec.cwd,
                 env=dict(spec.env),
                 tags=tuple(dict.fromkeys(spec.tags)),
-                timeout_s=spec.timeout if spec.timeout is not None else settings.timeout,
+                timeout_s=(
+                    spec.timeout
+                    if spec.timeout is not None
+                    else timeout
+                    if timeout is not None
+                    else settings.timeout
+                ),
                 kill_grace_s=(
                     spec.kill_grace if spec.kill_grace is not None else settings.kill_grace
                 ),
@@ -478,6 +573,7 @@ def parse_runset(path: Path, data: bytes, display: str | None = None) -> RunSet:
                 xfail=_reason(spec.xfail, "expected to fail"),
                 sha256=_flow_sha(raw_flows[index]),
                 description=spec.description,
+                **extra,
             )
         )
     return RunSet(
