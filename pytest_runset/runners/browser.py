@@ -323,7 +323,7 @@ class Session:
     def _new_context(self) -> None:
         browser = HOST.browser
         self.context = browser.new_context(**self._context_options())
-        remaining_ms = max(1.0, self.control.remaining() * 1000)
+        remaining_ms = float(max(1, round(self.control.remaining() * 1000)))
         self.context.set_default_timeout(min(ACTION_TIMEOUT_S * 1000, remaining_ms))
         self.context.set_default_navigation_timeout(min(ACTION_TIMEOUT_S * 1000, remaining_ms))
         self._console = open(  # noqa: SIM115 - closed in finish()
@@ -387,8 +387,12 @@ class Session:
             pass
 
     # -- closing -------------------------------------------------------------------------------
-    def finish(self, failed: bool) -> None:
-        """Screenshots, trace and video as the options say; close the context (never raises)."""
+    def finish(self, failed: bool, expired: bool = False) -> None:
+        """Screenshots, trace and video as the options say; close the context (never raises).
+
+        ``expired``: the flow timed out or was interrupted. Its browser goes too, warm or not:
+        nothing a timed-out flow ran on is trusted by the next flow.
+        """
         context = self.context
         if context is None:
             self._close_console()
@@ -415,7 +419,7 @@ class Session:
         videos = [page.video for page in pages if getattr(page, "video", None)]
         self._quietly("closing the browser context", context.close)
         self._keep_videos(videos, failed)
-        if self.options.get("isolation") == "process":
+        if expired or self.options.get("isolation") == "process":
             HOST.close_browser()
         else:
             # Contexts the flow opened itself do not outlive it either.

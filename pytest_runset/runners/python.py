@@ -249,7 +249,8 @@ def _body(spec: dict[str, Any], control: Control) -> dict[str, Any]:
         result = _call(spec, control, session)
     finally:
         if session is not None:
-            session.finish(failed=result["status"] not in ("passed", "skipped"))
+            expired = control.cancel_reason is not None or control.remaining() <= _DEADLINE_SLACK_S
+            session.finish(failed=result["status"] not in ("passed", "skipped"), expired=expired)
             result["browser"] = session.info
             result.setdefault("warnings", []).extend(session.warnings)
     if result["status"] == "passed":

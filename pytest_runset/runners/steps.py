@@ -48,8 +48,8 @@ def _timeout_ms(step: dict[str, Any], control: Control) -> tuple[float, bool]:
         wanted = EXPECT_TIMEOUT_S if step["action"] in _EXPECTATIONS else ACTION_TIMEOUT_S
     remaining = control.remaining()
     if remaining <= wanted:
-        return max(1.0, remaining * 1000), True
-    return float(wanted) * 1000, False
+        return float(max(1, round(remaining * 1000))), True
+    return float(round(wanted * 1000)), False
 
 
 def _absolute(url: str, base_url: str) -> str:
@@ -142,10 +142,14 @@ def _body(spec: dict[str, Any], control: Control) -> dict[str, Any]:
         with open(os.path.join(flow_dir, "stdout.log"), "a", encoding="utf-8", buffering=1) as log:
             result = _run_steps(spec, control, session, log)
     finally:
-        session.finish(failed=result["status"] != "passed")
+        session.finish(failed=result["status"] != "passed", expired=_expired(control))
         result["browser"] = session.info
         result.setdefault("warnings", []).extend(session.warnings)
     return result
+
+
+def _expired(control: Control) -> bool:
+    return control.cancel_reason is not None or control.remaining() <= _DEADLINE_SLACK_S
 
 
 def _run_steps(
