@@ -175,7 +175,8 @@ def outcome(exc: BaseException) -> dict[str, Any]:
     """The result of a callable that raised ``exc``."""
     kind = type(exc)
     name = kind.__name__
-    from_pytest = kind.__module__.startswith(("_pytest", "pytest"))
+    # pytest's outcome exceptions (pytest.skip/fail/xfail); recognised without importing pytest.
+    from_pytest = any(base.__name__ == "OutcomeException" for base in kind.__mro__)
     message = str(getattr(exc, "msg", "") or exc)
     if isinstance(exc, unittest.SkipTest) or (from_pytest and name == "Skipped"):
         return {"status": "skipped", "message": message or "skipped"}
