@@ -367,3 +367,31 @@ def test_first_lines_drops_the_call_log() -> None:
     text = "Locator expected to have text 'A'\nActual value: B \nCall log:\n  - waiting\n"
     assert first_lines(text) == "Locator expected to have text 'A'; Actual value: B"
     assert len(first_lines("x" * 1000, 50)) == 50
+
+
+# -- the pytest-runset command ------------------------------------------------------------------
+
+
+def test_cli_lists_and_validates_browser_flows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from pytest_runset.cli import main
+
+    (tmp_path / "flows.py").write_text("def buy(page, flow):\n    pass\n")
+    path = tmp_path / "run-set.toml"
+    path.write_text(
+        '[[flows]]\nname = "steps"\nsteps = [{ goto = "/" }, { click = "#a" }]\n'
+        '[[flows]]\nname = "buy"\ncallable = "flows:buy"\n'
+    )
+    assert main(["list", "--json", str(path)]) == 0
+    flows = json.loads(capsys.readouterr().out)
+    assert [(f["kind"], f["steps"], f["callable"], f["browser"]) for f in flows] == [
+        ("steps", 2, None, True),
+        ("callable", 0, "flows:buy", True),
+    ]
+    path.write_text('[[flows]]\nname = "steps"\nsteps = [{ click = "#a", valeu = "x" }]\n')
+    assert main(["validate", str(path)]) == 4
+    err = capsys.readouterr().err
+    assert "flow #1 'steps', step 1 (click \"#a\"): 'valeu': unknown key (typo?)" in err
