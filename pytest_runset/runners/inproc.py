@@ -107,17 +107,22 @@ def _seconds(value: float) -> str:
 
 
 def run_inprocess(
-    spec: dict[str, Any], control: Control, body: Body, kill: Callable[[], int]
+    spec: dict[str, Any],
+    control: Control,
+    body: Body,
+    kill: Callable[[], int],
+    flow_thread: FlowThread | None = None,
 ) -> dict[str, Any]:
     """Run ``body`` on the flow thread under the flow's deadline; see the module docstring."""
-    if FLOW_THREAD.stuck:
+    thread = flow_thread if flow_thread is not None else FLOW_THREAD
+    if thread.stuck:
         return {
             "status": "error",
             "exit_code": None,
             "message": "worker retired: an earlier flow's code is still running",
             "retire": True,
         }
-    job = FLOW_THREAD.submit(body, control.wake)
+    job = thread.submit(body, control.wake)
     while not job.done.is_set():
         if control.cancel_reason is not None or control.remaining() <= 0:
             break
@@ -135,7 +140,7 @@ def run_inprocess(
             job.done.wait(STUCK_WAIT_S)
     result: dict[str, Any]
     if not job.done.is_set():
-        FLOW_THREAD.stuck = True
+        thread.stuck = True
         result = {
             "retire": True,
             "warnings": [
