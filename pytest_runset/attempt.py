@@ -179,6 +179,18 @@ def build_attempt(
         "kill_grace_s": flow.kill_grace_s,
         "secrets": secrets,
     }
+    if flow.kind != "command":
+        spec.update(
+            _inprocess_spec(
+                config,
+                flow=flow,
+                runset=runset,
+                values=values,
+                environment=environment,
+                cookie=cookie,
+                browser_cookie=proctree.browser_cookie(run_id, worker_id),
+            )
+        )
     if flow.sidecar is not None:
         spec["sidecar"] = _sidecar_spec(flow, values, environment, sidecar_ports, target, cwd)
     return Attempt(spec=spec, cookie=cookie, timeout_s=timeout, env=extra, secrets=secrets)
@@ -223,3 +235,67 @@ def _sidecar_spec(
         ),
         "log_path": str(target / "sidecar.log"),
     }
+
+
+# Step fields that hold templates; regexes are taken literally (``\d{3}`` is not a placeholder).
+_STEP_TEMPLATES = ("target", "value", "key", "expected", "selector")
+
+
+def _substitute_step(
+    step: dict[str, Any], values: dict[str, str], env: dict[str, str]
+) -> dict[str, Any]:
+    filled = dict(step)
+    for key in _STEP_TEMPLATES:
+        value = step.get(key)
+        if key == "target" and step.get("regex") is True:
+            continue
+        if key == "expected" and step.get("match") == "regex":
+            continue
+        if isinstance(value, str):
+            filled[key] = substitute(value, values, env)
+        elif isinstance(value, list):
+            filled[key] = [substitute(item, values, env) for item in value]
+    return filled
+
+
+def _inprocess_spec(
+    config: pytest.Config,
+    *,
+    flow: Flow,
+    runset: RunSet,
+    values: dict[str, str],
+    environment: dict[str, str],
+    cookie: str,
+    browser_cookie: str,
+) -> dict[str, Any]:
+    """The parts of a steps or callable flow's spec: steps, callable, browser options."""
+    base_url = values["base_url"]
+    if flow.base_url is not None:
+        base_url = substitute(flow.base_url, values, environment)
+    part: dict[str, Any] = {
+        "steps": [_substitute_step(step, values, environment) for step in flow.steps],
+        "callable": flow.callable_ref,
+        "params": list(flow.params) if flow.params is not None else None,
+        "root": str(runset.directory),
+        "base_url": base_url,
+        "browser": None,
+    }
+    if flow.browser:
+        option = config.option
+        executable = getattr(option, "runset_browser_executable", None)
+        if executable and os.sep in executable:
+            executable = str(config.invocation_params.dir / executable)
+        isolation = runset.settings.browser_isolation
+        part["browser"] = {
+            "name": getattr(option, "runset_browser", "chromium"),
+            "executable": executable,
+            "headed": bool(getattr(option, "runset_headed", False)),
+            "trace": getattr(option, "runset_trace", "retain-on-failure"),
+            "screenshot": getattr(option, "runset_screenshot", "only-on-failure"),
+            "video": getattr(option, "runset_video", "off"),
+            "isolation": isolation,
+            "viewport": list(flow.viewport) if flow.viewport else None,
+            # A browser per flow carries the flow's cookie; a warm one its worker's.
+            "cookie": cookie if isolation == "process" else browser_cookie,
+        }
+    return part

@@ -117,6 +117,10 @@ def cmd_list(args: argparse.Namespace) -> int:
                 "skip": flow.skip,
                 "xfail": flow.xfail,
                 "description": flow.description,
+                "steps": len(flow.steps),
+                "spec": flow.spec,
+                "callable": flow.callable_ref,
+                "browser": flow.browser,
             }
             for flow in runset.flows
         ]

@@ -68,7 +68,7 @@ class Flow:
     index: int
     name: str
     slug: str
-    kind: Literal["command"]
+    kind: Literal["command", "steps", "callable"]
     command: tuple[str, ...] | str
     shell: bool
     cwd: str | None
@@ -81,6 +81,14 @@ class Flow:
     xfail: str | None
     sha256: str
     description: str | None = None
+    # Browser and callable flows (see steps.py and callables.py).
+    steps: tuple[dict[str, Any], ...] = ()
+    spec: str | None = None
+    callable_ref: str | None = None
+    params: tuple[str, ...] | None = ()
+    browser: bool = False
+    base_url: str | None = None
+    viewport: tuple[int, int] | None = None
     persona: str | None = None
     ports: int = 0
     exclusive: bool = False
@@ -398,6 +406,86 @@ def _check_placeholders(
                 check(f"{where} 'sidecar.ready'", spec.sidecar.ready, **own)
 
 
+def _browser_parts(
+    shown: Path,
+    root: Path,
+    index: int,
+    spec: FlowSpec,
+    settings: RunsetSettings,
+    persona_fields: frozenset[str] | None = None,
+) -> dict[str, Any]:
+    """The :class:`Flow` fields of a steps, spec or callable flow (``{}`` for a command).
+
+    Steps are validated here, spec files read (relative to the run-set's directory) and a
+    callable's parameters checked; each problem is one :class:`RunsetError` naming the flow.
+    """
+    from .callables import CallableError, inspect_callable, needs_browser
+    from .steps import (
+        SpecError,
+        StepError,
+        describe_step_error,
+        load_spec,
+        parse_steps,
+        placeholder_context,
+    )
+
+    where = f"{shown}: {_flow_label(index, spec.name)}"
+    context = placeholder_context(
+        {
+            "ports": spec.ports,
+            "persona_fields": persona_fields,
+            "services": {service.name: service.ports for service in settings.services},
+            "sidecar_ports": spec.sidecar.ports if spec.sidecar is not None else 0,
+        }
+    )
+    viewport = spec.viewport or settings.viewport
+    if spec.steps is not None:
+        try:
+            with context:
+                steps = parse_steps(spec.steps)
+        except StepError as exc:
+            raise RunsetError(f"{where}, {describe_step_error(exc)}") from None
+        parts: dict[str, Any] = {"kind": "steps", "steps": steps, "browser": True}
+    elif spec.spec is not None:
+        try:
+            with context:
+                loaded = load_spec(root / spec.spec)
+        except SpecError as exc:
+            raise RunsetError(f"{where}, spec {spec.spec!r}: {exc}") from None
+        parts = {
+            "kind": "steps",
+            "steps": loaded.steps,
+            "spec": spec.spec,
+            "browser": True,
+            "base_url": loaded.base_url,
+            "timeout_s": loaded.timeout_s,
+        }
+        viewport = spec.viewport or loaded.viewport or settings.viewport
+    elif spec.callable is not None:
+        try:
+            info = inspect_callable(spec.callable, root)
+        except CallableError as exc:
+            raise RunsetError(f"{where}, field 'callable': {exc}") from None
+        wants = needs_browser(info.params)
+        if spec.browser is False and wants:
+            raise RunsetError(
+                f"{where}, field 'browser': the callable asks for a page, context or browser, "
+                "so it needs browser = true (or leave 'browser' out)"
+            )
+        browser = spec.browser if spec.browser is not None else wants
+        parts = {
+            "kind": "callable",
+            "callable_ref": spec.callable,
+            "params": info.params,
+            "browser": browser,
+        }
+    else:
+        return {}
+    if parts["browser"]:
+        parts["viewport"] = (viewport.width, viewport.height) if viewport else None
+    return parts
+
+
 def parse_runset(path: Path, data: bytes, display: str | None = None) -> RunSet:
     """Validate the bytes of a run-set file.
 
@@ -432,6 +520,8 @@ def parse_runset(path: Path, data: bytes, display: str | None = None) -> RunSet:
     raw_flows = raw.get("flows", [])
     flows = []
     for index, (spec, slug) in enumerate(zip(doc.flows, slugs, strict=True)):
+        extra = _browser_parts(shown, path.parent, index, spec, settings, persona_fields[index])
+        timeout = extra.pop("timeout_s", None)
         command: tuple[str, ...] | str
         command = spec.command if isinstance(spec.command, str) else tuple(spec.command or ())
         flows.append(
@@ -439,13 +529,19 @@ def parse_runset(path: Path, data: bytes, display: str | None = None) -> RunSet:
                 index=index,
                 name=spec.name,
                 slug=slug,
-                kind="command",
+                kind=extra.pop("kind", "command"),
                 command=command,
                 shell=spec.shell,
                 cwd=spec.cwd,
                 env=dict(spec.env),
                 tags=tuple(dict.fromkeys(spec.tags)),
-                timeout_s=spec.timeout if spec.timeout is not None else settings.timeout,
+                timeout_s=(
+                    spec.timeout
+                    if spec.timeout is not None
+                    else timeout
+                    if timeout is not None
+                    else settings.timeout
+                ),
                 kill_grace_s=(
                     spec.kill_grace if spec.kill_grace is not None else settings.kill_grace
                 ),
@@ -459,6 +555,7 @@ def parse_runset(path: Path, data: bytes, display: str | None = None) -> RunSet:
                 exclusive=spec.exclusive,
                 sidecar=spec.sidecar,
                 workspace=spec.workspace,
+                **extra,
             )
         )
     return RunSet(

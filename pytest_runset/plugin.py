@@ -119,8 +119,9 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
         "--runset-base-url",
         default=None,
         metavar="URL",
-        help="base URL given to flows ({base_url}, RUNSET_BASE_URL).",
+        help="base URL given to flows ({base_url}, RUNSET_BASE_URL) and browser pages.",
     )
+    _add_browser_options(group)
     parser.addini(
         "runset_backstop_margin",
         "seconds past a flow's timeout + kill_grace before an unresponsive worker is killed",
@@ -130,6 +131,45 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
         "runset_max_restarts",
         "how many times crashed or killed workers may be replaced (default 4 x workers)",
         default=None,
+    )
+
+
+def _add_browser_options(group: pytest.OptionGroup) -> None:
+    group.addoption(
+        "--runset-browser",
+        default="chromium",
+        choices=("chromium", "firefox", "webkit"),
+        help="browser of browser flows (default: chromium).",
+    )
+    group.addoption(
+        "--runset-browser-executable",
+        default=None,
+        metavar="PATH",
+        help="browser executable to launch instead of Playwright's own or a system Chromium.",
+    )
+    group.addoption(
+        "--runset-headed",
+        action="store_true",
+        default=False,
+        help="show browser windows (default: headless).",
+    )
+    group.addoption(
+        "--runset-trace",
+        default="retain-on-failure",
+        choices=("on", "off", "retain-on-failure"),
+        help="Playwright trace.zip per browser flow (default: retain-on-failure).",
+    )
+    group.addoption(
+        "--runset-screenshot",
+        default="only-on-failure",
+        choices=("on", "off", "only-on-failure"),
+        help="screenshot at the end of browser flows (default: only-on-failure).",
+    )
+    group.addoption(
+        "--runset-video",
+        default="off",
+        choices=("on", "off", "retain-on-failure"),
+        help="video of browser flows (default: off).",
     )
 
 

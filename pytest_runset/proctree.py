@@ -17,6 +17,16 @@ COOKIE_VAR = "RUNSET_FLOW_ID"
 _PROC = "/proc"
 
 
+def browser_cookie(run_id: str, worker_id: str) -> str:
+    """The cookie of a worker's warm browser: it outlives single flows, so it carries its own.
+
+    Both sides compute it: the worker launches the browser with it, the controller sweeps it
+    when it kills or loses that worker. A flow cookie (``<run_id>.<slug>.<attempt>.<hex>``)
+    can never be equal to it.
+    """
+    return f"{run_id}.browser.{worker_id}"
+
+
 def _environ_has(pid: int, needle: bytes) -> bool:
     try:
         with open(f"{_PROC}/{pid}/environ", "rb") as handle:

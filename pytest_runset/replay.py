@@ -153,11 +153,18 @@ def _report(
 
 def _longrepr(entry: dict[str, Any], last: dict[str, Any]) -> str:
     lines = [f"{entry['status']}: {entry['message']}".rstrip(": ")]
+    # A browser step's full Playwright message, or a callable's traceback.
+    details = str(last.get("details") or "").rstrip()
+    if details:
+        lines.append("--- details ---")
+        lines.append(details)
     tail = str(last.get("stderr_tail") or "").rstrip()
     if tail:
         source = last.get("tail_source") or entry["logs"].get("stderr", "stderr.log")
         lines.append(f"--- last lines of {source} ---")
         lines.append(tail)
+    if entry.get("artifacts"):
+        lines.append(f"artifacts: {', '.join(entry['artifacts'])}")
     if entry.get("dir"):
         lines.append(f"flow directory: {entry['dir']}")
     return "\n".join(lines)
@@ -181,4 +188,8 @@ def _properties(run_dir: str, entry: dict[str, Any]) -> list[tuple[str, object]]
 def _sections(run_dir: str, entry: dict[str, Any]) -> list[tuple[str, str]]:
     if not entry.get("dir"):
         return []
-    return [("runset", f"flow directory: {os.path.join(run_dir, entry['dir'])}")]
+    text = f"flow directory: {os.path.join(run_dir, entry['dir'])}"
+    traces = [path for path in entry.get("artifacts", []) if path.endswith("trace.zip")]
+    for trace in traces:
+        text += f"\ntrace: python -m playwright show-trace {os.path.join(run_dir, trace)}"
+    return [("runset", text)]

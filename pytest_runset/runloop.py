@@ -201,6 +201,8 @@ class FlowRunLoop:
             state = FlowState(item=item, run=runs[str(item.runset.path)])
             self.states[item.nodeid] = state
             state.run.order[item.flow.slug] = (item.flow.index, item.flow.slug)
+        # Workers that were given browser flows: their warm browsers are swept with them.
+        self.browser_workers: set[str] = set()
 
     # -- entry point -----------------------------------------------------------------------
     def run(self, others: list[pytest.Item]) -> None:
@@ -219,6 +221,8 @@ class FlowRunLoop:
         finally:
             try:
                 self.pool.shutdown()
+                for worker_id in sorted(self.browser_workers):
+                    self._sweep_browser(worker_id)
             finally:
                 self._stop_services()
 
@@ -483,6 +487,8 @@ class FlowRunLoop:
         state.cookie = built.cookie
         state.env = built.env
         state.secrets = built.secrets
+        if built.spec.get("browser"):
+            self.browser_workers.add(handle.worker_id)
         state.backstop = (
             state.dispatched_at + built.timeout_s + state.flow.kill_grace_s + self.backstop_margin
         )
@@ -498,8 +504,20 @@ class FlowRunLoop:
             task = self.scheduler.running.get(event.slot)
             if task is not None:
                 self._attempt_done(self.states[task.key], event.slot, event.data)
+            if event.data.get("retire"):
+                # A flow's code is stuck inside the worker for good: give the slot a new one.
+                self.scheduler.slot_down(event.slot)
+                self.pool.kill(event.slot)
+                self._sweep_browser(self.pool.workers[event.slot].worker_id)
+                self._replace(event.slot)
         elif event.kind in ("died", "spawn_failed"):
             self._worker_lost(event)
+
+    def _sweep_browser(self, worker_id: str) -> None:
+        """Kill a killed or lost worker's warm browser: it runs in a process group of its own,
+        so only its cookie finds it (see docs/reliability.md)."""
+        if worker_id in self.browser_workers:
+            proctree.sweep_cookie(proctree.browser_cookie(self.run_id, worker_id))
 
     def _worker_lost(self, event: Event) -> None:
         error = event.data.get("error", "")
@@ -507,6 +525,9 @@ class FlowRunLoop:
             self.last_spawn_error = error
         task = self.scheduler.running.get(event.slot)
         self.scheduler.slot_down(event.slot)
+        lost = self.pool.workers.get(event.slot)
+        if lost is not None:
+            self._sweep_browser(lost.worker_id)
         if task is not None:
             state = self.states[task.key]
             leftovers = proctree.sweep_cookie(state.cookie)
@@ -538,6 +559,7 @@ class FlowRunLoop:
                 continue
             # The worker did not answer in time: stop trusting it.
             self.pool.kill(slot)
+            self._sweep_browser(state.worker_id)
             leftovers = proctree.sweep_cookie(state.cookie)
             timeout = self.timeout_override or state.flow.timeout_s
             result = _local_result(
@@ -720,6 +742,7 @@ class FlowRunLoop:
             for slot, task in list(self.scheduler.running.items()):
                 state = self.states[task.key]
                 self.pool.kill(slot)
+                self._sweep_browser(state.worker_id)
                 leftovers = proctree.sweep_cookie(state.cookie)
                 result = _local_result(task.attempt, "interrupted", "interrupted")
                 result["leftover_processes"] = leftovers

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import (
     BaseModel,
@@ -23,13 +23,17 @@ from pydantic import (
     model_validator,
 )
 
+from .steps import Viewport
+
 DEFAULT_TIMEOUT_S = 15 * 60.0
 DEFAULT_KILL_GRACE_S = 5.0
 # Longest accepted duration. Far beyond any sensible flow, and well below what the waits of the
 # stdlib accept (``threading.TIMEOUT_MAX``): a larger value would crash a worker mid-flow.
 MAX_DURATION_S = 365 * 86400.0
 # The keys that choose what a flow is; exactly one must be present.
-KIND_KEYS: tuple[str, ...] = ("command",)
+KIND_KEYS: tuple[str, ...] = ("command", "steps", "spec", "callable")
+# How flows run in a browser: a fresh context in a warm browser, or a browser per flow.
+BROWSER_ISOLATION = ("context", "process")
 # pytest's own markers: a tag with one of these names would change how a flow runs.
 RESERVED_TAGS = frozenset(
     {"skip", "skipif", "xfail", "parametrize", "usefixtures", "filterwarnings", "runset"}
@@ -191,6 +195,8 @@ class RunsetSettings(_Strict):
     env: EnvTable = Field(default_factory=dict)
     ports: PortsSettings = Field(default_factory=PortsSettings)
     limits: dict[StrictStr, Annotated[StrictInt, Field(gt=0)]] = Field(default_factory=dict)
+    browser_isolation: Literal["context", "process"] = "context"
+    viewport: Viewport | None = None
     services: list[ServiceSpec] = Field(default_factory=list)
 
     @field_validator("services")
@@ -225,6 +231,11 @@ class FlowSpec(_Strict):
     skip: StrictStr | StrictBool | None = None
     xfail: StrictStr | StrictBool | None = None
     description: StrictStr | None = None
+    steps: list[Any] | None = None
+    spec: StrictStr | None = None
+    callable: StrictStr | None = None
+    browser: StrictBool | None = None
+    viewport: Viewport | None = None
     persona: StrictStr | None = None
     ports: Annotated[StrictInt, Field(ge=0, le=64)] = 0
     exclusive: StrictBool = False
@@ -259,6 +270,17 @@ class FlowSpec(_Strict):
         if len(kinds) > 1:
             raise ValueError(f"two kinds ({' and '.join(kinds)}): give exactly one")
         _check_command(self.command, self.shell)
+        kind = kinds[0]
+        if kind in ("steps", "spec") and self.cwd is not None:
+            raise ValueError("cwd: only command and callable flows have a working directory")
+        if kind in ("steps", "spec") and self.browser is False:
+            raise ValueError("browser: steps always run in a browser")
+        if kind == "command" and self.browser is not None:
+            raise ValueError("browser: only callable flows take 'browser'")
+        if self.viewport is not None and (kind == "command" or self.browser is False):
+            raise ValueError("viewport: only browser flows have a viewport")
+        if self.spec is not None and not self.spec.strip():
+            raise ValueError("spec: must not be empty")
         return self
 
 

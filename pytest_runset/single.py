@@ -52,6 +52,14 @@ def shutdown(config: pytest.Config) -> None:
     pool = config.stash.get(SINGLE_POOL, None)
     if pool is not None:
         pool.shutdown()
+        _sweep_browser(config)
+
+
+def _sweep_browser(config: pytest.Config) -> None:
+    """This xdist worker's warm browser runs in a process group of its own: find it by cookie."""
+    from .plugin import session_run_id
+
+    proctree.sweep_cookie(proctree.browser_cookie(session_run_id(config), _slot(config)[1]))
 
 
 def _wait_ready(pool: Pool) -> None:
@@ -101,6 +109,7 @@ def _run_attempt(item: RunsetItem, attempt: int) -> dict[str, Any]:
             event = pool.events.get(timeout=max(0.0, backstop - time.monotonic()))
         except queue.Empty:
             pool.kill(0)
+            _sweep_browser(config)
             proctree.sweep_cookie(built.cookie)
             pool.spawn(0)
             return {
@@ -111,8 +120,13 @@ def _run_attempt(item: RunsetItem, attempt: int) -> dict[str, Any]:
         if event.generation != generation:
             continue
         if event.kind == "finished":
+            if event.data.get("retire"):
+                pool.kill(0)
+                _sweep_browser(config)
+                pool.spawn(0)
             return event.data
         if event.kind in ("died", "spawn_failed"):
+            _sweep_browser(config)
             proctree.sweep_cookie(built.cookie)
             pool.spawn(0)
             return {"status": "error", "message": "worker crashed", "exit_code": None}
@@ -141,8 +155,15 @@ def run_single(item: RunsetItem) -> None:
         return
     if status == "skipped":
         pytest.skip(message or "skipped")
+    if status == "xfailed":
+        pytest.xfail(message or "xfailed")
     lines = [f"{status}: {message}".rstrip(": ")]
+    details = str(result.get("details") or "").rstrip()
+    if details:
+        lines += ["--- details ---", details]
     tail = str(result.get("stderr_tail") or "").rstrip()
     if tail:
         lines += ["--- last lines of stderr.log ---", tail]
+    if result.get("artifacts"):
+        lines.append(f"artifacts: {', '.join(result['artifacts'])}")
     raise FlowFailed("\n".join(lines))

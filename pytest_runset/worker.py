@@ -46,12 +46,27 @@ class Worker:
         self.thread: threading.Thread | None = None
         self.cookie: str | None = None
         self.parent = os.getppid()
+        # Set when a flow's code got stuck for good: the controller replaces this worker.
+        self.retired = False
 
     # -- running one flow -------------------------------------------------------------------
     def start_flow(self, spec: dict[str, Any]) -> None:
         from pytest_runset.runners import Control
 
         control = Control(float(spec["timeout_s"]))
+        if self.retired:
+            self.send(
+                "finished",
+                {
+                    "status": "error",
+                    "exit_code": None,
+                    "message": "worker retired: an earlier flow's code is still running",
+                    "flow_id": spec["flow_id"],
+                    "attempt": spec["attempt"],
+                    "retire": True,
+                },
+            )
+            return
         with self.lock:
             self.control = control
             self.cookie = str(spec["flow_id"])
@@ -111,6 +126,8 @@ class Worker:
             result["warnings"].append(f"could not write result.json: {exc}")
         with self.lock:
             self.control = None
+        if result.get("retire"):
+            self.retired = True
         self.send("finished", result)
 
     def cancel(self, reason: str, status: str = "interrupted") -> None:
@@ -124,6 +141,7 @@ class Worker:
         with self.lock:
             control = self.control
         if control is None:
+            self.shutdown_runners()
             return
         control.cancel(reason, grace_cap=_ABANDON_GRACE_S)
         thread = self.thread
@@ -135,6 +153,13 @@ class Worker:
             from pytest_runset.proctree import sweep_cookie
 
             sweep_cookie(cookie)
+        self.shutdown_runners()
+
+    def shutdown_runners(self) -> None:
+        """Close what runners keep between flows (a warm browser)."""
+        from pytest_runset.runners import shutdown_runners
+
+        shutdown_runners()
 
     # -- plumbing --------------------------------------------------------------------------
     def send(self, event: str, data: dict[str, Any]) -> None:

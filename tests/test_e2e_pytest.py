@@ -91,7 +91,8 @@ def test_example_runset_runs_in_parallel_and_writes_a_complete_report(
     metrics = flows_by_name(report)["report metrics"]
     assert metrics["artifacts"] == ["report-metrics/numbers.txt"]
     assert metrics["metrics"]["total"] > 0
-    result.stdout.fnmatch_lines(["runset example: 5 passed, 1 skipped in *"])
+    assert {flow["kind"] for flow in report["flows"]} == {"command", "steps", "callable"}
+    result.stdout.fnmatch_lines(["runset example: 10 passed, 1 skipped in *"])
 
 
 def test_eight_one_second_flows_overlap_on_four_workers(

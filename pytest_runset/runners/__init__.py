@@ -47,4 +47,20 @@ class Control:
 
 RUNNERS = {
     "command": "pytest_runset.runners.command",
+    "steps": "pytest_runset.runners.steps",
+    "callable": "pytest_runset.runners.python",
 }
+
+
+def shutdown_runners() -> None:
+    """The worker stops: let runners that keep state between flows (the warm browser) close
+    it. Only modules already imported are asked, so a worker that ran no browser flow never
+    imports Playwright here. Never raises."""
+    import sys
+
+    module = sys.modules.get("pytest_runset.runners.browser")
+    if module is not None:
+        try:
+            module.shutdown()
+        except Exception:
+            pass

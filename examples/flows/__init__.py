@@ -1,0 +1,1 @@
+"""Flows of the example run-set written in Python (``callable = "flows.shop:..."``)."""
