@@ -74,13 +74,8 @@ def check_params(names: list[str], defaults: set[str], where: str) -> tuple[str,
     injected = []
     for name in names:
         if name in PARAMS:
-            if name == "port" and name not in defaults:
-                raise CallableError(
-                    f"{where}: parameter 'port' is only known to flows that lease ports "
-                    "(port leases are not available in this version)"
-                )
-            if name != "port":
-                injected.append(name)
+            # Whether the flow leases a port for 'port' is checked by the loader.
+            injected.append(name)
         elif name not in defaults:
             raise CallableError(
                 f"{where}: unknown parameter {name!r}; a callable can ask for {', '.join(PARAMS)}"

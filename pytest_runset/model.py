@@ -466,6 +466,16 @@ def _browser_parts(
             info = inspect_callable(spec.callable, root)
         except CallableError as exc:
             raise RunsetError(f"{where}, field 'callable': {exc}") from None
+        if info.params is not None and "port" in info.params and spec.ports < 1:
+            raise RunsetError(
+                f"{where}, field 'callable': parameter 'port' is only known to flows that "
+                "lease ports (ports = N)"
+            )
+        if info.params is not None and "persona" in info.params and spec.persona is None:
+            raise RunsetError(
+                f"{where}, field 'callable': parameter 'persona' needs a persona "
+                "(persona = ...)"
+            )
         wants = needs_browser(info.params)
         if spec.browser is False and wants:
             raise RunsetError(

@@ -92,7 +92,13 @@ def test_example_runset_runs_in_parallel_and_writes_a_complete_report(
     assert metrics["artifacts"] == ["report-metrics/numbers.txt"]
     assert metrics["metrics"]["total"] > 0
     assert {flow["kind"] for flow in report["flows"]} == {"command", "steps", "callable"}
-    result.stdout.fnmatch_lines(["runset example: 10 passed, 1 skipped in *"])
+    flows = flows_by_name(report)
+    # The app ran as a service on a leased port; the browser flow signed in as a pool member.
+    assert flows["sign in"]["persona"] in ("alice", "bob")
+    assert len(flows["own port"]["ports"]) == 1
+    run_dir = pytester.path / "examples" / "runset-results" / "ex"
+    assert "GET /health" in (run_dir / "services" / "app.log").read_text()
+    result.stdout.fnmatch_lines(["runset example: 11 passed, 1 skipped in *"])
 
 
 def test_eight_one_second_flows_overlap_on_four_workers(

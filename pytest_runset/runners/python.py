@@ -137,10 +137,11 @@ def _values(
         "context": session.context if session else None,
         "browser": _browser(),
         "flow": _flow_info(spec, control, env),
-        "persona": None,
+        "persona": spec.get("persona"),
         "base_url": spec.get("base_url") or None,
         "flow_dir": Path(spec["flow_dir"]),
-        "ports": [],
+        "port": (spec.get("ports") or [None])[0],
+        "ports": list(spec.get("ports") or []),
         "env": env,
     }
 
