@@ -179,9 +179,7 @@ def build_attempt(
         "kill_grace_s": flow.kill_grace_s,
         "secrets": secrets,
         "ports": flow_ports,
-        "persona": (
-            {"name": persona.name, **fields} if persona is not None else None
-        ),
+        "persona": ({"name": persona.name, **fields} if persona is not None else None),
     }
     if flow.kind != "command":
         spec.update(

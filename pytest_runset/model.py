@@ -473,8 +473,7 @@ def _browser_parts(
             )
         if info.params is not None and "persona" in info.params and spec.persona is None:
             raise RunsetError(
-                f"{where}, field 'callable': parameter 'persona' needs a persona "
-                "(persona = ...)"
+                f"{where}, field 'callable': parameter 'persona' needs a persona (persona = ...)"
             )
         wants = needs_browser(info.params)
         if spec.browser is False and wants:
