@@ -69,12 +69,24 @@ def find_module_source(module: str, root: Path) -> Path | None:
     return None
 
 
-def check_params(names: list[str], defaults: set[str], where: str) -> tuple[str, ...]:
-    """The parameters to inject; raises :class:`CallableError` for names that cannot be."""
+def check_params(
+    names: list[str], defaults: set[str], where: str, ports: int = 0
+) -> tuple[str, ...]:
+    """The parameters to inject; raises :class:`CallableError` for names that cannot be.
+
+    ``port`` exists only for a flow that leases ports (``ports``); with a default it is simply
+    not injected otherwise.
+    """
     injected = []
     for name in names:
         if name in PARAMS:
-            # Whether the flow leases a port for 'port' is checked by the loader.
+            if name == "port" and ports < 1:
+                if name not in defaults:
+                    raise CallableError(
+                        f"{where}: parameter 'port' is only known to flows that lease ports "
+                        "(ports = N)"
+                    )
+                continue
             injected.append(name)
         elif name not in defaults:
             raise CallableError(
@@ -83,7 +95,7 @@ def check_params(names: list[str], defaults: set[str], where: str) -> tuple[str,
     return tuple(injected)
 
 
-def inspect_callable(reference: str, root: Path) -> CallableInfo:
+def inspect_callable(reference: str, root: Path, ports: int = 0) -> CallableInfo:
     """Check a ``module:function`` reference against the module's source."""
     module, function = split_reference(reference)
     source = find_module_source(module, root)
@@ -132,7 +144,7 @@ def inspect_callable(reference: str, root: Path) -> CallableInfo:
         arg.arg for arg, default in zip(args.kwonlyargs, args.kw_defaults, strict=True) if default
     }
     return CallableInfo(
-        module, function, check_params(positional + keyword, defaults, where), str(source)
+        module, function, check_params(positional + keyword, defaults, where, ports), str(source)
     )
 
 

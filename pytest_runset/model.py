@@ -463,18 +463,9 @@ def _browser_parts(
         viewport = spec.viewport or loaded.viewport or settings.viewport
     elif spec.callable is not None:
         try:
-            info = inspect_callable(spec.callable, root)
+            info = inspect_callable(spec.callable, root, ports=spec.ports)
         except CallableError as exc:
             raise RunsetError(f"{where}, field 'callable': {exc}") from None
-        if info.params is not None and "port" in info.params and spec.ports < 1:
-            raise RunsetError(
-                f"{where}, field 'callable': parameter 'port' is only known to flows that "
-                "lease ports (ports = N)"
-            )
-        if info.params is not None and "persona" in info.params and spec.persona is None:
-            raise RunsetError(
-                f"{where}, field 'callable': parameter 'persona' needs a persona (persona = ...)"
-            )
         wants = needs_browser(info.params)
         if spec.browser is False and wants:
             raise RunsetError(

@@ -98,7 +98,7 @@ STEP_ERRORS = [
     ("{ screenshot = 'trace.zip' }", "must end in .png"),
     ("{ goto = '/{nope}' }", "the URL: unknown placeholder {nope}"),
     ("{ goto = '/{port}' }", "{port} is only known to flows that lease ports"),
-    ("{ fill = '#u', value = '{persona.username}' }", "unknown placeholder {persona.username}"),
+    ("{ fill = '#u', value = '{persona.username}' }", "needs a persona"),
     ("'click'", 'step 1: must be a table like { click = "#id" }, not a string'),
 ]
 

@@ -97,7 +97,7 @@ def test_example_runset_runs_in_parallel_and_writes_a_complete_report(
     assert flows["sign in"]["persona"] in ("alice", "bob")
     assert len(flows["own port"]["ports"]) == 1
     run_dir = pytester.path / "examples" / "runset-results" / "ex"
-    assert "GET /health" in (run_dir / "services" / "app.log").read_text()
+    assert "serving on http://127.0.0.1:" in (run_dir / "services" / "app.log").read_text()
     result.stdout.fnmatch_lines(["runset example: 11 passed, 1 skipped in *"])
 
 

@@ -92,7 +92,7 @@ def resolve(reference: str, root: str) -> Any:
         raise LookupError(f"module {module_name!r} has no function {function!r}") from None
 
 
-def parameters(function: Any, known: list[str] | None) -> list[str]:
+def parameters(function: Any, known: list[str] | None, ports: int = 0) -> list[str]:
     """The names to inject (checked again here when the loader could not read the source)."""
     if known is not None:
         return known
@@ -109,7 +109,8 @@ def parameters(function: Any, known: list[str] | None) -> list[str]:
         names.append(parameter.name)
         if parameter.default is not parameter.empty:
             defaults.add(parameter.name)
-    return list(check_params(names, defaults, getattr(function, "__qualname__", "callable")))
+    where = getattr(function, "__qualname__", "callable")
+    return list(check_params(names, defaults, where, ports))
 
 
 def _flow_info(spec: dict[str, Any], control: Control, env: dict[str, str]) -> FlowInfo:
@@ -209,7 +210,7 @@ def _call(spec: dict[str, Any], control: Control, session: Session | None) -> di
     with flow_output(spec["flow_dir"]), flow_environment(spec["env"], spec.get("cwd")):
         try:
             function = resolve(str(spec["callable"]), str(spec["root"]))
-            names = parameters(function, spec.get("params"))
+            names = parameters(function, spec.get("params"), len(spec.get("ports") or []))
         except Exception as exc:
             details = "".join(traceback.format_exception(exc)).rstrip()
             why = f"{type(exc).__name__}: {first_lines(str(exc))}"
