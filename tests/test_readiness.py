@@ -316,9 +316,10 @@ def test_stop_process_kills_a_term_ignoring_group(
 ) -> None:
     proc = start("trap '' TERM; sleep 600 & sleep 600", shell=True)
     assert wait_for(lambda: len(processes_with_cookie_prefix(cookie)) == 3, 30)
-    swept = stop_process(proc, grace_s=0.3, cookie=cookie)
+    stop_process(proc, grace_s=0.3, cookie=cookie)
+    # TERM was ignored, so it took the KILL (the sweep may still see dying members: its count
+    # is not asserted).
     assert proc.returncode == -signal.SIGKILL
-    assert swept == 0, "the group kill got them all; nothing left for the sweep"
     assert wait_for(lambda: not processes_with_cookie_prefix(cookie), 30)
 
 
