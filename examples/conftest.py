@@ -38,7 +38,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen[str]) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if os.environ.get("EXAMPLE_APP_PORT") or config.option.collectonly:
+    if os.environ.get("EXAMPLE_APP_PORT"):
         return
     proc = subprocess.Popen(
         [sys.executable, str(APP), "--port", "0", "--exit-with-parent"],
