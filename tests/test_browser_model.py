@@ -395,3 +395,33 @@ def test_cli_lists_and_validates_browser_flows(
     assert main(["validate", str(path)]) == 4
     err = capsys.readouterr().err
     assert "flow #1 'steps', step 1 (click \"#a\"): 'valeu': unknown key (typo?)" in err
+
+
+# -- the step runner's helpers ------------------------------------------------------------------
+
+
+def test_step_urls_and_paths(tmp_path: Path) -> None:
+    from pytest_runset.runners.steps import StepProblem, _absolute, _inside
+
+    assert _absolute("/items", "http://127.0.0.1:8000") == "http://127.0.0.1:8000/items"
+    assert _absolute("http://other/x", "http://127.0.0.1:8000") == "http://other/x"
+    with pytest.raises(StepProblem, match="needs a base URL"):
+        _absolute("/items", "")
+    assert _inside(str(tmp_path), "a/b.png") == str(tmp_path.resolve() / "a" / "b.png")
+    (tmp_path / "link").symlink_to("/tmp")
+    with pytest.raises(StepProblem, match="outside the flow directory"):
+        _inside(str(tmp_path), "link/x.png")
+
+
+def test_step_waits_are_bounded_by_the_flow(tmp_path: Path) -> None:
+    from pytest_runset.runners import Control
+    from pytest_runset.runners.steps import _timeout_ms
+
+    long = Control(600)
+    assert _timeout_ms({"action": "click", "timeout_s": None}, long) == (30000.0, False)
+    assert _timeout_ms({"action": "expect_text", "timeout_s": None}, long) == (5000.0, False)
+    assert _timeout_ms({"action": "click", "timeout_s": 0.5}, long) == (500.0, False)
+    short = Control(2)
+    wait, clamped = _timeout_ms({"action": "wait_for", "timeout_s": 3600.0}, short)
+    assert clamped
+    assert 1000 < wait <= 2000

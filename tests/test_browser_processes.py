@@ -153,21 +153,21 @@ concurrency = 1
 kill_grace = 1
 [[flows]]
 name = "hangs in a step"
-timeout = 3
+timeout = 5
 steps = [{ goto = "/login" }, { wait_for = "#never", timeout = "1h" }]
 """
         + _check("hangs-in-a-step")
         + """
 [[flows]]
 name = "hangs in python"
-timeout = 3
+timeout = 5
 callable = "misbehave:sleeper"
 """
         + _check("hangs-in-python")
         + """
 [[flows]]
 name = "freezes its worker"
-timeout = 2
+timeout = 4
 kill_grace = 0.5
 callable = "misbehave:freeze"
 """
@@ -183,11 +183,11 @@ callable = "misbehave:freeze"
         found = read_json(run_dir / flows[name]["dir"] / "found.json")
         assert flows[name]["status"] == "passed", (name, found)
 
-    # A step waiting "1h" is cut at the flow's 3 s, with its screenshot and trace.
+    # A step waiting "1h" is cut at the flow's 5 s, with its screenshot and trace.
     step = flows["hangs in a step"]
     assert step["status"] == "timeout"
-    assert step["message"] == 'timeout after 3s in step 2/2 (wait_for "#never")'
-    assert step["duration_s"] < 3 + 1 + 5
+    assert step["message"] == 'timeout after 5s in step 2/2 (wait_for "#never")'
+    assert step["duration_s"] < 5 + 1 + 5
     assert (run_dir / "hangs-in-a-step" / "failure.png").exists()
     assert (run_dir / "hangs-in-a-step" / "trace.zip").exists()
 
@@ -195,7 +195,7 @@ callable = "misbehave:freeze"
     # its worker, whose thread is lost, is replaced.
     python = flows["hangs in python"]
     assert python["status"] == "timeout"
-    assert python["message"] == "timeout after 3s"
+    assert python["message"] == "timeout after 5s"
     assert any("worker is replaced" in warning for warning in python["warnings"])
     assert flows["check hangs-in-python"]["worker"] != python["worker"]
 
@@ -225,7 +225,7 @@ kill_grace = 0.5
 browser_isolation = "process"
 [[flows]]
 name = "hangs in python"
-timeout = 2
+timeout = 4
 callable = "misbehave:sleeper"
 env = { BROWSER_COOKIE_IS_FLOW = "1" }
 """

@@ -293,6 +293,7 @@ class Session:
                     f"the browser cannot open a context: {first_lines(str(exc), 300)}"
                 ) from None
             # The warm browser died between flows (killed, crashed): launch a new one.
+            self._close_console()
             HOST.close_browser()
             launched = HOST.browser_for(self.options, env, self.control.remaining())
             launch_s = time.monotonic() - started
