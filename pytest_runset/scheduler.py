@@ -83,9 +83,11 @@ class Scheduler:
         only on an empty pool, and nothing queued after it starts before it did.
         """
         started: list[tuple[int, Task]] = []
-        if self._stopped or not self._idle or not self._pending:
+        if self._stopped or not self._pending:
             return started
-        if any(task.key in self._exclusive for task in self._running.values()):
+        if not self._idle or any(task.key in self._exclusive for task in self._running.values()):
+            # Everything waits for a worker now, not for a lease: no lease clock runs.
+            self._blocked.clear()
             return started
         idle = sorted(self._idle)
         keep: deque[Task] = deque()

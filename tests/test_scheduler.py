@@ -414,3 +414,104 @@ def test_random_event_sequences_keep_the_invariants(
         assert stopped or len(lost) == slots
     for key in keys:
         assert attempts[key] <= budget[key] + 1
+
+
+# -- leases, exclusive flows, lease waits (the resource side of the scheduler) ----------------
+
+
+def test_a_flow_waiting_for_a_lease_keeps_its_place_and_others_start() -> None:
+    scheduler = Scheduler(["a", "b", "c"], 2)
+    busy = {"a"}
+    started = scheduler.assignments(ready=lambda t: "persona busy" if t.key in busy else None)
+    assert [task.key for _, task in started] == ["b", "c"]
+    assert scheduler.waiting
+    scheduler.finished(0, "passed")
+    busy.clear()
+    again = scheduler.assignments(ready=lambda t: None)
+    assert [task.key for _, task in again] == ["a"]
+    assert not scheduler.waiting
+
+
+def test_ready_is_not_asked_when_no_slot_is_free() -> None:
+    scheduler = Scheduler(["a", "b"], 1)
+    asked: list[str] = []
+
+    def ready(task: Task) -> str | None:
+        asked.append(task.key)
+        return None
+
+    scheduler.assignments(ready=ready)
+    assert asked == ["a"]
+
+
+def test_lease_waits_expire_after_their_limit() -> None:
+    scheduler = Scheduler(["a", "b"], 2)
+    scheduler.assignments(
+        ready=lambda t: "persona 'alice' busy" if t.key == "a" else None, now=10.0
+    )
+    assert scheduler.expired_waits(15.0, limit=lambda key: 10.0) == []
+    scheduler.assignments(ready=lambda t: "persona 'alice' busy", now=15.0)
+    expired = scheduler.expired_waits(20.5, limit=lambda key: 10.0)
+    assert [(task.key, reason) for task, reason, _ in expired] == [("a", "persona 'alice' busy")]
+    assert expired[0][2] == pytest.approx(10.5)
+    assert scheduler.unstarted() == []
+
+
+def test_waiting_for_a_worker_is_not_waiting_for_a_lease() -> None:
+    scheduler = Scheduler(["a", "b"], 1)
+    scheduler.assignments(ready=lambda t: "busy" if t.key == "a" else None, now=0.0)
+    # "b" runs; "a" is now only waiting for the one worker, so its lease clock stops.
+    scheduler.assignments(ready=lambda t: None, now=50.0)
+    assert scheduler.expired_waits(100.0, limit=lambda key: 10.0) == []
+
+
+def test_an_exclusive_flow_waits_for_an_empty_pool_and_runs_alone() -> None:
+    scheduler = Scheduler(["a", "x", "b"], 3, exclusive=["x"])
+    started = scheduler.assignments()
+    assert [task.key for _, task in started] == ["a"]  # x must wait for a; b waits behind x
+    assert scheduler.assignments() == []
+    scheduler.finished(0, "passed")
+    started = scheduler.assignments()
+    assert [task.key for _, task in started] == ["x"]
+    assert scheduler.assignments() == []  # nothing next to an exclusive flow
+    slot = started[0][0]
+    scheduler.finished(slot, "passed")
+    assert [task.key for _, task in scheduler.assignments()] == ["b"]
+
+
+def test_drop_removes_pending_tasks() -> None:
+    scheduler = Scheduler(["a", "b", "c"], 1)
+    scheduler.assignments()
+    dropped = scheduler.drop(["b", "c", "a"])
+    assert [task.key for task in dropped] == ["b", "c"]
+    assert scheduler.unstarted() == []
+    scheduler.finished(0, "failed")
+    assert scheduler.done()
+
+
+@given(
+    st.lists(st.booleans(), min_size=1, max_size=8),
+    st.lists(st.booleans(), min_size=1, max_size=8),
+    st.integers(min_value=1, max_value=4),
+)
+def test_exclusive_and_busy_flows_never_break_the_invariants(
+    exclusive_flags: list[bool], busy_flags: list[bool], slots: int
+) -> None:
+    keys = [f"k{i}" for i in range(len(exclusive_flags))]
+    exclusive = {key for key, flag in zip(keys, exclusive_flags, strict=True) if flag}
+    busy = {key for key, flag in zip(keys, busy_flags * len(keys), strict=False) if flag}
+    scheduler = Scheduler(keys, slots, exclusive=exclusive)
+    finished: list[str] = []
+    for round_number in range(4 * len(keys) + 4):
+        if round_number == 2 * len(keys):
+            busy.clear()  # leases free up eventually
+        scheduler.assignments(ready=lambda t: "busy" if t.key in busy else None)
+        running = scheduler.running
+        assert len(running) <= slots
+        if any(task.key in exclusive for task in running.values()):
+            assert len(running) == 1
+        for slot in list(running)[:1]:
+            finished.append(running[slot].key)
+            scheduler.finished(slot, "passed")
+    assert sorted(finished) == sorted(keys)
+    assert scheduler.done()
