@@ -15,7 +15,8 @@ from .collect import EXPLICIT, LOAD_ERRORS, RunsetFile, RunsetItem, get_runset, 
 from .model import RunSet, RunsetError, parse_duration
 
 if TYPE_CHECKING:
-    from .runloop import FlowRunLoop, RunsetRun
+    from .runloop import FlowRunLoop
+    from .state import RunsetRun
 
 LOOP = pytest.StashKey["FlowRunLoop"]()
 RUN_ID = pytest.StashKey[str]()
@@ -305,8 +306,9 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
             f"{session.testsfailed} error{'s' if session.testsfailed != 1 else ''} "
             "during collection"
         )
+    from .interrupts import deferred_interrupts
     from .resume import resolve_resume
-    from .runloop import FlowRunLoop, deferred_interrupts
+    from .runloop import FlowRunLoop
 
     others = [item for item in session.items if not isinstance(item, RunsetItem)]
     runsets = {str(item.runset.path): item.runset for item in flows}
@@ -386,7 +388,7 @@ def _open_runs(
     """Open (or reopen) one run directory per run-set into ``runs``; usage errors on failure."""
     from .report import RunDirectory, RunDirError
     from .resume import notice_unfinished, resumed_run
-    from .runloop import RunsetRun
+    from .state import RunsetRun
 
     used: set[Path] = set()
     try:

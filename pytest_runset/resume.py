@@ -9,7 +9,7 @@ import pytest
 
 from .model import RunSet
 from .report import JOURNAL_NAME, RunDirectory, newest_run, read_journal, unfinished_runs
-from .runloop import RunsetRun
+from .state import RunsetRun
 
 
 def notice(config: pytest.Config, text: str) -> None:

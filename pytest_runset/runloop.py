@@ -11,13 +11,10 @@ import contextlib
 import functools
 import os
 import queue
-import signal
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -25,21 +22,23 @@ from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
 
 from . import proctree
 from .attempt import AttemptError, build_attempt, make_flow_dir
-from .leases import Lease, Leaser, lock_directory
+from .entries import flow_entry, local_result, unstarted_entry
+from .interrupts import InterruptGate, sigint_ignored
+from .leases import Leaser, lock_directory
 from .masking import mask_data
 from .placeholders import PlaceholderError, substitute
 from .pool import Event, Pool
 from .replay import Replay
-from .report import RunDirectory, build_report, iso_utc
+from .report import build_report, iso_utc
 from .resources import acquire, needs_leases
 from .scheduler import Scheduler, Task
 from .services import ServiceError, Services
 from .slugs import UnsafePathError, attempt_dir_name
-from .workspace import Workspace, WorkspaceError, create_workspace, remove_workspace
+from .state import FlowState, RunsetRun
+from .workspace import WorkspaceError, create_workspace, remove_workspace
 
 if TYPE_CHECKING:
     from .collect import RunsetItem
-    from .model import Flow, RunSet
 
 # How long past a flow's own timeout + kill grace the controller waits before it stops trusting
 # the worker, kills the gateway and moves on.
@@ -48,108 +47,6 @@ BACKSTOP_MARGIN_S = 10.0
 INTERRUPT_WAIT_S = 3.0
 # The longest the loop blocks at once: a Ctrl-C held back by a critical section waits this long.
 INTERRUPT_LATENCY_S = 0.25
-
-
-@dataclass
-class FlowState:
-    item: RunsetItem
-    run: RunsetRun
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-    logstarted: bool = False
-    dispatched_at: float = 0.0
-    cookie: str = ""
-    backstop: float = 0.0
-    worker_id: str = ""
-    slot: int = -1
-    env: dict[str, str] = field(default_factory=dict)
-    entry: dict[str, Any] | None = None
-    lease: Lease | None = None
-    persona: str | None = None
-    ports: list[int] = field(default_factory=list)
-    secrets: list[str] = field(default_factory=list)
-    workspace: Workspace | None = None
-
-    @property
-    def flow(self) -> Flow:
-        return self.item.flow
-
-
-class RunsetRun:
-    """One run-set file's run: its directory, journal and flow entries."""
-
-    def __init__(
-        self,
-        runset: RunSet,
-        directory: RunDirectory,
-        base_url: str | None,
-        previous: dict[str, dict[str, Any]] | None = None,
-        started_at: float | None = None,
-    ) -> None:
-        self.runset = runset
-        self.directory = directory
-        self.base_url = base_url
-        # Final entries of flows an earlier session of this run already finished (resume).
-        self.previous = previous or {}
-        self.started_at = started_at
-        self.entries: dict[str, dict[str, Any]] = {}
-        # {services.<name>.port} values once the run's services are up.
-        self.service_values: dict[str, str] = {}
-        # Set when a service failed: every flow of the run that has not ended is an error.
-        self.service_error: str | None = None
-        self.services: Services | None = None
-        # The ports the run's services hold, for the whole run.
-        self.service_lease = Lease()
-        # Reports list flows in file order, whatever the completion order.
-        self.order: dict[str, tuple[int, str]] = {}
-        self.report_path: str | None = None
-        self.report: dict[str, Any] | None = None
-
-    @property
-    def run_dir(self) -> str:
-        return str(self.directory.path)
-
-
-class InterruptGate:
-    """SIGINT and SIGTERM as ``KeyboardInterrupt``, but never inside a critical section.
-
-    Outside one (an ordinary test running, the loop waiting) the interrupt is raised at once;
-    inside one it is remembered and raised when the section ends.
-    """
-
-    def __init__(self) -> None:
-        self._depth = 0
-        self._pending = False
-
-    def _handler(self, signum: int, frame: FrameType | None) -> None:
-        if self._depth:
-            self._pending = True
-            return
-        raise KeyboardInterrupt
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        try:
-            previous = signal.signal(signal.SIGINT, self._handler)
-            previous_term = signal.signal(signal.SIGTERM, self._handler)
-        except ValueError:  # not the main thread: leave signals alone
-            yield
-            return
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-            signal.signal(signal.SIGTERM, previous_term)
-
-    @contextlib.contextmanager
-    def critical(self) -> Iterator[None]:
-        self._depth += 1
-        try:
-            yield
-        finally:
-            self._depth -= 1
-        if not self._depth and self._pending:
-            self._pending = False
-            raise KeyboardInterrupt
 
 
 class FlowRunLoop:
@@ -325,7 +222,7 @@ class FlowRunLoop:
                 self.pool.send(slot, "cancel", {"reason": run.service_error, "status": "error"})
         for task in self.scheduler.drop(keys):
             state = self.states[task.key]
-            result = _local_result(task.attempt, "error", run.service_error)
+            result = local_result(task.attempt, "error", run.service_error)
             result.update(
                 duration_s=0.0,
                 started_at=time.time(),
@@ -413,7 +310,7 @@ class FlowRunLoop:
         limit = self._lease_wait_limit
         for task, reason, waited in self.scheduler.expired_waits(now, limit):
             state = self.states[task.key]
-            result = _local_result(task.attempt, "error", f"{reason} for {waited:.0f}s")
+            result = local_result(task.attempt, "error", f"{reason} for {waited:.0f}s")
             result.update(duration_s=0.0, started_at=time.time(), dir=None, worker="")
             state.attempts.append(result)
             self._finalize(state)
@@ -428,11 +325,11 @@ class FlowRunLoop:
                 AttemptError,
                 WorkspaceError,
             ) as exc:
-                self._attempt_done(state, slot, _local_result(task.attempt, "error", str(exc)))
+                self._attempt_done(state, slot, local_result(task.attempt, "error", str(exc)))
                 continue
             if not self.pool.send(slot, "run", spec):
                 self._attempt_done(
-                    state, slot, _local_result(task.attempt, "error", "worker unreachable")
+                    state, slot, local_result(task.attempt, "error", "worker unreachable")
                 )
                 continue
             if not state.logstarted:
@@ -531,7 +428,7 @@ class FlowRunLoop:
         if task is not None:
             state = self.states[task.key]
             leftovers = proctree.sweep_cookie(state.cookie)
-            result = _local_result(
+            result = local_result(
                 task.attempt,
                 "error",
                 f"worker crashed ({state.worker_id} exited while running the flow)",
@@ -562,7 +459,7 @@ class FlowRunLoop:
             self._sweep_browser(state.worker_id)
             leftovers = proctree.sweep_cookie(state.cookie)
             timeout = self.timeout_override or state.flow.timeout_s
-            result = _local_result(
+            result = local_result(
                 task.attempt,
                 "timeout",
                 f"timeout after {timeout:g}s (worker {state.worker_id} unresponsive; killed)",
@@ -632,7 +529,7 @@ class FlowRunLoop:
         if flaky and self.fail_on_flaky and status == "passed":
             status = "failed"
             message = f"flaky: passed on attempt {len(state.attempts)} (--runset-fail-on-flaky)"
-        entry = self._entry(state, status, message, flaky)
+        entry = flow_entry(state, status, message, flaky, self.started_at)
         state.run.entries[state.flow.slug] = entry
         state.entry = entry
         # Durable first: once pytest (and the user) hear of it, the journal has it.
@@ -651,56 +548,6 @@ class FlowRunLoop:
             run_dir=state.run.run_dir,
         )
 
-    def _entry(self, state: FlowState, status: str, message: str, flaky: bool) -> dict[str, Any]:
-        last = state.attempts[-1]
-        flow = state.flow
-        dir_name = last.get("dir")
-        run_started = state.run.started_at or self.started_at
-        started_s = round(max(0.0, float(last.get("started_at") or run_started) - run_started), 6)
-        artifacts = [f"{dir_name}/{path}" for path in last.get("artifacts", [])]
-        logs = (
-            {"stdout": f"{dir_name}/stdout.log", "stderr": f"{dir_name}/stderr.log"}
-            if dir_name
-            else {}
-        )
-        return {
-            "name": flow.name,
-            "slug": flow.slug,
-            "nodeid": state.item.nodeid,
-            "kind": flow.kind,
-            "status": status,
-            "attempts": len(state.attempts),
-            "flaky": flaky,
-            "duration_s": round(float(last.get("duration_s") or 0.0), 6),
-            "started_s": started_s,
-            "worker": state.worker_id,
-            "slot": state.slot,
-            "exit_code": last.get("exit_code"),
-            "message": message,
-            "dir": dir_name,
-            "logs": logs,
-            "result": f"{dir_name}/result.json" if dir_name else None,
-            "artifacts": artifacts,
-            "persona": state.persona,
-            "ports": list(state.ports),
-            "tags": list(flow.tags),
-            "leftover_processes": int(last.get("leftover_processes") or 0),
-            "metrics": last.get("metrics", {}),
-            "warnings": last.get("warnings", []),
-            "definition_sha256": flow.sha256,
-            "history": [
-                {
-                    "attempt": attempt["attempt"],
-                    "status": attempt["status"],
-                    "dir": attempt["dir"],
-                    "duration_s": attempt.get("duration_s"),
-                    "exit_code": attempt.get("exit_code"),
-                    "message": attempt.get("message", ""),
-                }
-                for attempt in state.attempts
-            ],
-        }
-
     def _resumed(self, state: FlowState, entry: dict[str, Any]) -> None:
         """A flow an earlier session of this run finished: reported again, never re-run."""
         state.entry = entry
@@ -709,7 +556,7 @@ class FlowRunLoop:
         self.replay.resumed(state.item, entry, run_dir=state.run.run_dir)
 
     def _skip(self, state: FlowState, reason: str) -> None:
-        entry = _unstarted_entry(state, "skipped", reason)
+        entry = unstarted_entry(state, "skipped", reason)
         state.entry = entry
         state.run.directory.journal({"event": "flow", **entry})
         state.run.entries[state.flow.slug] = entry
@@ -727,7 +574,7 @@ class FlowRunLoop:
             default=0.0,
         )
         deadline = time.monotonic() + min(grace, 10.0) + INTERRUPT_WAIT_S
-        with _sigint_ignored():
+        with sigint_ignored():
             while self.scheduler.running and time.monotonic() < deadline:
                 try:
                     event = self.pool.events.get(timeout=max(0.0, deadline - time.monotonic()))
@@ -744,7 +591,7 @@ class FlowRunLoop:
                 self.pool.kill(slot)
                 self._sweep_browser(state.worker_id)
                 leftovers = proctree.sweep_cookie(state.cookie)
-                result = _local_result(task.attempt, "interrupted", "interrupted")
+                result = local_result(task.attempt, "interrupted", "interrupted")
                 result["leftover_processes"] = leftovers
                 self.scheduler.slot_down(slot)
                 self._attempt_done(state, slot, result)
@@ -772,12 +619,12 @@ class FlowRunLoop:
 
     def _entry_not_run(self, state: FlowState, reason: str) -> dict[str, Any]:
         if state.attempts:
-            return self._entry(state, "interrupted", "interrupted", False)
-        return _unstarted_entry(state, "not_run", reason)
+            return flow_entry(state, "interrupted", "interrupted", False, self.started_at)
+        return unstarted_entry(state, "not_run", reason)
 
     def write_reports(self) -> None:
         """One ``report.json`` per run-set; a second Ctrl-C cannot cut this short."""
-        with _sigint_ignored():
+        with sigint_ignored():
             self._write_reports()
 
     def _write_reports(self) -> None:
@@ -829,94 +676,6 @@ def _service_runset_env(run: RunsetRun, run_id: str) -> dict[str, str]:
 _CANNOT_START = (PlaceholderError, UnsafePathError, OSError, AttemptError, WorkspaceError)
 
 
-def _unstarted_entry(state: FlowState, status: str, message: str) -> dict[str, Any]:
-    """The report entry of a flow that never started (skipped, not run)."""
-    return {
-        "name": state.flow.name,
-        "slug": state.flow.slug,
-        "nodeid": state.item.nodeid,
-        "kind": state.flow.kind,
-        "status": status,
-        "attempts": 0,
-        "flaky": False,
-        "duration_s": 0.0,
-        "started_s": None,
-        "worker": None,
-        "slot": None,
-        "exit_code": None,
-        "message": message,
-        "dir": None,
-        "logs": {},
-        "result": None,
-        "artifacts": [],
-        "persona": None,
-        "ports": [],
-        "tags": list(state.flow.tags),
-        "leftover_processes": 0,
-        "metrics": {},
-        "warnings": [],
-        "definition_sha256": state.flow.sha256,
-        "history": [],
-    }
-
-
 def _pairs(items: list[pytest.Item]) -> Iterator[tuple[pytest.Item, pytest.Item | None]]:
     for index, item in enumerate(items):
         yield item, items[index + 1] if index + 1 < len(items) else None
-
-
-@contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """A second Ctrl-C must not abandon the clean-up that keeps processes from leaking."""
-    try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        previous_term = signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    except ValueError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        signal.signal(signal.SIGTERM, previous_term)
-
-
-@contextlib.contextmanager
-def deferred_interrupts() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM while a run is being set up; deliver them right after.
-
-    Between creating run directories and entering the loop, an interrupt would leave a run
-    without a report. Delivered at the end of this block instead, it reaches the loop's
-    normal interrupt handling.
-    """
-    received: list[int] = []
-
-    def hold(signum: int, frame: FrameType | None) -> None:
-        received.append(signum)
-
-    try:
-        previous = signal.signal(signal.SIGINT, hold)
-        previous_term = signal.signal(signal.SIGTERM, hold)
-    except ValueError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        signal.signal(signal.SIGTERM, previous_term)
-    if received:
-        raise KeyboardInterrupt
-
-
-def _local_result(attempt: int, status: str, message: str) -> dict[str, Any]:
-    return {
-        "attempt": attempt,
-        "status": status,
-        "exit_code": None,
-        "message": message,
-        "metrics": {},
-        "artifacts": [],
-        "warnings": [],
-        "leftover_processes": 0,
-    }
