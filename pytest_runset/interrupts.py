@@ -9,6 +9,7 @@ import contextlib
 import signal
 from collections.abc import Iterator
 from types import FrameType
+from typing import Any
 
 
 class InterruptGate:
@@ -28,19 +29,8 @@ class InterruptGate:
             return
         raise KeyboardInterrupt
 
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        try:
-            previous = signal.signal(signal.SIGINT, self._handler)
-            previous_term = signal.signal(signal.SIGTERM, self._handler)
-        except ValueError:  # not the main thread: leave signals alone
-            yield
-            return
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-            signal.signal(signal.SIGTERM, previous_term)
+    def installed(self) -> contextlib.AbstractContextManager[None]:
+        return _interrupt_handler(self._handler)
 
     @contextlib.contextmanager
     def critical(self) -> Iterator[None]:
@@ -55,11 +45,14 @@ class InterruptGate:
 
 
 @contextlib.contextmanager
-def sigint_ignored() -> Iterator[None]:
-    """A second Ctrl-C must not abandon the clean-up that keeps processes from leaking."""
+def _interrupt_handler(handler: Any) -> Iterator[None]:
+    """``handler`` for SIGINT and SIGTERM within the block, the previous ones restored after.
+
+    Outside the main thread signals cannot be handled, and the block runs unchanged.
+    """
     try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        previous_term = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        previous = signal.signal(signal.SIGINT, handler)
+        previous_term = signal.signal(signal.SIGTERM, handler)
     except ValueError:
         yield
         return
@@ -68,6 +61,11 @@ def sigint_ignored() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, previous)
         signal.signal(signal.SIGTERM, previous_term)
+
+
+def sigint_ignored() -> contextlib.AbstractContextManager[None]:
+    """A second Ctrl-C must not abandon the clean-up that keeps processes from leaking."""
+    return _interrupt_handler(signal.SIG_IGN)
 
 
 @contextlib.contextmanager
@@ -83,16 +81,7 @@ def deferred_interrupts() -> Iterator[None]:
     def hold(signum: int, frame: FrameType | None) -> None:
         received.append(signum)
 
-    try:
-        previous = signal.signal(signal.SIGINT, hold)
-        previous_term = signal.signal(signal.SIGTERM, hold)
-    except ValueError:
+    with _interrupt_handler(hold):
         yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        signal.signal(signal.SIGTERM, previous_term)
     if received:
         raise KeyboardInterrupt
