@@ -35,7 +35,7 @@ from .scheduler import Scheduler, Task
 from .services import ServiceError, Services
 from .slugs import UnsafePathError, attempt_dir_name
 from .state import FlowState, RunsetRun
-from .workspace import WorkspaceError, create_workspace, remove_workspace
+from .workspace import GIT_LOCAL_ENV_VARS, WorkspaceError, create_workspace, remove_workspace
 
 if TYPE_CHECKING:
     from .collect import RunsetItem
@@ -381,6 +381,8 @@ class FlowRunLoop:
             service_values=run.service_values,
             workdir=workdir,
         )
+        if state.workspace is not None and state.workspace.kind == "worktree":
+            built.spec["env_unset"] = list(GIT_LOCAL_ENV_VARS)
         state.cookie = built.cookie
         state.env = built.env
         state.secrets = built.secrets

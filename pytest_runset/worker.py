@@ -208,6 +208,8 @@ def _with_sidecar(
     from pytest_runset.readiness import log_tail, start_process, stop_process, wait_ready
 
     env = {**os.environ, **spec["env"], **sidecar["env"]}
+    for name in spec.get("env_unset") or ():
+        env.pop(name, None)
     env["RUNSET_FLOW_ID"] = spec["flow_id"]
     log_path = sidecar["log_path"]
     try:

@@ -53,7 +53,9 @@ GIT_TIMEOUT_S = 600.0
 # Repository-locating variables git exports to hooks and aliases. When pytest itself runs from a
 # git hook (pre-commit, pre-push), they would point our git commands at the hook's repository
 # and index instead of the run-set's. The list is `git rev-parse --local-env-vars`.
-_GIT_LOCAL_ENV_VARS = (
+# Variables that point git at one repository; a worktree flow must not inherit them, or its git
+# commands would act on the main checkout instead of its worktree.
+GIT_LOCAL_ENV_VARS = _GIT_LOCAL_ENV_VARS = (
     "GIT_ALTERNATE_OBJECT_DIRECTORIES",
     "GIT_COMMON_DIR",
     "GIT_CONFIG",

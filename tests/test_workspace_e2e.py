@@ -92,3 +92,24 @@ def test_copy_workspace_gets_a_private_copy(
     result = pytester.runpytest_subprocess("--runset", "run-set.toml", "--runset-run-id", "cp")
     assert result.ret == 0
     assert (pytester.path / "data.txt").read_text() == "pristine\n"
+
+
+def test_a_worktree_flow_does_not_inherit_git_dir(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_runset(
+        '[[flows]]\nname = "w"\nworkspace = "worktree"\nshell = true\n'
+        'command = \'echo "[$GIT_DIR]" > "$RUNSET_FLOW_DIR/where.txt"; '
+        'git rev-parse --show-toplevel >> "$RUNSET_FLOW_DIR/where.txt"\'\n'
+    )
+    _git(pytester.path, "init", "-q")
+    _git(pytester.path, "add", "-A")
+    _git(pytester.path, "commit", "-q", "-m", "init")
+    # As when pytest runs from a git hook: GIT_DIR points at the main repository.
+    monkeypatch.setenv("GIT_DIR", str(pytester.path / ".git"))
+    result = pytester.runpytest_subprocess("--runset", "run-set.toml", "--runset-run-id", "gd")
+    assert result.ret == 0, result.stdout.str()
+    flow_dir = pytester.path / "runset-results" / "gd" / "w"
+    marker, toplevel = (flow_dir / "where.txt").read_text().split("\n")[:2]
+    assert marker == "[]"
+    assert Path(toplevel).resolve() == (flow_dir / "workspace").resolve()

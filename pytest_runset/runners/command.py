@@ -127,6 +127,8 @@ def _start(
 def run(spec: dict[str, Any], control: Control) -> dict[str, Any]:
     flow_dir = spec["flow_dir"]
     env = dict(os.environ)
+    for name in spec.get("env_unset") or ():
+        env.pop(name, None)
     env.update(spec["env"])
     command = spec["command"]
     stdout_path = os.path.join(flow_dir, "stdout.log")

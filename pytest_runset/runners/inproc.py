@@ -246,12 +246,16 @@ def _text(handle: Any) -> TextIO:
 
 
 @contextlib.contextmanager
-def flow_environment(env: dict[str, str], cwd: str | None) -> Iterator[None]:
+def flow_environment(
+    env: dict[str, str], cwd: str | None, unset: tuple[str, ...] | list[str] = ()
+) -> Iterator[None]:
     """The flow's environment variables and working directory for the flow's duration, so code
     that reads ``os.environ`` and processes it starts see what a command flow would (including
     the cookie that finds those processes later)."""
     saved = dict(os.environ)
     old_cwd = os.getcwd()
+    for name in unset:
+        os.environ.pop(name, None)
     os.environ.update(env)
     try:
         if cwd is not None:

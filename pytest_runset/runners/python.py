@@ -207,7 +207,10 @@ def outcome(exc: BaseException) -> dict[str, Any]:
 
 def _call(spec: dict[str, Any], control: Control, session: Session | None) -> dict[str, Any]:
     env = {**os.environ, **spec["env"]}
-    with flow_output(spec["flow_dir"]), flow_environment(spec["env"], spec.get("cwd")):
+    with (
+        flow_output(spec["flow_dir"]),
+        flow_environment(spec["env"], spec.get("cwd"), spec.get("env_unset") or ()),
+    ):
         try:
             function = resolve(str(spec["callable"]), str(spec["root"]))
             names = parameters(function, spec.get("params"), len(spec.get("ports") or []))
