@@ -239,12 +239,36 @@ def _with_sidecar(
                 "stderr_tail": log_tail(log_path),
                 "tail_source": f"{spec['slug']}/sidecar.log",
             }
-        result: dict[str, Any] = body()
+        done = threading.Event()
+        threading.Thread(
+            target=_watch_sidecar, args=(proc, control, done), name="runset-sidecar", daemon=True
+        ).start()
+        try:
+            result: dict[str, Any] = body()
+        finally:
+            done.set()
+        if result.get("status") == "error" and str(result.get("message", "")).startswith(
+            "sidecar "
+        ):
+            result["stderr_tail"] = log_tail(log_path)
+            result["tail_source"] = f"{spec['slug']}/sidecar.log"
         return result
     finally:
         stop_process(proc, grace_s=float(sidecar["kill_grace_s"]), cookie=None)
         if spec.get("secrets"):
             _mask_file(log_path, spec["secrets"])
+
+
+def _watch_sidecar(proc: Any, control: Any, done: threading.Event) -> None:
+    """A sidecar that dies while its flow runs ends the flow as ``error``: what the flow
+    does next would only fail in confusing ways."""
+    while not done.wait(0.2):
+        code = proc.poll()
+        if code is not None:
+            from pytest_runset.readiness import exit_description
+
+            control.cancel(f"sidecar {exit_description(code)} while the flow ran", status="error")
+            return
 
 
 def _mask_file(path: str, secrets: list[str]) -> None:

@@ -168,3 +168,33 @@ ready = "tcp://127.0.0.1:{port}"
     assert "sidecar exited with code 3" in flows["broken sidecar"]["message"]
     result.stdout.fnmatch_lines(["*last lines of broken-sidecar/sidecar.log*", "cannot bind"])
     assert processes_with_cookie_prefix("sc.") == []
+
+
+def test_a_sidecar_that_dies_mid_flow_ends_the_flow_as_error(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    write_runset(
+        """
+[[flows]]
+name = "outlives its sidecar"
+command = ["sleep", "600"]
+timeout = "2m"
+kill_grace = "1s"
+[flows.sidecar]
+command = ["sh", "-c", "echo up; sleep 1; echo crashing; exit 4"]
+ports = 0
+[[flows]]
+name = "next"
+command = ["true"]
+"""
+    )
+    result = pytester.runpytest_subprocess("--runset", "run-set.toml", "--runset-run-id", "sd")
+    assert result.ret == 1
+    flows = flows_by_name(load_report(pytester.path / "runset-results" / "sd"))
+    flow = flows["outlives its sidecar"]
+    assert flow["status"] == "error"
+    assert flow["message"] == "sidecar exited with code 4 while the flow ran"
+    assert flow["duration_s"] < 60  # it did not wait for its own timeout
+    assert flows["next"]["status"] == "passed"
+    result.stdout.fnmatch_lines(["*last lines of outlives-its-sidecar/sidecar.log*", "crashing"])
+    assert processes_with_cookie_prefix("sd.") == []
