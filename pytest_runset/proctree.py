@@ -159,4 +159,7 @@ def terminate_group(
             break
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
+    if reap is not None:
+        # The leader may have turned zombie after the last reap: collect it now.
+        reap()
     signal_group(pgid, signal.SIGKILL)
