@@ -405,7 +405,8 @@ class Session:
             for number, page in enumerate(pages, 1):
                 name = f"{stem}.png" if number == 1 else f"{stem}-{number}.png"
                 shot = functools.partial(
-                    page.screenshot,
+                    _screenshot_with_retry,
+                    page,
                     path=os.path.join(self.flow_dir, name),
                     timeout=TEARDOWN_TIMEOUT_MS,
                 )
@@ -460,3 +461,13 @@ class Session:
         if console is not None:
             with contextlib.suppress(Exception):
                 console.close()
+
+
+def _screenshot_with_retry(page: Any, *, path: str, timeout: float) -> None:
+    """Chromium sometimes cannot capture a page that is still settling (an error page right
+    after a refused connection, say): one more try a moment later usually works."""
+    try:
+        page.screenshot(path=path, timeout=timeout)
+    except Exception:
+        time.sleep(0.3)
+        page.screenshot(path=path, timeout=timeout)
