@@ -220,19 +220,14 @@ class FlowRunLoop:
         for slot, task in self.scheduler.running.items():
             if task.key in keys:
                 self.pool.send(slot, "cancel", {"reason": run.service_error, "status": "error"})
+        tail = str(problem).split("\n", 1)[1] if "\n" in str(problem) else ""
         for task in self.scheduler.drop(keys):
-            state = self.states[task.key]
-            result = local_result(task.attempt, "error", run.service_error)
-            result.update(
-                duration_s=0.0,
-                started_at=time.time(),
-                dir=None,
-                worker="",
-                stderr_tail=str(problem).split("\n", 1)[1] if "\n" in str(problem) else "",
+            self._end_unstarted(
+                task,
+                run.service_error,
+                stderr_tail=tail,
                 tail_source=f"services/{problem.name}.log",
             )
-            state.attempts.append(result)
-            self._finalize(state)
 
     def _stop_services(self) -> None:
         for run in self.runs.values():
@@ -309,11 +304,7 @@ class FlowRunLoop:
         now = time.monotonic()
         limit = self._lease_wait_limit
         for task, reason, waited in self.scheduler.expired_waits(now, limit):
-            state = self.states[task.key]
-            result = local_result(task.attempt, "error", f"{reason} for {waited:.0f}s")
-            result.update(duration_s=0.0, started_at=time.time(), dir=None, worker="")
-            state.attempts.append(result)
-            self._finalize(state)
+            self._end_unstarted(task, f"{reason} for {waited:.0f}s")
         for slot, task in self.scheduler.assignments(ready=self._ready, now=now):
             state = self.states[task.key]
             try:
@@ -457,19 +448,33 @@ class FlowRunLoop:
             if now < state.backstop:
                 continue
             # The worker did not answer in time: stop trusting it.
-            self.pool.kill(slot)
-            self._sweep_browser(state.worker_id)
-            leftovers = proctree.sweep_cookie(state.cookie)
             timeout = self.timeout_override or state.flow.timeout_s
-            result = local_result(
-                task.attempt,
+            self._abandon(
+                slot,
+                task,
                 "timeout",
                 f"timeout after {timeout:g}s (worker {state.worker_id} unresponsive; killed)",
             )
-            result["leftover_processes"] = leftovers
-            self.scheduler.slot_down(slot)
-            self._attempt_done(state, slot, result)
             self._replace(slot)
+
+    def _abandon(self, slot: int, task: Task, status: str, message: str) -> None:
+        """End the attempt on ``slot`` without its worker: kill the gateway, sweep the flow's
+        processes (and the worker's browser), and record ``status``."""
+        state = self.states[task.key]
+        self.pool.kill(slot)
+        self._sweep_browser(state.worker_id)
+        result = local_result(task.attempt, status, message)
+        result["leftover_processes"] = proctree.sweep_cookie(state.cookie)
+        self.scheduler.slot_down(slot)
+        self._attempt_done(state, slot, result)
+
+    def _end_unstarted(self, task: Task, message: str, **extra: Any) -> None:
+        """A flow that ends as ``error`` before any worker ran this attempt."""
+        state = self.states[task.key]
+        result = local_result(task.attempt, "error", message)
+        result.update(duration_s=0.0, started_at=time.time(), dir=None, worker="", **extra)
+        state.attempts.append(result)
+        self._finalize(state)
 
     # -- results ---------------------------------------------------------------------------
     def _lock_dir(self) -> Path:
@@ -582,21 +587,10 @@ class FlowRunLoop:
                     event = self.pool.events.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
-                if event.kind == "finished" and self.pool.current(event.slot, event.generation):
-                    task = self.scheduler.running.get(event.slot)
-                    if task is not None:
-                        self._attempt_done(self.states[task.key], event.slot, event.data)
-                elif event.kind in ("died", "spawn_failed"):
-                    self._worker_lost(event)
+                # Dispatch is stopped, so this only records results and lost workers.
+                self._handle(event)
             for slot, task in list(self.scheduler.running.items()):
-                state = self.states[task.key]
-                self.pool.kill(slot)
-                self._sweep_browser(state.worker_id)
-                leftovers = proctree.sweep_cookie(state.cookie)
-                result = local_result(task.attempt, "interrupted", "interrupted")
-                result["leftover_processes"] = leftovers
-                self.scheduler.slot_down(slot)
-                self._attempt_done(state, slot, result)
+                self._abandon(slot, task, "interrupted", "interrupted")
 
     def _finish_unstarted(self) -> None:
         """Flows that never got to run: ``not_run`` (journaled, not reported to pytest)."""
