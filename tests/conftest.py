@@ -72,6 +72,54 @@ def processes_with_cookie_prefix(prefix: str) -> list[int]:
     return found
 
 
+# The fields of report.json the contract names (a report may carry more).
+CONTRACT_FLOW_FIELDS = frozenset(
+    {"name", "slug", "nodeid", "kind", "status", "attempts", "flaky", "duration_s", "started_s",
+     "worker", "exit_code", "message", "dir", "logs", "artifacts", "persona", "ports", "tags"}
+)  # fmt: skip
+CONTRACT_SUMMARY_FIELDS = frozenset(
+    {"total", "passed", "failed", "error", "timeout", "skipped", "interrupted", "not_run",
+     "flaky", "sum_duration_s", "lower_bound_s", "parallelism_efficiency"}
+)  # fmt: skip
+
+
+def flow_spec(
+    directory: Path,
+    index: int,
+    cookie: str,
+    command: list[str],
+    *,
+    kind: str = "command",
+    name: str | None = None,
+    attempt: int = 1,
+    timeout: float,
+    grace: float,
+) -> dict[str, Any]:
+    """The plain-data spec of one command-flow attempt, as the controller sends a worker."""
+    flow_dir = directory / f"flow-{index}"  # the worker creates it
+    report = flow_dir / "flow-report.json"
+    return {
+        "flow_id": cookie,
+        "kind": kind,
+        "name": name or f"flow {index}",
+        "slug": (name or f"flow-{index}").replace(" ", "-"),
+        "attempt": attempt,
+        "command": command,
+        "shell": False,
+        "cwd": str(directory),
+        "env": {
+            "RUNSET_FLOW_ID": cookie,
+            "RUNSET_FLOW_DIR": str(flow_dir),
+            "RUNSET_REPORT": str(report),
+        },
+        "flow_dir": str(flow_dir),
+        "run_dir": str(directory),
+        "report_path": str(report),
+        "timeout_s": timeout,
+        "kill_grace_s": grace,
+    }
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, interval: float = 0.05) -> bool:
     """Poll ``predicate`` until true or ``timeout`` passes (generous bounds, no tight timing)."""
     deadline = time.monotonic() + timeout

@@ -12,43 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import flows_by_name, load_report, wait_for
+from conftest import (
+    CONTRACT_FLOW_FIELDS,
+    CONTRACT_SUMMARY_FIELDS,
+    flows_by_name,
+    load_report,
+    wait_for,
+)
 
 REPO = Path(__file__).resolve().parent.parent
-CONTRACT_FLOW_FIELDS = {
-    "name",
-    "slug",
-    "nodeid",
-    "kind",
-    "status",
-    "attempts",
-    "flaky",
-    "duration_s",
-    "started_s",
-    "worker",
-    "exit_code",
-    "message",
-    "dir",
-    "logs",
-    "artifacts",
-    "persona",
-    "ports",
-    "tags",
-}
-CONTRACT_SUMMARY_FIELDS = {
-    "total",
-    "passed",
-    "failed",
-    "error",
-    "timeout",
-    "skipped",
-    "interrupted",
-    "not_run",
-    "flaky",
-    "sum_duration_s",
-    "lower_bound_s",
-    "parallelism_efficiency",
-}
 
 MIXED = """
 [runset]

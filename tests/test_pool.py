@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conftest import TREE_SCRIPT, process_alive, processes_with_cookie_prefix, wait_for
+from conftest import TREE_SCRIPT, flow_spec, process_alive, processes_with_cookie_prefix, wait_for
 from pytest_runset.pool import Event, Pool
 from pytest_runset.proctree import sweep_cookie
 
@@ -75,28 +75,7 @@ def make_spec(tmp_path: Path) -> Iterator[Callable[..., dict[str, Any]]]:
     def make(command: list[str], *, timeout: float = 60.0, grace: float = 1.0) -> dict[str, Any]:
         cookie = f"rs-test-pool-{uuid.uuid4().hex}"
         cookies.append(cookie)
-        flow_dir = tmp_path / f"flow-{len(cookies)}"  # the worker creates it
-        report = flow_dir / "flow-report.json"
-        return {
-            "flow_id": cookie,
-            "kind": "command",
-            "name": f"flow {len(cookies)}",
-            "slug": f"flow-{len(cookies)}",
-            "attempt": 1,
-            "command": command,
-            "shell": False,
-            "cwd": str(tmp_path),
-            "env": {
-                "RUNSET_FLOW_ID": cookie,
-                "RUNSET_FLOW_DIR": str(flow_dir),
-                "RUNSET_REPORT": str(report),
-            },
-            "flow_dir": str(flow_dir),
-            "run_dir": str(tmp_path),
-            "report_path": str(report),
-            "timeout_s": timeout,
-            "kill_grace_s": grace,
-        }
+        return flow_spec(tmp_path, len(cookies), cookie, command, timeout=timeout, grace=grace)
 
     yield make
     for cookie in cookies:

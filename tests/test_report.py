@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from conftest import CONTRACT_SUMMARY_FIELDS
 from pytest_runset.report import (
     REPORT_SCHEMA,
     RunDirectory,
@@ -292,20 +293,7 @@ def test_summarize_counts_every_status() -> None:
 
 def test_summarize_empty_has_every_key_at_zero() -> None:
     summary = summarize([], wall_s=0.0, workers=4)
-    for key in (
-        "total",
-        "passed",
-        "failed",
-        "error",
-        "timeout",
-        "skipped",
-        "interrupted",
-        "not_run",
-        "flaky",
-        "sum_duration_s",
-        "lower_bound_s",
-        "parallelism_efficiency",
-    ):
+    for key in CONTRACT_SUMMARY_FIELDS:
         assert summary[key] == 0, key
 
 
@@ -391,20 +379,7 @@ def test_build_report_has_every_contract_field() -> None:
     assert report["workers"] == 2
     assert report["flows"] == flows  # file order, as given
     summary = report["summary"]
-    assert set(summary) >= {
-        "total",
-        "passed",
-        "failed",
-        "error",
-        "timeout",
-        "skipped",
-        "interrupted",
-        "not_run",
-        "flaky",
-        "sum_duration_s",
-        "lower_bound_s",
-        "parallelism_efficiency",
-    }
+    assert set(summary) >= CONTRACT_SUMMARY_FIELDS
     assert summary["total"] == 3
     assert summary["passed"] == 2
     assert summary["failed"] == 1

@@ -17,7 +17,7 @@ import execnet
 import pytest
 
 import pytest_runset.worker
-from conftest import TREE_SCRIPT, process_alive, processes_with_cookie_prefix, wait_for
+from conftest import TREE_SCRIPT, flow_spec, process_alive, processes_with_cookie_prefix, wait_for
 from pytest_runset.proctree import sweep_cookie
 
 RECEIVE_TIMEOUT_S = 60.0
@@ -54,28 +54,17 @@ def make_spec(tmp_path: Path) -> Iterator[Callable[..., dict[str, Any]]]:
     ) -> dict[str, Any]:
         cookie = f"rs-test-worker-{uuid.uuid4().hex}"
         cookies.append(cookie)
-        flow_dir = tmp_path / f"flow-{len(cookies)}"
-        report = flow_dir / "flow-report.json"
-        return {
-            "flow_id": cookie,
-            "kind": kind,
-            "name": "tree",
-            "slug": "tree",
-            "attempt": 2,
-            "command": command,
-            "shell": False,
-            "cwd": str(tmp_path),
-            "env": {
-                "RUNSET_FLOW_ID": cookie,
-                "RUNSET_FLOW_DIR": str(flow_dir),
-                "RUNSET_REPORT": str(report),
-            },
-            "flow_dir": str(flow_dir),
-            "run_dir": str(tmp_path),
-            "report_path": str(report),
-            "timeout_s": timeout,
-            "kill_grace_s": grace,
-        }
+        return flow_spec(
+            tmp_path,
+            len(cookies),
+            cookie,
+            command,
+            kind=kind,
+            name="tree",
+            attempt=2,
+            timeout=timeout,
+            grace=grace,
+        )
 
     yield make
     for cookie in cookies:
