@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from conftest import flows_by_name, load_report, processes_with_cookie_prefix
+from conftest import flows_by_name, load_report, processes_with_cookie_prefix, wait_for
 
 HTTP_SERVICE = """
 [[runset.services]]
@@ -198,3 +200,22 @@ command = ["true"]
     assert flows["next"]["status"] == "passed"
     result.stdout.fnmatch_lines(["*last lines of outlives-its-sidecar/sidecar.log*", "crashing"])
     assert processes_with_cookie_prefix("sd.") == []
+
+
+def test_ctrl_c_stops_the_services_too(
+    pytester: pytest.Pytester,
+    write_runset: Callable[..., Path],
+    spawn_pytest: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    write_runset(
+        HTTP_SERVICE + '[[flows]]\nname = "long"\ncommand = ["sleep", "600"]\nkill_grace = "1s"\n'
+    )
+    run_dir = pytester.path / "runset-results" / "cc"
+    proc = spawn_pytest("--runset", "run-set.toml", "--runset-run-id", "cc")
+    assert wait_for((run_dir / "long").exists, 60)
+    assert processes_with_cookie_prefix("cc.service.")
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert wait_for(lambda: not processes_with_cookie_prefix("cc."), 10)
+    assert flows_by_name(load_report(run_dir))["long"]["status"] == "interrupted"
