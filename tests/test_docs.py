@@ -296,3 +296,29 @@ def test_trials_example_runs_and_summarizes(tmp_path: Path) -> None:
     lengths = [float(line.split()[-2]) for line in table.stdout.splitlines()[1:]]
     assert len(lengths) == 4
     assert lengths == sorted(lengths)
+
+
+def test_readme_tour_runs_as_written(tmp_path: Path) -> None:
+    readme = ROOT / "README.md"
+    materialize(readme, tmp_path)
+    tour = next(
+        block for block in blocks() if block.doc == readme and "tour.runset.toml -n 2" in block.text
+    )
+    expected = {"-n": 1, "show": 1, "--lf": 1, "::greeting": 0, "list": 0}
+    seen = []
+    for line in tour.text.splitlines():
+        words = shlex.split(line.split(" # ")[0])
+        program = {"pytest": ["-m", "pytest"], "pytest-runset": ["-m", "pytest_runset.cli"]}
+        result = run([sys.executable, *program[words[0]], *words[1:]], tmp_path)
+        key = next(k for k in expected if any(k in word for word in words))
+        assert result.returncode == expected[key], f"`{line}`:\n{result.stdout}{result.stderr}"
+        seen.append(key)
+        if key == "--lf":
+            assert "1 failed" in result.stdout
+            assert "deselected" in result.stdout or "1 failed in" in result.stdout
+        if key == "show":
+            assert "broken build" in result.stdout
+    assert seen == list(expected)
+    latest = tmp_path / "runset-results" / "latest"
+    assert (latest / "greeting" / "hello.txt").read_text().strip() == "hello from greeting"
+    assert (latest / "report.html").is_file()
