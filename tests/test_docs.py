@@ -322,3 +322,29 @@ def test_readme_tour_runs_as_written(tmp_path: Path) -> None:
     latest = tmp_path / "runset-results" / "latest"
     assert (latest / "greeting" / "hello.txt").read_text().strip() == "hello from greeting"
     assert (latest / "report.html").is_file()
+
+
+def documented_keys() -> set[str]:
+    """Keys that have a row of their own in a reference table of the run-set docs."""
+    keys = set()
+    for page in ("runset-file.md", "resources.md", "scaling-out.md"):
+        path = ROOT / "docs" / page
+        if path.is_file():
+            keys |= set(re.findall(r"^\| `([a-z_]+)`", path.read_text(encoding="utf-8"), re.M))
+    return keys
+
+
+def test_every_runset_key_is_in_the_reference() -> None:
+    from pytest_runset import schema
+
+    models = [
+        schema.RunsetSettings,
+        schema.FlowSpec,
+        schema.PortsSettings,
+        schema.ServiceSpec,
+        schema.SidecarSpec,
+        schema.RunsetDocument,
+    ]
+    keys = {name for model in models for name in model.model_fields}
+    missing = sorted(keys - documented_keys())
+    assert not missing, f"run-set keys without a reference row: {missing}"
