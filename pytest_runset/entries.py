@@ -21,6 +21,7 @@ def flow_entry(
         {"stdout": f"{dir_name}/stdout.log", "stderr": f"{dir_name}/stderr.log"} if dir_name else {}
     )
     return {
+        "index": flow.index,
         "name": flow.name,
         "slug": flow.slug,
         "nodeid": state.item.nodeid,
@@ -62,6 +63,7 @@ def flow_entry(
 def unstarted_entry(state: FlowState, status: str, message: str) -> dict[str, Any]:
     """The report entry of a flow that never started (skipped, not run)."""
     return {
+        "index": state.flow.index,
         "name": state.flow.name,
         "slug": state.flow.slug,
         "nodeid": state.item.nodeid,
