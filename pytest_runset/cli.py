@@ -1,4 +1,4 @@
-"""The ``pytest-runset`` console script: ``validate``, ``list`` and ``show``.
+"""The ``pytest-runset`` console script: ``validate``, ``list``, ``show`` and ``merge``.
 
 Built on argparse rather than click/typer: the command must start fast (``show`` does not even
 load pydantic) and the plugin already depends on enough. Nothing here imports pytest.
@@ -274,6 +274,55 @@ def cmd_show(args: argparse.Namespace) -> int:
     return OK if status == "passed" else FAILED
 
 
+# --- merge -----------------------------------------------------------------------------------
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from .html import html_path_for
+    from .merge import MergeError, Shard, check_report, merge_reports
+    from .report import write_html_beside, write_json_atomic
+
+    out = Path(args.output)
+    shards: list[Shard] = []
+    seen: dict[Path, str] = {}
+    for number, file in enumerate(args.reports, start=1):
+        path = Path(file)
+        report = _read_report(path)
+        try:
+            check_report(path, report)
+        except MergeError as exc:
+            raise _Usage(str(exc)) from None
+        real = path.resolve()
+        if real in seen:
+            raise _Usage(f"{file}: given twice (also as {seen[real]})")
+        seen[real] = file
+        shards.append(Shard(path=path, report=report, number=number))
+    if out.resolve() in seen:
+        raise _Usage(f"-o {out}: is one of the reports being merged; choose another file")
+    try:
+        merged = merge_reports(shards, out, force=args.force)
+    except MergeError as exc:
+        raise _Usage(str(exc)) from None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out, merged.report)
+    except OSError as exc:
+        raise _Usage(f"-o {out}: cannot write: {exc.strerror or exc}") from None
+    for line in [*merged.notes, *merged.conflicts]:
+        print(_one_line(line), file=sys.stderr)
+    page = write_html_beside(merged.report, out)
+    print(
+        f"merged {len(shards)} reports: {_counts(merged.report)}, "
+        f"status {merged.report['status']} -> {_one_line(str(out))}"
+        + (f" (and {_one_line(str(html_path_for(out)))})" if page else "")
+    )
+    if merged.conflicts:
+        count = len(merged.conflicts)
+        print(f"{count} conflict{'' if count == 1 else 's'} between the reports", file=sys.stderr)
+        return FAILED
+    return OK
+
+
 # --- entry -----------------------------------------------------------------------------------
 
 
@@ -306,6 +355,25 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"results directory holding the runs (default: ./{DEFAULT_OUTPUT})",
     )
     show.set_defaults(func=cmd_show)
+
+    merge = commands.add_parser(
+        "merge",
+        help="combine reports of shards of one run-set into one report (exit 1 on conflicts)",
+    )
+    merge.add_argument("reports", nargs="+", metavar="REPORT", help="a shard's report.json")
+    merge.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="the merged report.json to write (its HTML page is written beside it)",
+    )
+    merge.add_argument(
+        "--force",
+        action="store_true",
+        help="merge reports of different run-sets (or of changed run-set files) anyway",
+    )
+    merge.set_defaults(func=cmd_merge)
     return parser
 
 
