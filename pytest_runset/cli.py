@@ -114,6 +114,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 "kill_grace_s": flow.kill_grace_s,
                 "retries": flow.retries,
                 "tags": list(flow.tags),
+                "persona": flow.persona,
                 "skip": flow.skip,
                 "xfail": flow.xfail,
                 "description": flow.description,
@@ -140,10 +141,11 @@ def cmd_list(args: argparse.Namespace) -> int:
                 _seconds(flow.timeout_s),
                 str(flow.retries),
                 ",".join(flow.tags) or "-",
+                _one_line(flow.persona or "") or "-",
                 _one_line(reason) or "-",
             ]
         )
-    headers = ["SLUG", "NAME", "KIND", "TIMEOUT_S", "RETRIES", "TAGS", "SKIP/XFAIL"]
+    headers = ["SLUG", "NAME", "KIND", "TIMEOUT_S", "RETRIES", "TAGS", "PERSONA", "SKIP/XFAIL"]
     print("\n".join(_table(headers, rows, right={3, 4})))
     return OK
 

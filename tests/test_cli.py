@@ -23,6 +23,9 @@ RUNSET = """
 [runset]
 name = "demo"
 
+[personas.alice]
+username = "alice"
+
 [[flows]]
 name = "Smoke Check"
 command = ["true"]
@@ -33,6 +36,7 @@ timeout = "30s"
 name = "retried"
 command = ["false"]
 retries = 2
+persona = "alice"
 
 [[flows]]
 name = "later"
@@ -151,12 +155,12 @@ def test_list_table(runset_file: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert main(["list", str(runset_file)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == [
-        "SLUG", "NAME", "KIND", "TIMEOUT_S", "RETRIES", "TAGS", "SKIP/XFAIL"
+        "SLUG", "NAME", "KIND", "TIMEOUT_S", "RETRIES", "TAGS", "PERSONA", "SKIP/XFAIL"
     ]  # fmt: skip
     smoke, retried, later = lines[1:]
     assert smoke.startswith("smoke-check  Smoke Check  command")
-    assert smoke.split()[-4:] == ["30", "0", "smoke,fast", "-"]
-    assert retried.split()[-4:] == ["900", "2", "-", "-"]
+    assert smoke.split()[-5:] == ["30", "0", "smoke,fast", "-", "-"]
+    assert retried.split()[-5:] == ["900", "2", "-", "alice", "-"]
     assert later.startswith("later")
     assert later.endswith("skip: waiting for sandbox")
 
@@ -169,6 +173,8 @@ def test_list_json(runset_file: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert flows[0]["timeout_s"] == 30.0
     assert flows[0]["command"] == ["true"]
     assert flows[1]["retries"] == 2
+    assert flows[0]["persona"] is None
+    assert flows[1]["persona"] == "alice"
     assert flows[2]["skip"] == "waiting for sandbox"
 
 

@@ -415,3 +415,22 @@ command = [{sys.executable!r}, "-c", "import os, time; os.path.exists('go') or t
     assert 'data-status="interrupted"' not in page
     assert page.count('data-status="passed"') >= 2
     json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+
+
+def test_a_page_that_cannot_be_written_costs_only_itself(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_runset.report import RunDirectory
+
+    directory = RunDirectory(tmp_path, "r1")
+    directory.open()
+    try:
+        (directory.path / "report.html").mkdir()  # os.replace onto a directory fails
+        target = directory.write_report(report(flow("a")))
+    finally:
+        directory.close()
+    assert load_report(target.parent)["run_id"] == "r1"
+    assert (tmp_path / "latest").is_symlink()
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"pytest-runset: cannot write {directory.path / 'report.html'}: ")
+    assert len(err.splitlines()) == 1
