@@ -251,6 +251,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         line += f", started {_text(report['started_at'])}"
     print(line)
     print(f"report: {_one_line(str(path))}")
+    page = path.with_suffix(".html")
+    if page.is_file():
+        print(f"html: {_one_line(str(page))}")
     flows: list[dict[str, Any]] = report.get("flows", [])
     if flows:
         rows = []

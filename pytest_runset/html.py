@@ -454,6 +454,8 @@ def write_html_copy(config: pytest.Config, report: Mapping[str, Any], path: Path
     if loop is None or not isinstance(runset, Mapping):
         return None
     target = path if path.is_absolute() else config.invocation_params.dir / path
+    if target.is_dir():  # --runset-html some/dir/ means some/dir/report.html
+        target = target / HTML_NAME
     run = loop.runs.get(str(runset.get("file")))
     if run is None:
         return None

@@ -211,7 +211,9 @@ def test_show_run_dir_report_and_latest(
 ) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     assert main(["show", str(run_dir)]) == 1  # the run failed
-    check_show_output(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    check_show_output(out)
+    assert f"html: {run_dir / 'report.html'}" in out.splitlines()
 
     assert main(["show", str(run_dir / "report.json")]) == 1
     check_show_output(capsys.readouterr().out)
