@@ -21,7 +21,6 @@ def flow_entry(
         {"stdout": f"{dir_name}/stdout.log", "stderr": f"{dir_name}/stderr.log"} if dir_name else {}
     )
     return {
-        "index": flow.index,
         "name": flow.name,
         "slug": flow.slug,
         "nodeid": state.item.nodeid,
@@ -29,6 +28,7 @@ def flow_entry(
         "status": status,
         "attempts": len(state.attempts),
         "flaky": flaky,
+        "index": flow.index,
         "duration_s": round(float(last.get("duration_s") or 0.0), 6),
         "started_s": started_s,
         "worker": state.worker_id,
@@ -63,7 +63,6 @@ def flow_entry(
 def unstarted_entry(state: FlowState, status: str, message: str) -> dict[str, Any]:
     """The report entry of a flow that never started (skipped, not run)."""
     return {
-        "index": state.flow.index,
         "name": state.flow.name,
         "slug": state.flow.slug,
         "nodeid": state.item.nodeid,
@@ -71,6 +70,7 @@ def unstarted_entry(state: FlowState, status: str, message: str) -> dict[str, An
         "status": status,
         "attempts": 0,
         "flaky": False,
+        "index": state.flow.index,
         "duration_s": 0.0,
         "started_s": None,
         "worker": None,

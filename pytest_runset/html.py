@@ -20,7 +20,7 @@ import re
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
 from .report import STATUSES
@@ -447,21 +447,19 @@ def write_html_copy(config: pytest.Config, report: Mapping[str, Any], path: Path
     :func:`html_copy_target` of PATH, in collection order. A page that cannot be written is a
     one-line message; the run's results are already on disk.
     """
-    from .plugin import LOOP
-
-    loop = config.stash.get(LOOP, None)
+    runs = _session_runs(config)
     runset = report.get("runset")
-    if loop is None or not isinstance(runset, Mapping):
+    if runs is None or not isinstance(runset, Mapping):
         return None
     target = path if path.is_absolute() else config.invocation_params.dir / path
     if target.is_dir():  # --runset-html some/dir/ means some/dir/report.html
         target = target / HTML_NAME
-    run = loop.runs.get(str(runset.get("file")))
+    run = runs.get(str(runset.get("file")))
     if run is None:
         return None
-    if len(loop.runs) > 1:
+    if len(runs) > 1:
         taken: list[Path] = []
-        for key, other in loop.runs.items():
+        for key, other in runs.items():
             taken.append(html_copy_target(target, other.runset.name, taken))
             if key == str(runset.get("file")):
                 target = taken[-1]
@@ -476,3 +474,16 @@ def write_html_copy(config: pytest.Config, report: Mapping[str, Any], path: Path
         else:
             print(message, file=sys.stderr)
         return None
+
+
+def _session_runs(config: pytest.Config) -> Mapping[str, Any] | None:
+    """The session's runs by run-set file: the run loop's, or (where the session keeps its runs
+    under ``plugin.RUNS``, as when pytest-xdist distributes the flows) those."""
+    from . import plugin
+
+    key = getattr(plugin, "RUNS", None)
+    runs = config.stash.get(key, None) if key is not None else None
+    if runs is None:
+        loop = config.stash.get(plugin.LOOP, None)
+        runs = loop.runs if loop is not None else None
+    return cast("Mapping[str, Any] | None", runs)

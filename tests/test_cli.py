@@ -148,6 +148,18 @@ def test_validate_checks_every_file(
     assert_usage_error(err, str(bad), "field 'timeout'")
 
 
+def test_validate_says_what_pytest_says(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = write(pytester.path / "run-set.toml", BAD_TIMEOUT)
+    assert main(["validate", str(bad)]) == 4
+    line = capsys.readouterr().err.strip()
+    result = pytester.runpytest_subprocess("--runset", "run-set.toml", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    # pytest names the file as given on its command line, validate as given on its own.
+    assert f"ERROR: {line.replace(str(bad), 'run-set.toml')}" in result.stderr.lines
+
+
 # --- list ------------------------------------------------------------------------------------
 
 
