@@ -116,6 +116,10 @@ def _status(value: object) -> str:
     return value if isinstance(value, str) and value in STATUSES else "unknown"
 
 
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def _strings(value: object) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list | tuple) else []
 
@@ -166,6 +170,26 @@ def _anchor(flow: Mapping[str, Any], position: int) -> str:
     return f"flow-{slug}" if isinstance(slug, str) and slug else f"flow-{position}"
 
 
+def _history(flow: Mapping[str, Any]) -> list[Any]:
+    history = flow.get("history")
+    return history if isinstance(history, list) else []
+
+
+def _has_details(flow: Mapping[str, Any]) -> bool:
+    """Whether the flow gets a details section: something went wrong, files, or retries."""
+    return bool(
+        flow.get("status") in _BAD_STATUSES
+        or _strings(flow.get("artifacts"))
+        or len(_history(flow)) > 1
+    )
+
+
+def _target(flow: Mapping[str, Any], position: int) -> str:
+    """Where a click on the flow leads: its details section, else its table row."""
+    anchor = _anchor(flow, position)
+    return anchor if _has_details(flow) else f"row-{anchor}"
+
+
 def _search_text(flow: Mapping[str, Any]) -> str:
     parts = [flow.get("name"), flow.get("slug"), flow.get("persona"), flow.get("worker")]
     parts += _strings(flow.get("tags"))
@@ -182,10 +206,8 @@ def _lane(flow: Mapping[str, Any]) -> str | None:
 
 
 def _summary(report: Mapping[str, Any], flows: list[Mapping[str, Any]]) -> list[str]:
-    runset = report.get("runset") if isinstance(report.get("runset"), Mapping) else {}
-    assert isinstance(runset, Mapping)
-    summary = report.get("summary") if isinstance(report.get("summary"), Mapping) else {}
-    assert isinstance(summary, Mapping)
+    runset = _mapping(report.get("runset"))
+    summary = _mapping(report.get("summary"))
     efficiency = _num(summary.get("parallelism_efficiency"))
     sha = str(runset.get("sha256") or "")
     rows = [
@@ -236,8 +258,7 @@ def _filters(flows: list[Mapping[str, Any]]) -> list[str]:
 
 def _file_links(flow: Mapping[str, Any], links: _Links) -> list[str]:
     out = []
-    logs = flow.get("logs") if isinstance(flow.get("logs"), Mapping) else {}
-    assert isinstance(logs, Mapping)
+    logs = _mapping(flow.get("logs"))
     for name in ("stdout", "stderr"):
         path = logs.get(name)
         if isinstance(path, str) and path:
@@ -259,11 +280,15 @@ def _table(flows: list[Mapping[str, Any]], links: _Links) -> list[str]:
         attempts = flow.get("attempts")
         flaky = " (flaky)" if flow.get("flaky") is True else ""
         duration = _secs(flow.get("duration_s")) if attempts != 0 else "-"
+        name = _e(flow.get("name"))
+        if _has_details(flow):
+            name = f'<a href="#{_e(_anchor(flow, position))}">{name}</a>'
         out.append(
-            f'<tr class="flow-row" data-status="{_e(flow.get("status"))}" '
+            f'<tr class="flow-row" id="row-{_e(_anchor(flow, position))}" '
+            f'data-status="{_e(flow.get("status"))}" '
             f'data-search="{_e(_search_text(flow))}" data-slug="{_e(flow.get("slug"))}">'
             f'<td><span class="badge s-{status}">{_e(flow.get("status"))}</span></td>'
-            f'<td><a href="#{_e(_anchor(flow, position))}">{_e(flow.get("name"))}</a>'
+            f"<td>{name}"
             f'<div class="slug">{_e(flow.get("slug"))}</div></td>'
             f'<td class="num">{_e(duration)}</td><td>{_e(_lane(flow) or "-")}</td>'
             f"<td>{_e(flow.get('persona') or '-')}</td>"
@@ -303,7 +328,7 @@ def _timeline(report: Mapping[str, Any], flows: list[Mapping[str, Any]]) -> list
                 f"from {_secs(start)} on {lane}"
             )
             out.append(
-                f'<a class="bar s-{status}" href="#{_e(_anchor(flow, position))}" '
+                f'<a class="bar s-{status}" href="#{_e(_target(flow, position))}" '
                 f'data-status="{_e(flow.get("status"))}" data-slug="{_e(flow.get("slug"))}" '
                 f'style="left:{left:.3f}%;width:{width:.3f}%" title="{_e(tip)}"></a>'
             )
@@ -317,11 +342,10 @@ def _details(flows: list[Mapping[str, Any]], links: _Links) -> list[str]:
     out: list[str] = []
     for position, flow in enumerate(flows):
         status = flow.get("status")
-        history = flow.get("history") if isinstance(flow.get("history"), list) else []
-        assert isinstance(history, list)
-        artifacts = _strings(flow.get("artifacts"))
-        if not (status in _BAD_STATUSES or artifacts or len(history) > 1):
+        if not _has_details(flow):
             continue
+        history = _history(flow)
+        artifacts = _strings(flow.get("artifacts"))
         out.append(
             f'<section class="flow" id="{_e(_anchor(flow, position))}" '
             f'data-status="{_e(status)}" data-search="{_e(_search_text(flow))}">'
@@ -374,8 +398,7 @@ def render_html(report: Mapping[str, Any], run_dir: Path, out_dir: Path | None =
         if isinstance(flow, Mapping)
     ]
     links = _Links(run_dir, out_dir if out_dir is not None else run_dir)
-    runset = report.get("runset") if isinstance(report.get("runset"), Mapping) else {}
-    assert isinstance(runset, Mapping)
+    runset = _mapping(report.get("runset"))
     status = report.get("status")
     title = f"run-set {runset.get('name') or '?'}: {status or 'unknown'}"
     script_hash = base64.b64encode(hashlib.sha256(_JS.encode("utf-8")).digest()).decode("ascii")
