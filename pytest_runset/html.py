@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 HTML_NAME = "report.html"
 # Screenshots up to this size are embedded; larger ones are linked.
-INLINE_IMAGE_LIMIT = 256 * 1024
+INLINE_IMAGE_LIMIT = 512 * 1024
 # Total embedded image bytes per page, so a run with many failures stays a reasonable file.
 INLINE_TOTAL_LIMIT = 8 * 1024 * 1024
 _IMAGE_TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}

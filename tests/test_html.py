@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pytest
-from browser_support import launch_chromium
+from browser_support import launch_chromium, serve_example_app
 
 from conftest import flows_by_name, load_report, wait_for
 from pytest_runset.html import (
@@ -263,16 +263,25 @@ skip = "not today"
 [[flows]]
 name = "screenshot"
 command = [{sys.executable!r}, "shot.py"]
+
+[[flows]]
+name = "browser fails"
+steps = [{{ goto = "/login" }}, {{ click = "#missing", timeout = 0.5 }}]
 """
 
 
+example_app = pytest.fixture(scope="module")(serve_example_app)
+
+
 @pytest.fixture
-def html_run(pytester: pytest.Pytester) -> tuple[pytest.RunResult, dict[str, Any], Path]:
+def html_run(
+    pytester: pytest.Pytester, example_app: str
+) -> tuple[pytest.RunResult, dict[str, Any], Path]:
     pytester.path.joinpath("run-set.toml").write_text(RUNSET, encoding="utf-8")
     pytester.path.joinpath("shot.py").write_text(SHOT_SCRIPT, encoding="utf-8")
     result = pytester.runpytest_subprocess(
         "--runset", "run-set.toml", "--runset-run-id", "r1", "-p", "no:cacheprovider",
-        "--runset-html", "site/page.html",
+        "--runset-html", "site/page.html", "--runset-base-url", example_app,
     )  # fmt: skip
     run_dir = pytester.path / "runset-results" / "r1"
     return result, load_report(run_dir), run_dir
@@ -287,7 +296,7 @@ def test_report_html_in_a_browser(html_run: tuple[pytest.RunResult, dict[str, An
     assert page_file.is_file()
     flows = flows_by_name(data)
     ran = [f for f in data["flows"] if f["attempts"] > 0]
-    assert len(ran) == 4
+    assert len(ran) == 5
 
     dialogs: list[str] = []
     requests: list[str] = []
@@ -300,10 +309,10 @@ def test_report_html_in_a_browser(html_run: tuple[pytest.RunResult, dict[str, An
             page.goto(page_file.as_uri())
 
             rows = page.locator("tr.flow-row")
-            assert rows.count() == 5
+            assert rows.count() == 6
             names = [
                 rows.nth(i).locator("td").nth(1).evaluate("td => td.firstChild.textContent")
-                for i in range(5)
+                for i in range(6)
             ]
             assert names == [f["name"] for f in data["flows"]]  # file order, literal text
             assert EVIL in names
@@ -321,7 +330,9 @@ def test_report_html_in_a_browser(html_run: tuple[pytest.RunResult, dict[str, An
             # Status filter: only failed rows stay visible; the text box narrows further.
             page.locator('.filters button[data-filter="failed"]').click()
             visible = [r for r in rows.all() if r.is_visible()]
-            assert {r.get_attribute("data-slug") for r in visible} == {"fails", "screenshot"}
+            assert {r.get_attribute("data-slug") for r in visible} == {
+                "fails", "screenshot", "browser-fails"
+            }  # fmt: skip
             page.locator("#filter-text").fill("shot")
             visible = [r for r in rows.all() if r.is_visible()]
             assert [r.get_attribute("data-slug") for r in visible] == ["screenshot"]
@@ -337,6 +348,14 @@ def test_report_html_in_a_browser(html_run: tuple[pytest.RunResult, dict[str, An
             assert (image.get_attribute("src") or "").startswith("data:image/png;base64,")
             assert image.evaluate("img => img.complete && img.naturalWidth") == 40
 
+            # The browser flow's failure screenshot is embedded, its trace linked.
+            shot = page.locator('img[data-artifact="browser-fails/failure.png"]')
+            assert shot.evaluate("img => img.complete && img.naturalWidth") > 0
+            trace = page.locator("#flow-browser-fails a", has_text="trace.zip")
+            trace_file = Path(unquote(urlparse(trace.evaluate("a => a.href")).path))
+            assert trace_file == run_dir / "browser-fails" / "trace.zip"
+            assert trace_file.is_file()
+
             # Links to logs and artifacts resolve to the run's files.
             for entry in ran:
                 link = page.locator(f'tr[data-slug="{entry["slug"]}"] a', has_text="stderr")
@@ -351,7 +370,7 @@ def test_report_html_in_a_browser(html_run: tuple[pytest.RunResult, dict[str, An
             context = browser.new_context(java_script_enabled=False)
             plain = context.new_page()
             plain.goto(page_file.as_uri())
-            assert plain.locator("tr.flow-row").count() == 5
+            assert plain.locator("tr.flow-row").count() == 6
             assert plain.locator("#filters").is_hidden()
             assert plain.locator("#timeline .bar").count() == len(ran)
             context.close()
