@@ -1,9 +1,9 @@
 """The ``pytest-runset`` console script: ``validate``, ``list``, ``show`` and ``merge``.
 
-Built on argparse rather than click/typer: the command must start fast (``show`` does not even
-load pydantic) and the plugin already depends on enough. Nothing here imports pytest.
-Exit codes are pytest's: 0 ok / run passed, 1 run not passed, 4 usage error (bad file, bad
-arguments), always with a one-line message and never a traceback.
+Built on argparse rather than click/typer: the command must start fast (``show`` and ``merge``
+do not even load pydantic) and the plugin already depends on enough. Nothing here imports pytest.
+Exit codes are pytest's: 0 ok / run passed, 1 run not passed or merge conflicts, 4 usage error
+(bad file, bad report, bad arguments), always with a one-line message and never a traceback.
 """
 
 from __future__ import annotations
@@ -288,6 +288,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from .report import write_html_beside, write_json_atomic
 
     out = Path(args.output)
+    if html_path_for(out) == out:
+        raise _Usage(f"-o {out}: name the JSON report to write (its .html page goes beside it)")
     shards: list[Shard] = []
     seen: dict[Path, str] = {}
     for number, file in enumerate(args.reports, start=1):
@@ -317,7 +319,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
         print(_one_line(line), file=sys.stderr)
     page = write_html_beside(merged.report, out)
     print(
-        f"merged {len(shards)} reports: {_counts(merged.report)}, "
+        f"merged {len(shards)} report{'' if len(shards) == 1 else 's'}: "
+        f"{_counts(merged.report)}, "
         f"status {merged.report['status']} -> {_one_line(str(out))}"
         + (f" (and {_one_line(str(html_path_for(out)))})" if page else "")
     )

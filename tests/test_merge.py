@@ -327,6 +327,9 @@ def test_usage_mistakes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "given twice" in capsys.readouterr().err
     assert main(["merge", str(a), "-o", str(a)]) == 4
     assert "is one of the reports being merged" in capsys.readouterr().err
+    assert main(["merge", str(a), "-o", str(tmp_path / "m.html")]) == 4
+    assert "name the JSON report" in capsys.readouterr().err
+    assert not (tmp_path / "m.html").exists()
     missing = tmp_path / "nope" / "report.json"
     assert main(["merge", str(missing), "-o", str(tmp_path / "m.json")]) == 4
     assert capsys.readouterr().err.strip() == f"{missing}: no such report file"
