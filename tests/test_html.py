@@ -24,6 +24,8 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 from browser_support import launch_chromium, serve_example_app
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import flows_by_name, load_report, wait_for
 from pytest_runset.html import (
@@ -467,3 +469,34 @@ def test_a_page_that_cannot_be_written_costs_only_itself(
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"pytest-runset: cannot write {directory.path / 'report.html'}: ")
     assert len(err.splitlines()) == 1
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    texts=st.lists(st.text(min_size=1, max_size=30), min_size=1, max_size=6),
+    status=st.sampled_from(["passed", "failed", "timeout", "<b>"]),
+)
+def test_any_text_stays_text(tmp_path: Path, texts: list[str], status: str) -> None:
+    name, *rest = texts
+    data = report(
+        flow(name, status, message=" ".join(rest), tags=rest, persona=name, artifacts=rest),
+        runset={"name": name, "file": name, "sha256": name},
+        run_id=name,
+    )
+    page = render_html(data, tmp_path)
+    assert page.count("<script") == 1
+    assert page.count("</script>") == 1
+    # Every '<' outside the page's own script starts one of the renderer's own tags.
+    markup = re.sub(r"<script>.*?</script>", "", page, flags=re.S)
+    tags = set(re.findall(r"<(/?[a-zA-Z0-9!]+)", markup))
+    assert tags <= {
+        "!DOCTYPE", "html", "/html", "head", "/head", "meta", "title", "/title", "style",
+        "/style", "body", "/body", "h1", "/h1", "h2", "/h2", "h3", "/h3", "span", "/span",
+        "table", "/table", "thead", "/thead", "tbody", "/tbody", "tr", "/tr", "th", "/th",
+        "td", "/td", "div", "/div", "a", "/a", "p", "/p", "pre", "/pre", "section",
+        "/section", "button", "/button", "input", "figure", "/figure",
+        "img", "figcaption", "/figcaption",
+    }  # fmt: skip
+    assert html.escape(name, quote=True) in page

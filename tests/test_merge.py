@@ -15,9 +15,13 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import load_report
 from pytest_runset.cli import main
+from pytest_runset.merge import Shard, merge_reports
+from pytest_runset.report import STATUSES, run_status, summarize
 
 RUNSET = f"""
 [runset]
@@ -338,3 +342,32 @@ def test_usage_mistakes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["merge", str(a), "-o", str(out)]) == 0
     merged = json.loads(out.read_text(encoding="utf-8"))
     assert merged["flows"][0]["logs"]["stdout"] == "../a/one/stdout.log"
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    statuses=st.lists(st.sampled_from(STATUSES), min_size=1, max_size=25),
+    data=st.data(),
+)
+def test_any_split_merges_back_to_the_whole(statuses: list[str], data: st.DataObject) -> None:
+    flows = [entry(i, f"f{i}", status) for i, status in enumerate(statuses)]
+    count = data.draw(st.integers(1, 4))
+    owner = [data.draw(st.integers(0, count - 1)) for _ in flows]
+    shards = [
+        Shard(
+            path=Path(f"/runs/s{k}/report.json"),
+            report=shard_report(f"s{k}", [f for f, o in zip(flows, owner, strict=True) if o == k]),
+            number=k + 1,
+        )
+        for k in data.draw(st.permutations(range(count)))
+    ]
+    result = merge_reports(shards, Path("/runs/merged/report.json"))
+    assert result.conflicts == []
+    merged = result.report
+    assert [(f["slug"], f["status"]) for f in merged["flows"]] == [
+        (f["slug"], f["status"]) for f in flows
+    ]
+    expected = summarize(flows, 10.0, 2 * count)
+    assert {k: merged["summary"][k] for k in COUNTS} == {k: expected[k] for k in COUNTS}
+    assert merged["workers"] == 2 * count
+    assert merged["status"] == run_status(flows, interrupted=False)
