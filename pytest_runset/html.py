@@ -205,7 +205,7 @@ def _lane(flow: Mapping[str, Any]) -> str | None:
     return f"shard {shard} {worker}" if shard is not None else str(worker)
 
 
-def _summary(report: Mapping[str, Any], flows: list[Mapping[str, Any]]) -> list[str]:
+def _summary(report: Mapping[str, Any], flows: list[Mapping[str, Any]], links: _Links) -> list[str]:
     runset = _mapping(report.get("runset"))
     summary = _mapping(report.get("summary"))
     efficiency = _num(summary.get("parallelism_efficiency"))
@@ -223,11 +223,11 @@ def _summary(report: Mapping[str, Any], flows: list[Mapping[str, Any]]) -> list[
         ("lower bound", _secs(summary.get("lower_bound_s"))),
         ("sum of durations", _secs(summary.get("sum_duration_s"))),
     ]
-    merged = report.get("merged_from")
-    if isinstance(merged, list):
-        rows.append(("merged from", f"{len(merged)} reports"))
     out = ['<table class="meta">']
     out += [f"<tr><td>{_e(key)}</td><td>{_e(value)}</td></tr>" for key, value in rows]
+    merged = report.get("merged_from")
+    if isinstance(merged, list):
+        out.append(f"<tr><td>merged from</td><td>{'<br>'.join(_shards(merged, links))}</td></tr>")
     out.append("</table>")
     counts = []
     for status in STATUSES:
@@ -241,6 +241,27 @@ def _summary(report: Mapping[str, Any], flows: list[Mapping[str, Any]]) -> list[
         counts.append(f"<span>flaky {flaky}</span>")
     out.append(f'<p class="counts">{"".join(counts) or "no flows"} (total {len(flows)})</p>')
     return out
+
+
+def _shards(merged: list[Any], links: _Links) -> list[str]:
+    """One line per shard of a merged report, linking its report (and its page, if any)."""
+    lines = []
+    for item in merged:
+        shard = _mapping(item)
+        text = (
+            f"shard {shard.get('shard')}: run {shard.get('run_id')}, {shard.get('status')}, "
+            f"{shard.get('flows')} flows, {_secs(shard.get('wall_s'))} on "
+            f"{shard.get('workers')} workers"
+        )
+        line = _e(text)
+        path = shard.get("report")
+        if isinstance(path, str) and path:
+            line += f' <a href="{_e(links.href(path))}">report.json</a>'
+            page = str(Path(path).with_suffix(".html"))
+            if (links.run_dir / page).is_file():
+                line += f' <a href="{_e(links.href(page))}">report.html</a>'
+        lines.append(line)
+    return lines
 
 
 def _filters(flows: list[Mapping[str, Any]]) -> list[str]:
@@ -416,7 +437,7 @@ def render_html(report: Mapping[str, Any], run_dir: Path, out_dir: Path | None =
         f"<h1>run-set {_e(runset.get('name') or '?')} "
         f'<span class="badge s-{_status(status) if status != "passed" else "passed"}">'
         f"{_e(status or 'unknown')}</span></h1>",
-        *_summary(report, flows),
+        *_summary(report, flows, links),
         "<h2>Timeline</h2>",
         *_timeline(report, flows),
         "<h2>Flows</h2>",

@@ -131,6 +131,9 @@ def test_merged_shards_equal_the_unsharded_run(
     # The merged HTML page sits beside it and its links reach the shards' files.
     page = (out.parent / "report.html").read_text(encoding="utf-8")
     assert "shard 1 gw" in page
+    # The summary links each shard's own report and page.
+    assert 'href="../runset-results/s2/report.json"' in page
+    assert 'href="../runset-results/s1/report.html"' in page
     for href in ("../runset-results/s1/alpha/stdout.log", "../runset-results/s2/foxtrot/out.txt"):
         assert f'href="{href}"' in page
         assert (out.parent / unquote(href)).is_file()
