@@ -500,3 +500,20 @@ def test_any_text_stays_text(tmp_path: Path, texts: list[str], status: str) -> N
         "img", "figcaption", "/figcaption",
     }  # fmt: skip
     assert html.escape(name, quote=True) in page
+
+
+def test_runset_html_that_cannot_be_written_is_one_line(pytester: pytest.Pytester) -> None:
+    pytester.path.joinpath("run-set.toml").write_text(
+        '[[flows]]\nname = "ok"\ncommand = ["true"]\n', encoding="utf-8"
+    )
+    pytester.path.joinpath("blocker").write_text("a file, not a directory", encoding="utf-8")
+    result = pytester.runpytest_subprocess(
+        "--runset", "run-set.toml", "--runset-run-id", "w1", "-p", "no:cacheprovider",
+        "--runset-html", "blocker/page.html",
+    )  # fmt: skip
+    assert result.ret == 0  # the run passed; only the extra copy is missing
+    lines = [line for line in result.outlines if "cannot write --runset-html" in line]
+    assert len(lines) == 1
+    assert "blocker/page.html" in lines[0]
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert (pytester.path / "runset-results" / "w1" / "report.html").is_file()
