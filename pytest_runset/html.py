@@ -55,6 +55,8 @@ text-align:left;vertical-align:top}th{background:#f4f4f4}
 .counts span{margin-right:.6em}
 .slug{color:#666;font-size:.85em}.msg{white-space:pre-wrap;word-break:break-word;max-width:50em}
 pre{background:#f7f7f7;padding:6px;white-space:pre-wrap;word-break:break-word}
+th[data-col]{cursor:pointer}th[data-dir=first]::after{content:" \\25BE"}
+th[data-dir=second]::after{content:" \\25B4"}
 .filters{margin:.5em 0}.filters button{margin:0 4px 4px 0;cursor:pointer;border:1px solid #bbb;
 background:#fff;border-radius:3px;padding:2px 8px}.filters button.on{background:#222;color:#fff}
 .timeline{border:1px solid var(--line);padding:4px 0}
@@ -93,6 +95,20 @@ for(var k=0;k<buttons.length;k++){buttons[k].addEventListener('click',function()
   active=this.getAttribute('data-filter');apply();});}
 box.addEventListener('input',apply);
 apply();
+var body=document.querySelector('#flows tbody'), heads=document.querySelectorAll('th[data-col]');
+function key(row,col,numeric){var cell=row.children[col];
+  return numeric?parseFloat(cell.getAttribute('data-value')):cell.textContent.toLowerCase();}
+for(var h=0;h<heads.length;h++){heads[h].addEventListener('click',function(){
+  var col=+this.getAttribute('data-col'), numeric=this.hasAttribute('data-numeric');
+  var dir=this.getAttribute('data-dir')==='first'?'second':'first';
+  for(var n=0;n<heads.length;n++){heads[n].removeAttribute('data-dir');}
+  this.setAttribute('data-dir',dir);
+  var sign=(this.hasAttribute('data-desc')?-1:1)*(dir==='first'?1:-1);
+  var rows=Array.prototype.slice.call(body.rows);
+  rows.sort(function(a,b){var x=key(a,col,numeric),y=key(b,col,numeric);
+    return x<y?-sign:x>y?sign:(+a.getAttribute('data-pos'))-(+b.getAttribute('data-pos'));});
+  for(var r=0;r<rows.length;r++){body.appendChild(rows[r]);}
+});}
 })();
 """
 
@@ -292,28 +308,35 @@ def _file_links(flow: Mapping[str, Any], links: _Links) -> list[str]:
 
 def _table(flows: list[Mapping[str, Any]], links: _Links) -> list[str]:
     out = [
-        '<table id="flows"><thead><tr><th>status</th><th>flow</th><th class="num">duration</th>'
-        "<th>worker</th><th>persona</th><th class=num>attempts</th><th>tags</th><th>files</th>"
-        "<th>message</th></tr></thead><tbody>"
+        '<table id="flows"><thead><tr><th data-col="0">status</th>'
+        '<th data-col="1" data-numeric>flow</th>'
+        '<th class="num" data-col="2" data-numeric data-desc>duration</th>'
+        '<th data-col="3">worker</th><th data-col="4">persona</th>'
+        '<th class=num data-col="5" data-numeric data-desc>attempts</th>'
+        "<th>tags</th><th>files</th><th>message</th></tr></thead><tbody>"
     ]
     for position, flow in enumerate(flows):
         status = _status(flow.get("status"))
         attempts = flow.get("attempts")
         flaky = " (flaky)" if flow.get("flaky") is True else ""
         duration = _secs(flow.get("duration_s")) if attempts != 0 else "-"
+        seconds = _num(flow.get("duration_s")) if attempts != 0 else None
+        tries = _num(attempts)
         name = _e(flow.get("name"))
         if _has_details(flow):
             name = f'<a href="#{_e(_anchor(flow, position))}">{name}</a>'
         out.append(
-            f'<tr class="flow-row" id="row-{_e(_anchor(flow, position))}" '
+            f'<tr class="flow-row" id="row-{_e(_anchor(flow, position))}" data-pos="{position}" '
             f'data-status="{_e(flow.get("status"))}" '
             f'data-search="{_e(_search_text(flow))}" data-slug="{_e(flow.get("slug"))}">'
             f'<td><span class="badge s-{status}">{_e(flow.get("status"))}</span></td>'
-            f"<td>{name}"
+            f'<td data-value="{position}">{name}'
             f'<div class="slug">{_e(flow.get("slug"))}</div></td>'
-            f'<td class="num">{_e(duration)}</td><td>{_e(_lane(flow) or "-")}</td>'
+            f'<td class="num" data-value="{seconds if seconds is not None else -1}">'
+            f"{_e(duration)}</td><td>{_e(_lane(flow) or '-')}</td>"
             f"<td>{_e(flow.get('persona') or '-')}</td>"
-            f'<td class="num">{_e(attempts)}{_e(flaky)}</td>'
+            f'<td class="num" data-value="{tries if tries is not None else -1}">'
+            f"{_e(attempts)}{_e(flaky)}</td>"
             f"<td>{_e(', '.join(_strings(flow.get('tags'))) or '-')}</td>"
             f"<td>{' '.join(_file_links(flow, links))}</td>"
             f'<td class="msg">{_e(flow.get("message"))}</td></tr>'

@@ -345,6 +345,19 @@ def test_report_html_in_a_browser(html_run: tuple[pytest.RunResult, dict[str, An
             page.locator("#filter-text").fill("")
             assert all(r.is_visible() for r in rows.all())
 
+            # Sorting: the duration header puts the slowest flow first, the flow header
+            # brings back file order.
+            page.locator('#flows th[data-col="2"]').click()
+            order = [r.get_attribute("data-slug") for r in rows.all()]
+            by_duration = sorted(
+                data["flows"], key=lambda f: -f["duration_s"] if f["attempts"] else 1.0
+            )
+            assert order[0] == by_duration[0]["slug"]
+            assert order[-1] == "skipped-one"
+            page.locator('#flows th[data-col="1"]').click()
+            order = [r.get_attribute("data-slug") for r in rows.all()]
+            assert order == [f["slug"] for f in data["flows"]]
+
             # The screenshot is embedded and decodes as a 40x20 image.
             image = page.locator('img[data-artifact="screenshot/shot.png"]')
             assert (image.get_attribute("src") or "").startswith("data:image/png;base64,")
