@@ -458,7 +458,7 @@ def render_html(report: Mapping[str, Any], run_dir: Path, out_dir: Path | None =
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>run-set {_e(runset.get('name') or '?')} "
-        f'<span class="badge s-{_status(status) if status != "passed" else "passed"}">'
+        f'<span class="badge s-{_status("not_run" if status == "incomplete" else status)}">'
         f"{_e(status or 'unknown')}</span></h1>",
         *_summary(report, flows, links),
         "<h2>Timeline</h2>",
