@@ -1,9 +1,9 @@
-"""The ``pytest-runset`` console script: ``validate``, ``list`` and ``show``.
+"""The ``pytest-runset`` console script: ``validate``, ``list``, ``show`` and ``merge``.
 
-Built on argparse rather than click/typer: the command must start fast (``show`` does not even
-load pydantic) and the plugin already depends on enough. Nothing here imports pytest.
-Exit codes are pytest's: 0 ok / run passed, 1 run not passed, 4 usage error (bad file, bad
-arguments), always with a one-line message and never a traceback.
+Built on argparse rather than click/typer: the command must start fast (``show`` and ``merge``
+do not even load pydantic) and the plugin already depends on enough. Nothing here imports pytest.
+Exit codes are pytest's: 0 ok / run passed, 1 run not passed or merge conflicts, 4 usage error
+(bad file, bad report, bad arguments), always with a one-line message and never a traceback.
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 "kill_grace_s": flow.kill_grace_s,
                 "retries": flow.retries,
                 "tags": list(flow.tags),
+                "persona": flow.persona,
                 "skip": flow.skip,
                 "xfail": flow.xfail,
                 "description": flow.description,
@@ -140,10 +141,11 @@ def cmd_list(args: argparse.Namespace) -> int:
                 _seconds(flow.timeout_s),
                 str(flow.retries),
                 ",".join(flow.tags) or "-",
+                _one_line(flow.persona or "") or "-",
                 _one_line(reason) or "-",
             ]
         )
-    headers = ["SLUG", "NAME", "KIND", "TIMEOUT_S", "RETRIES", "TAGS", "SKIP/XFAIL"]
+    headers = ["SLUG", "NAME", "KIND", "TIMEOUT_S", "RETRIES", "TAGS", "PERSONA", "SKIP/XFAIL"]
     print("\n".join(_table(headers, rows, right={3, 4})))
     return OK
 
@@ -249,6 +251,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         line += f", started {_text(report['started_at'])}"
     print(line)
     print(f"report: {_one_line(str(path))}")
+    page = path.with_suffix(".html")
+    if page.is_file():
+        print(f"html: {_one_line(str(page))}")
     flows: list[dict[str, Any]] = report.get("flows", [])
     if flows:
         rows = []
@@ -272,6 +277,58 @@ def cmd_show(args: argparse.Namespace) -> int:
     print()
     print(_counts(report))
     return OK if status == "passed" else FAILED
+
+
+# --- merge -----------------------------------------------------------------------------------
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from .html import html_path_for
+    from .merge import MergeError, Shard, check_report, merge_reports
+    from .report import write_html_beside, write_json_atomic
+
+    out = Path(args.output)
+    if html_path_for(out) == out:
+        raise _Usage(f"-o {out}: name the JSON report to write (its .html page goes beside it)")
+    shards: list[Shard] = []
+    seen: dict[Path, str] = {}
+    for number, file in enumerate(args.reports, start=1):
+        path = Path(file)
+        report = _read_report(path)
+        try:
+            check_report(path, report)
+        except MergeError as exc:
+            raise _Usage(str(exc)) from None
+        real = path.resolve()
+        if real in seen:
+            raise _Usage(f"{file}: given twice (also as {seen[real]})")
+        seen[real] = file
+        shards.append(Shard(path=path, report=report, number=number))
+    if out.resolve() in seen:
+        raise _Usage(f"-o {out}: is one of the reports being merged; choose another file")
+    try:
+        merged = merge_reports(shards, out, force=args.force)
+    except MergeError as exc:
+        raise _Usage(str(exc)) from None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out, merged.report)
+    except OSError as exc:
+        raise _Usage(f"-o {out}: cannot write: {exc.strerror or exc}") from None
+    for line in [*merged.notes, *merged.conflicts]:
+        print(_one_line(line), file=sys.stderr)
+    page = write_html_beside(merged.report, out)
+    print(
+        f"merged {len(shards)} report{'' if len(shards) == 1 else 's'}: "
+        f"{_counts(merged.report)}, "
+        f"status {merged.report['status']} -> {_one_line(str(out))}"
+        + (f" (and {_one_line(str(html_path_for(out)))})" if page else "")
+    )
+    if merged.conflicts:
+        count = len(merged.conflicts)
+        print(f"{count} conflict{'' if count == 1 else 's'} between the reports", file=sys.stderr)
+        return FAILED
+    return OK
 
 
 # --- entry -----------------------------------------------------------------------------------
@@ -306,6 +363,25 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"results directory holding the runs (default: ./{DEFAULT_OUTPUT})",
     )
     show.set_defaults(func=cmd_show)
+
+    merge = commands.add_parser(
+        "merge",
+        help="combine reports of shards of one run-set into one report (exit 1 on conflicts)",
+    )
+    merge.add_argument("reports", nargs="+", metavar="REPORT", help="a shard's report.json")
+    merge.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="the merged report.json to write (its HTML page is written beside it)",
+    )
+    merge.add_argument(
+        "--force",
+        action="store_true",
+        help="merge reports of different run-sets (or of changed run-set files) anyway",
+    )
+    merge.set_defaults(func=cmd_merge)
     return parser
 
 

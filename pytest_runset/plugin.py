@@ -84,6 +84,13 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
         "the run-set file).",
     )
     group.addoption(
+        "--runset-html",
+        default=None,
+        metavar="PATH",
+        help="also write the self-contained HTML report to PATH (several run-sets: one page "
+        "each, <stem>-<runset name>.html). Every run directory has a report.html anyway.",
+    )
+    group.addoption(
         "--runset-run-id",
         default=None,
         metavar="ID",
@@ -515,3 +522,12 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
                     f"flaky: {flow['nodeid']} passed on attempt {flow['attempts']}", yellow=True
                 )
         terminalreporter.write_line(line, red=bad, green=not bad, bold=True)
+
+
+def pytest_runset_report(config: pytest.Config, report: dict[str, Any]) -> None:
+    """``--runset-html PATH``: a copy of the run's HTML page, its links relative to PATH."""
+    if not config.option.runset_html:
+        return
+    from .html import write_html_copy
+
+    write_html_copy(config, report, Path(config.option.runset_html))

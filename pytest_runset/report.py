@@ -1,4 +1,4 @@
-"""Run directories, the crash-safe journal and ``report.json``.
+"""Run directories, the crash-safe journal, ``report.json`` and the ``report.html`` beside it.
 
 Durability order: a finished flow is appended to ``journal.jsonl`` and fsynced before pytest
 hears about it, so a crash at any later point loses nothing that was reported. ``report.json``
@@ -13,6 +13,7 @@ import json
 import os
 import re
 import secrets
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -155,8 +156,10 @@ class RunDirectory:
         os.fsync(self._journal.fileno())
 
     def write_report(self, report: Mapping[str, Any]) -> Path:
+        """Write ``report.json``, then ``report.html`` beside it, then point ``latest`` here."""
         target = self.path / REPORT_NAME
         write_json_atomic(target, report)
+        write_html_beside(report, target)
         point_latest(self.output_root, self.run_id)
         return target
 
@@ -168,6 +171,21 @@ class RunDirectory:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+
+def write_html_beside(report: Mapping[str, Any], report_path: Path) -> Path | None:
+    """``report.html`` next to ``report_path``; a page that cannot be written costs only itself.
+
+    The JSON report is the record of the run, so a problem with the page (full disk, a report
+    field the renderer chokes on) is one line on stderr, never a lost ``report.json``.
+    """
+    from .html import html_path_for, write_html
+
+    try:
+        return write_html(report, report_path.parent, html_path_for(report_path))
+    except Exception as exc:  # see the docstring
+        print(f"pytest-runset: cannot write {html_path_for(report_path)}: {exc}", file=sys.stderr)
+        return None
 
 
 def _ends_with_newline(path: str) -> bool:

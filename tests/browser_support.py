@@ -98,3 +98,15 @@ def read_json(path: Path) -> dict[str, Any]:
 
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return data
+
+
+def launch_chromium(playwright: Any) -> Any:
+    """Chromium for tests that drive a browser themselves: Playwright's own when installed,
+    else the system one the plugin would use (Debian's /usr/bin/chromium)."""
+    from pytest_runset.runners.browser import find_system_chromium
+
+    if os.path.isfile(playwright.chromium.executable_path):
+        return playwright.chromium.launch()
+    executable = find_system_chromium()
+    assert executable is not None, "no Chromium: install Playwright's or the system's"
+    return playwright.chromium.launch(executable_path=executable)

@@ -23,6 +23,9 @@ RUNSET = """
 [runset]
 name = "demo"
 
+[personas.alice]
+username = "alice"
+
 [[flows]]
 name = "Smoke Check"
 command = ["true"]
@@ -33,6 +36,7 @@ timeout = "30s"
 name = "retried"
 command = ["false"]
 retries = 2
+persona = "alice"
 
 [[flows]]
 name = "later"
@@ -144,6 +148,18 @@ def test_validate_checks_every_file(
     assert_usage_error(err, str(bad), "field 'timeout'")
 
 
+def test_validate_says_what_pytest_says(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = write(pytester.path / "run-set.toml", BAD_TIMEOUT)
+    assert main(["validate", str(bad)]) == 4
+    line = capsys.readouterr().err.strip()
+    result = pytester.runpytest_subprocess("--runset", "run-set.toml", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    # pytest names the file as given on its command line, validate as given on its own.
+    assert f"ERROR: {line.replace(str(bad), 'run-set.toml')}" in result.stderr.lines
+
+
 # --- list ------------------------------------------------------------------------------------
 
 
@@ -151,12 +167,12 @@ def test_list_table(runset_file: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert main(["list", str(runset_file)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == [
-        "SLUG", "NAME", "KIND", "TIMEOUT_S", "RETRIES", "TAGS", "SKIP/XFAIL"
+        "SLUG", "NAME", "KIND", "TIMEOUT_S", "RETRIES", "TAGS", "PERSONA", "SKIP/XFAIL"
     ]  # fmt: skip
     smoke, retried, later = lines[1:]
     assert smoke.startswith("smoke-check  Smoke Check  command")
-    assert smoke.split()[-4:] == ["30", "0", "smoke,fast", "-"]
-    assert retried.split()[-4:] == ["900", "2", "-", "-"]
+    assert smoke.split()[-5:] == ["30", "0", "smoke,fast", "-", "-"]
+    assert retried.split()[-5:] == ["900", "2", "-", "alice", "-"]
     assert later.startswith("later")
     assert later.endswith("skip: waiting for sandbox")
 
@@ -169,6 +185,8 @@ def test_list_json(runset_file: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert flows[0]["timeout_s"] == 30.0
     assert flows[0]["command"] == ["true"]
     assert flows[1]["retries"] == 2
+    assert flows[0]["persona"] is None
+    assert flows[1]["persona"] == "alice"
     assert flows[2]["skip"] == "waiting for sandbox"
 
 
@@ -205,7 +223,9 @@ def test_show_run_dir_report_and_latest(
 ) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     assert main(["show", str(run_dir)]) == 1  # the run failed
-    check_show_output(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    check_show_output(out)
+    assert f"html: {run_dir / 'report.html'}" in out.splitlines()
 
     assert main(["show", str(run_dir / "report.json")]) == 1
     check_show_output(capsys.readouterr().out)

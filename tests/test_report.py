@@ -228,7 +228,9 @@ def test_write_report_is_atomic_and_points_latest(run_dir: RunDirectory) -> None
     target = run_dir.write_report(report)
     assert target == run_dir.path / "report.json"
     assert json.loads(target.read_text(encoding="utf-8")) == report
-    assert sorted(os.listdir(run_dir.path)) == ["journal.jsonl", "report.json", "run.lock"]
+    assert sorted(os.listdir(run_dir.path)) == [
+        "journal.jsonl", "report.html", "report.json", "run.lock"
+    ]  # fmt: skip
     latest = run_dir.output_root / "latest"
     assert latest.is_symlink()
     assert os.readlink(latest) == "r1"  # relative: the output tree can be moved

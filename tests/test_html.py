@@ -1,0 +1,532 @@
+"""The HTML report: the renderer (escaping, links, images, odd reports) and real pages.
+
+The end-to-end test runs a real run-set through pytest, opens the report.html it wrote in
+headless Chromium from a file:// URL, and checks what a reader sees and can do with it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import inspect
+import json
+import re
+import signal
+import struct
+import subprocess
+import sys
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import pytest
+from browser_support import launch_chromium, serve_example_app
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import flows_by_name, load_report, wait_for
+from pytest_runset.html import (
+    INLINE_IMAGE_LIMIT,
+    html_copy_target,
+    render_html,
+    write_html,
+)
+
+EVIL = "<script>alert(1)</script>"
+
+
+def png_bytes(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A valid PNG of one colour (no imaging library needed)."""
+    raw = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+def flow(name: str, status: str = "passed", **extra: Any) -> dict[str, Any]:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "x"
+    entry: dict[str, Any] = {
+        "name": name,
+        "slug": slug,
+        "status": status,
+        "attempts": 1,
+        "duration_s": 1.0,
+        "started_s": 0.5,
+        "worker": "gw0",
+        "dir": slug,
+        "logs": {"stdout": f"{slug}/stdout.log", "stderr": f"{slug}/stderr.log"},
+        "artifacts": [],
+        "tags": [],
+        "persona": None,
+        "message": "",
+    }
+    entry.update(extra)
+    return entry
+
+
+def report(*flows: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "schema": "pytest-runset/report@1",
+        "run_id": "r1",
+        "runset": {"name": "demo", "file": "/x/run-set.toml", "sha256": "ab" * 32},
+        "status": "failed",
+        "started_at": "2026-11-22T06:00:00.000Z",
+        "finished_at": "2026-11-22T06:00:03.000Z",
+        "wall_s": 3.0,
+        "workers": 2,
+        "flows": list(flows),
+        "summary": {"parallelism_efficiency": 0.5, "lower_bound_s": 1.0, "sum_duration_s": 3.0},
+    }
+    data.update(extra)
+    return data
+
+
+def hrefs(page: str) -> list[str]:
+    return re.findall(r'href="([^"]*)"', page)
+
+
+# --- renderer --------------------------------------------------------------------------------
+
+
+def test_every_report_value_is_escaped(tmp_path: Path) -> None:
+    nasty = flow(
+        EVIL,
+        "failed",
+        message='<img src=x onerror="alert(2)">',
+        persona="<b onmouseover=alert(3)>",
+        tags=["<svg onload=alert(4)>"],
+        worker='"><script>alert(5)</script>',
+        artifacts=["x/<iframe>.txt"],
+        history=[{"attempt": 1, "status": "<i>", "dir": "<u>", "message": "</pre><script>"}],
+    )
+    page = render_html(report(nasty, runset={"name": EVIL, "file": EVIL}), tmp_path)
+    # The page's own script is the only one, and no tag from the report made it in.
+    assert page.count("<script") == 1
+    for tag in ("<img", "<b ", "<svg", "<iframe", "<u>", "<i>"):
+        assert tag not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=&quot;alert(2)&quot;&gt;" in page
+
+
+def test_script_is_allowed_by_hash_and_nothing_else(tmp_path: Path) -> None:
+    page = render_html(report(flow("a")), tmp_path)
+    policy = re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', page)
+    assert policy is not None
+    script = re.search(r"<script>(.*?)</script>", page, re.S)
+    assert script is not None
+    digest = base64.b64encode(hashlib.sha256(script.group(1).encode()).digest()).decode()
+    rules = html.unescape(policy.group(1))
+    assert f"script-src 'sha256-{digest}'" in rules
+    assert "default-src 'none'" in rules
+    assert "img-src data:" in rules
+
+
+def test_links_are_relative_to_where_the_page_is_written(tmp_path: Path) -> None:
+    run_dir = tmp_path / "results" / "r1"
+    data = report(flow("a b", artifacts=["a-b/trace.zip", "a-b/sub dir/x#1.txt"]))
+    beside = render_html(data, run_dir)
+    assert "a-b/stdout.log" in hrefs(beside)
+    assert "a-b/trace.zip" in hrefs(beside)
+    assert "a-b/sub%20dir/x%231.txt" in hrefs(beside)  # quoted, so '#' is not a fragment
+
+    elsewhere = render_html(data, run_dir, tmp_path / "site" / "ci")
+    assert "../../results/r1/a-b/stdout.log" in hrefs(elsewhere)
+    assert "../../results/r1/a-b/trace.zip" in hrefs(elsewhere)
+
+
+def test_no_report_value_becomes_a_script_url(tmp_path: Path) -> None:
+    data = report(flow("a", artifacts=["javascript:alert(1)"], logs={"stdout": "data:x,1"}))
+    for href in hrefs(render_html(data, tmp_path)):
+        assert not href.lower().startswith(("javascript:", "data:")), href
+
+
+def test_small_screenshots_are_embedded_large_ones_linked(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    small = png_bytes(4, 3, (0, 200, 0))
+    (tmp_path / "a" / "small.png").write_bytes(small)
+    (tmp_path / "a" / "big.png").write_bytes(
+        png_bytes(1, 1, (0, 0, 0)) + b"\0" * INLINE_IMAGE_LIMIT
+    )
+    (tmp_path / "a" / "fake.png").write_bytes(b"<script>alert(1)</script>")
+    artifacts = ["a/small.png", "a/big.png", "a/fake.png", "a/missing.png"]
+    page = render_html(report(flow("a", "failed", artifacts=artifacts)), tmp_path)
+    uri = "data:image/png;base64," + base64.b64encode(small).decode()
+    assert f'src="{uri}"' in page
+    assert page.count("<img ") == 1  # only the small real PNG
+    for name in ("big.png", "fake.png", "missing.png"):
+        assert f"a/{name}" in hrefs(page)
+
+
+def test_reports_with_missing_or_odd_fields_still_render(tmp_path: Path) -> None:
+    odd: list[Any] = [
+        {"name": "bare", "slug": "bare", "status": "passed", "worker": "gw0", "started_s": 0},
+        {"status": "weird", "logs": "x", "artifacts": 5, "history": "x", "tags": None},
+        {"name": 3, "slug": None, "started_s": "abc", "duration_s": None, "worker": "gw1"},
+        {"name": "never", "status": "not_run", "attempts": 0, "started_s": None},
+        "not an object",
+    ]
+    for data in (report(*odd), {"flows": "nope"}, {}, report(summary=None, runset=[])):
+        page = render_html(data, tmp_path)
+        assert page.startswith("<!DOCTYPE html>")
+        assert page.rstrip().endswith("</html>")
+    page = render_html(report(*odd), tmp_path)
+    assert page.count('class="flow-row"') == 4
+    assert page.count('class="bar ') == 1  # only "bare" says where and when it ran
+
+
+def test_timeline_has_one_bar_per_flow_that_ran_in_its_worker_lane(tmp_path: Path) -> None:
+    data = report(
+        flow("one", worker="gw0", started_s=0.0, duration_s=1.0),
+        flow("two", worker="gw1", started_s=0.5, duration_s=2.0),
+        flow("three", worker="gw0", started_s=1.0, duration_s=1.0),
+        flow("skip", "skipped", attempts=0, started_s=None, worker=None),
+        flow("shard", worker="gw0", shard=2),
+    )
+    page = render_html(data, tmp_path)
+    lanes = re.findall(r'<div class="lane" data-worker="([^"]*)">(.*?)</div></div>', page, re.S)
+    bars = {lane: re.findall(r'data-slug="([^"]*)"', body) for lane, body in lanes}
+    assert bars == {"gw0": ["one", "three"], "gw1": ["two"], "shard 2 gw0": ["shard"]}
+
+
+def test_clicks_lead_to_details_or_to_the_row(tmp_path: Path) -> None:
+    page = render_html(report(flow("good"), flow("bad", "failed")), tmp_path)
+    assert 'id="row-flow-good"' in page
+    assert '<section class="flow" id="flow-bad"' in page
+    assert 'id="flow-good"' not in page  # nothing more to say about a plain pass
+    bars = dict(re.findall(r'class="bar [^"]*" href="#([^"]*)"[^>]*data-slug="([^"]*)"', page))
+    assert bars == {"row-flow-good": "good", "flow-bad": "bad"}
+    assert '<a href="#flow-bad">bad</a>' in page
+    assert '<a href="#flow-good">' not in page
+
+
+def test_write_html_and_copy_names(tmp_path: Path) -> None:
+    target = write_html(report(flow("a")), tmp_path / "run", tmp_path / "deep" / "page.html")
+    assert target.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert [p.name for p in target.parent.iterdir()] == ["page.html"]  # no temp file left
+    first = html_copy_target(tmp_path / "page.html", "Smoke Tests", [])
+    assert first.name == "page-smoke-tests.html"
+    second = html_copy_target(tmp_path / "page.html", "Smoke Tests", [first])
+    assert second.name == "page-smoke-tests-2.html"
+
+
+# --- real runs -------------------------------------------------------------------------------
+
+SHOT_SCRIPT = (
+    "import json, os, struct, zlib\n"
+    + inspect.getsource(png_bytes)
+    + """
+flow_dir = os.environ["RUNSET_FLOW_DIR"]
+with open(os.path.join(flow_dir, "shot.png"), "wb") as handle:
+    handle.write(png_bytes(40, 20, (200, 30, 30)))
+with open(os.environ["RUNSET_REPORT"], "w") as handle:
+    json.dump({"status": "failed", "message": "saw <b>red</b>", "artifacts": ["shot.png"]}, handle)
+"""
+)
+
+RUNSET = f"""
+[runset]
+name = "html demo"
+concurrency = 2
+
+[personas.alice]
+username = "alice"
+
+[[flows]]
+name = "ok one"
+command = [{sys.executable!r}, "-c", "print('hi')"]
+tags = ["smoke"]
+persona = "alice"
+
+[[flows]]
+name = "{EVIL}"
+command = [{sys.executable!r}, "-c", "import time; time.sleep(0.3)"]
+
+[[flows]]
+name = "fails"
+command = [{sys.executable!r}, "-c", "import sys; sys.exit('boom <img src=x onerror=alert(2)>')"]
+
+[[flows]]
+name = "skipped one"
+command = ["true"]
+skip = "not today"
+
+[[flows]]
+name = "screenshot"
+command = [{sys.executable!r}, "shot.py"]
+
+[[flows]]
+name = "browser fails"
+steps = [{{ goto = "/login" }}, {{ click = "#missing", timeout = 0.5 }}]
+"""
+
+
+example_app = pytest.fixture(scope="module")(serve_example_app)
+
+
+@pytest.fixture
+def html_run(
+    pytester: pytest.Pytester, example_app: str
+) -> tuple[pytest.RunResult, dict[str, Any], Path]:
+    pytester.path.joinpath("run-set.toml").write_text(RUNSET, encoding="utf-8")
+    pytester.path.joinpath("shot.py").write_text(SHOT_SCRIPT, encoding="utf-8")
+    result = pytester.runpytest_subprocess(
+        "--runset", "run-set.toml", "--runset-run-id", "r1", "-p", "no:cacheprovider",
+        "--runset-html", "site/page.html", "--runset-base-url", example_app,
+    )  # fmt: skip
+    run_dir = pytester.path / "runset-results" / "r1"
+    return result, load_report(run_dir), run_dir
+
+
+def test_report_html_in_a_browser(html_run: tuple[pytest.RunResult, dict[str, Any], Path]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    result, data, run_dir = html_run
+    assert result.ret == 1
+    page_file = run_dir / "report.html"
+    assert page_file.is_file()
+    flows = flows_by_name(data)
+    ran = [f for f in data["flows"] if f["attempts"] > 0]
+    assert len(ran) == 5
+
+    dialogs: list[str] = []
+    requests: list[str] = []
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 900})
+            page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(page_file.as_uri())
+
+            rows = page.locator("tr.flow-row")
+            assert rows.count() == 6
+            names = [
+                rows.nth(i).locator("td").nth(1).evaluate("td => td.firstChild.textContent")
+                for i in range(6)
+            ]
+            assert names == [f["name"] for f in data["flows"]]  # file order, literal text
+            assert EVIL in names
+
+            # The timeline: one bar per flow that ran, in the lane of its worker.
+            bars = page.locator("#timeline .bar")
+            assert bars.count() == len(ran)
+            for entry in ran:
+                bar = page.locator(f'#timeline .bar[data-slug="{entry["slug"]}"]')
+                assert bar.count() == 1
+                lane = bar.locator("xpath=ancestor::div[@class='lane']")
+                assert lane.get_attribute("data-worker") == entry["worker"]
+                assert entry["name"] in (bar.get_attribute("title") or "")
+
+            # Status filter: only failed rows stay visible; the text box narrows further.
+            page.locator('.filters button[data-filter="failed"]').click()
+            visible = [r for r in rows.all() if r.is_visible()]
+            assert {r.get_attribute("data-slug") for r in visible} == {
+                "fails", "screenshot", "browser-fails"
+            }  # fmt: skip
+            page.locator("#filter-text").fill("shot")
+            visible = [r for r in rows.all() if r.is_visible()]
+            assert [r.get_attribute("data-slug") for r in visible] == ["screenshot"]
+            page.locator('.filters button[data-filter="all"]').click()
+            page.locator("#filter-text").fill("alice")
+            visible = [r for r in rows.all() if r.is_visible()]
+            assert [r.get_attribute("data-slug") for r in visible] == ["ok-one"]
+            page.locator("#filter-text").fill("")
+            assert all(r.is_visible() for r in rows.all())
+
+            # Sorting: the duration header puts the slowest flow first, the flow header
+            # brings back file order.
+            page.locator('#flows th[data-col="2"]').click()
+            order = [r.get_attribute("data-slug") for r in rows.all()]
+            by_duration = sorted(
+                data["flows"], key=lambda f: -f["duration_s"] if f["attempts"] else 1.0
+            )
+            assert order[0] == by_duration[0]["slug"]
+            assert order[-1] == "skipped-one"
+            page.locator('#flows th[data-col="1"]').click()
+            order = [r.get_attribute("data-slug") for r in rows.all()]
+            assert order == [f["slug"] for f in data["flows"]]
+
+            # The screenshot is embedded and decodes as a 40x20 image.
+            image = page.locator('img[data-artifact="screenshot/shot.png"]')
+            assert (image.get_attribute("src") or "").startswith("data:image/png;base64,")
+            assert image.evaluate("img => img.complete && img.naturalWidth") == 40
+
+            # The browser flow's failure screenshot is embedded, its trace linked.
+            shot = page.locator('img[data-artifact="browser-fails/failure.png"]')
+            assert shot.evaluate("img => img.complete && img.naturalWidth") > 0
+            trace = page.locator("#flow-browser-fails a", has_text="trace.zip")
+            trace_file = Path(unquote(urlparse(trace.evaluate("a => a.href")).path))
+            assert trace_file == run_dir / "browser-fails" / "trace.zip"
+            assert trace_file.is_file()
+
+            # Links to logs and artifacts resolve to the run's files.
+            for entry in ran:
+                link = page.locator(f'tr[data-slug="{entry["slug"]}"] a', has_text="stderr")
+                target = Path(unquote(urlparse(link.evaluate("a => a.href")).path))
+                assert target == run_dir / entry["logs"]["stderr"]
+                assert target.is_file()
+            assert "boom <img src=x onerror=alert(2)>" in page.locator("#flows").inner_text()
+
+            page.screenshot(path=str(run_dir / "report-html-screenshot.png"), full_page=True)
+
+            # Without JavaScript the page still reads: every row is there, filters hidden.
+            context = browser.new_context(java_script_enabled=False)
+            plain = context.new_page()
+            plain.goto(page_file.as_uri())
+            assert plain.locator("tr.flow-row").count() == 6
+            assert plain.locator("#filters").is_hidden()
+            assert plain.locator("#timeline .bar").count() == len(ran)
+            context.close()
+        finally:
+            browser.close()
+    assert dialogs == []
+    assert requests
+    assert all(url.startswith(("file:", "data:")) for url in requests), requests
+    assert flows["screenshot"]["artifacts"] == ["screenshot/shot.png"]
+
+
+def test_runset_html_copy_links_into_the_run(
+    html_run: tuple[pytest.RunResult, dict[str, Any], Path],
+) -> None:
+    _, data, run_dir = html_run
+    copy = run_dir.parent.parent / "site" / "page.html"
+    page = copy.read_text(encoding="utf-8")
+    files = [h for h in hrefs(page) if not h.startswith("#")]
+    assert files
+    for href in files:
+        assert (copy.parent / unquote(href)).resolve().is_file(), href
+    assert "../runset-results/r1/fails/stderr.log" in files
+    assert page.count("<script") == 1
+    assert data["flows"][0]["index"] == 0
+
+
+def test_runset_html_with_two_runsets(pytester: pytest.Pytester) -> None:
+    for name in ("alpha", "beta"):
+        pytester.path.joinpath(f"{name}.toml").write_text(
+            f'[runset]\nname = "{name}"\n[[flows]]\nname = "{name} flow"\ncommand = ["true"]\n',
+            encoding="utf-8",
+        )
+    result = pytester.runpytest_subprocess(
+        "--runset", "alpha.toml", "--runset", "beta.toml", "--runset-run-id", "two",
+        "--runset-html", "out/page.html", "-p", "no:cacheprovider",
+    )  # fmt: skip
+    assert result.ret == 0
+    out = pytester.path / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["page-alpha.html", "page-beta.html"]
+    assert "alpha flow" in (out / "page-alpha.html").read_text(encoding="utf-8")
+    assert "beta flow" in (out / "page-beta.html").read_text(encoding="utf-8")
+
+
+def test_interrupted_and_resumed_runs_rewrite_report_html(
+    pytester: pytest.Pytester, spawn_pytest: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    pytester.path.joinpath("run-set.toml").write_text(
+        f"""
+[[flows]]
+name = "quick"
+command = ["true"]
+[[flows]]
+name = "long"
+command = [{sys.executable!r}, "-c", "import os, time; os.path.exists('go') or time.sleep(120)"]
+""",
+        encoding="utf-8",
+    )
+    run_dir = pytester.path / "runset-results" / "i1"
+    proc = spawn_pytest("--runset", "run-set.toml", "--runset-run-id", "i1")
+    assert wait_for((run_dir / "long" / "stdout.log").exists, 60)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert load_report(run_dir)["status"] == "interrupted"
+    assert 'data-status="interrupted"' in page
+
+    pytester.path.joinpath("go").write_text("", encoding="utf-8")
+    resumed = pytester.runpytest_subprocess(
+        "--runset", "run-set.toml", "--runset-resume", "i1", "-p", "no:cacheprovider"
+    )
+    assert resumed.ret == 0
+    assert load_report(run_dir)["status"] == "passed"
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert 'data-status="interrupted"' not in page
+    assert page.count('data-status="passed"') >= 2
+    json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+
+
+def test_a_page_that_cannot_be_written_costs_only_itself(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_runset.report import RunDirectory
+
+    directory = RunDirectory(tmp_path, "r1")
+    directory.open()
+    try:
+        (directory.path / "report.html").mkdir()  # os.replace onto a directory fails
+        target = directory.write_report(report(flow("a")))
+    finally:
+        directory.close()
+    assert load_report(target.parent)["run_id"] == "r1"
+    assert (tmp_path / "latest").is_symlink()
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"pytest-runset: cannot write {directory.path / 'report.html'}: ")
+    assert len(err.splitlines()) == 1
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    texts=st.lists(st.text(min_size=1, max_size=30), min_size=1, max_size=6),
+    status=st.sampled_from(["passed", "failed", "timeout", "<b>"]),
+)
+def test_any_text_stays_text(tmp_path: Path, texts: list[str], status: str) -> None:
+    name, *rest = texts
+    data = report(
+        flow(name, status, message=" ".join(rest), tags=rest, persona=name, artifacts=rest),
+        runset={"name": name, "file": name, "sha256": name},
+        run_id=name,
+    )
+    page = render_html(data, tmp_path)
+    assert page.count("<script") == 1
+    assert page.count("</script>") == 1
+    # Every '<' outside the page's own script starts one of the renderer's own tags.
+    markup = re.sub(r"<script>.*?</script>", "", page, flags=re.S)
+    tags = set(re.findall(r"<(/?[a-zA-Z0-9!]+)", markup))
+    assert tags <= {
+        "!DOCTYPE", "html", "/html", "head", "/head", "meta", "title", "/title", "style",
+        "/style", "body", "/body", "h1", "/h1", "h2", "/h2", "h3", "/h3", "span", "/span",
+        "table", "/table", "thead", "/thead", "tbody", "/tbody", "tr", "/tr", "th", "/th",
+        "td", "/td", "div", "/div", "a", "/a", "p", "/p", "pre", "/pre", "section",
+        "/section", "button", "/button", "input", "figure", "/figure",
+        "img", "figcaption", "/figcaption",
+    }  # fmt: skip
+    assert html.escape(name, quote=True) in page
+
+
+def test_runset_html_that_cannot_be_written_is_one_line(pytester: pytest.Pytester) -> None:
+    pytester.path.joinpath("run-set.toml").write_text(
+        '[[flows]]\nname = "ok"\ncommand = ["true"]\n', encoding="utf-8"
+    )
+    pytester.path.joinpath("blocker").write_text("a file, not a directory", encoding="utf-8")
+    result = pytester.runpytest_subprocess(
+        "--runset", "run-set.toml", "--runset-run-id", "w1", "-p", "no:cacheprovider",
+        "--runset-html", "blocker/page.html",
+    )  # fmt: skip
+    assert result.ret == 0  # the run passed; only the extra copy is missing
+    lines = [line for line in result.outlines if "cannot write --runset-html" in line]
+    assert len(lines) == 1
+    assert "blocker/page.html" in lines[0]
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert (pytester.path / "runset-results" / "w1" / "report.html").is_file()
