@@ -129,6 +129,13 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
         default="10",
     )
     parser.addini(
+        "runset_live_status",
+        "show a live 'N running / M queued' line while flows run, when the terminal is a TTY "
+        "(default true; never on a pipe or in a CI log)",
+        type="bool",
+        default=True,
+    )
+    parser.addini(
         "runset_max_restarts",
         "how many times crashed or killed workers may be replaced (default 4 x workers)",
         default=None,
