@@ -369,6 +369,16 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     return True
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    """A flow's results arrive here from the run loop (see ``replay.through_protocol``)."""
+    if not isinstance(item, RunsetItem):
+        return None
+    from .replay import deliver_pending
+
+    return deliver_pending(item)
+
+
 def _leaser(flows: list[RunsetItem]) -> Any:
     """A leaser on the per-user lock directory, when some flow or service needs one."""
     from .leases import LeaseError, Leaser, lock_directory

@@ -3,12 +3,17 @@
 Flows do not run through pytest's runtest protocol, so their outcome is turned into the
 setup/call/teardown :class:`pytest.TestReport` objects that the terminal, junitxml, ``--lf``
 and every other plugin expect, carrying the worker like pytest-xdist's reports do.
+
+The reports are still delivered from inside a ``pytest_runtest_protocol`` call for the flow
+(:func:`through_protocol`): plugins that wrap that hook to learn which test is running (VS
+Code's test adapter maps node ids to files there) see a flow exactly as they see a test.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +21,39 @@ import pytest
 
 if TYPE_CHECKING:
     from .collect import RunsetItem
+
+# The reports a flow's next ``pytest_runtest_protocol`` call delivers instead of running it.
+PENDING_REPORTS = pytest.StashKey[Callable[[], None]]()
+
+
+def through_protocol(item: RunsetItem, deliver: Callable[[], None]) -> None:
+    """Call ``deliver`` (which emits the flow's reports) inside the flow's runtest protocol.
+
+    The plugin's own ``pytest_runtest_protocol`` implementation (tryfirst) picks ``deliver`` up
+    and returns True, so pytest's runner never runs the item; hook wrappers run around it as
+    around any test. Should another implementation answer first, the reports are delivered
+    after it all the same.
+    """
+    item.stash[PENDING_REPORTS] = deliver
+    leftover: Callable[[], None] | None = None
+    try:
+        item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
+    finally:
+        leftover = item.stash.get(PENDING_REPORTS, None)
+        if leftover is not None:
+            del item.stash[PENDING_REPORTS]
+    if leftover is not None:
+        leftover()
+
+
+def deliver_pending(item: pytest.Item) -> bool | None:
+    """The plugin's ``pytest_runtest_protocol``: True when it delivered a flow's reports."""
+    deliver = item.stash.get(PENDING_REPORTS, None)
+    if deliver is None:
+        return None  # not a replay: pytest (or pytest-xdist's worker) runs the item
+    del item.stash[PENDING_REPORTS]
+    deliver()
+    return True
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from .masking import mask_data
 from .placeholders import PlaceholderError, substitute
 from .pool import Event, Pool
 from .progress import Counts, LiveStatus, live_status
-from .replay import Replay
+from .replay import Replay, through_protocol
 from .report import build_report, iso_utc
 from .resources import acquire, needs_leases
 from .scheduler import Scheduler, Task
@@ -574,14 +574,18 @@ class FlowRunLoop:
         if not state.logstarted:
             state.logstarted = True
             self.replay.logstart(state.item)
-        self.replay.finished(
+        through_protocol(
             state.item,
-            status=status,
-            entry=entry,
-            last=last,
-            xfail_reason=xfail.reason if xfail else "",
-            worker_id=state.worker_id,
-            run_dir=state.run.run_dir,
+            functools.partial(
+                self.replay.finished,
+                state.item,
+                status=status,
+                entry=entry,
+                last=last,
+                xfail_reason=xfail.reason if xfail else "",
+                worker_id=state.worker_id,
+                run_dir=state.run.run_dir,
+            ),
         )
 
     def _resumed(self, state: FlowState, entry: dict[str, Any]) -> None:
@@ -590,7 +594,10 @@ class FlowRunLoop:
         state.run.entries[state.flow.slug] = entry
         self._before_output()
         self.hook.pytest_runset_flow_finished(config=self.config, result=entry)
-        self.replay.resumed(state.item, entry, run_dir=state.run.run_dir)
+        through_protocol(
+            state.item,
+            functools.partial(self.replay.resumed, state.item, entry, run_dir=state.run.run_dir),
+        )
 
     def _skip(self, state: FlowState, reason: str) -> None:
         entry = unstarted_entry(state, "skipped", reason)
@@ -599,7 +606,12 @@ class FlowRunLoop:
         state.run.entries[state.flow.slug] = entry
         self._before_output()
         self.hook.pytest_runset_flow_finished(config=self.config, result=entry)
-        self.replay.skipped(state.item, reason, entry=entry, run_dir=state.run.run_dir)
+        through_protocol(
+            state.item,
+            functools.partial(
+                self.replay.skipped, state.item, reason, entry=entry, run_dir=state.run.run_dir
+            ),
+        )
 
     # -- stopping --------------------------------------------------------------------------
     def _interrupt(self) -> None:

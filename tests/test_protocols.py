@@ -360,3 +360,48 @@ def test_failed_first_starts_the_failed_flows_before_the_others(
         "broken-x",
         "broken-y",
     ]
+
+
+# -- the runtest protocol (what VS Code's adapter hooks into) ------------------------------
+# Like VS Code's pytest plugin: learn each test's file in a pytest_runtest_protocol wrapper,
+# and report a result only for tests seen there (else its result id would be wrong).
+PROTOCOL_SPY = """
+import json, pytest
+
+seen = {}
+
+@pytest.hookimpl(hookwrapper=True, trylast=True)
+def pytest_runtest_protocol(item, nextitem):
+    seen[item.nodeid] = str(item.path)
+    yield
+
+@pytest.hookimpl(hookwrapper=True, trylast=True)
+def pytest_report_teststatus(report, config):
+    if report.when == "call" or (report.when == "setup" and report.skipped):
+        with open("results.jsonl", "a") as handle:
+            line = [report.nodeid, seen.get(report.nodeid), report.outcome]
+            handle.write(json.dumps(line) + "\\n")
+    yield
+"""
+
+
+def test_flow_reports_arrive_inside_the_runtest_protocol_like_a_tests(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    write_runset(FLOWS)
+    pytester.makeconftest(PROTOCOL_SPY)
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+    result = run(pytester, "--runset", "run-set.toml", "test_plain.py")
+    assert result.ret == 1, result.stdout.str()
+    result.assert_outcomes(passed=2, failed=1, skipped=2)
+    lines = (pytester.path / "results.jsonl").read_text().splitlines()
+    # The terminal asks for a failure's status again in its summary: a line may repeat.
+    results = {tuple(json.loads(line)) for line in lines}
+    runset = str(pytester.path / "run-set.toml")
+    assert results == {
+        ("run-set.toml::login", runset, "passed"),
+        ("run-set.toml::checkout", runset, "failed"),
+        ("run-set.toml::payments", runset, "skipped"),
+        ("run-set.toml::search", runset, "skipped"),
+        ("test_plain.py::test_plain", str(pytester.path / "test_plain.py"), "passed"),
+    }
