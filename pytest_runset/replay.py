@@ -155,7 +155,9 @@ class Replay:
             outcome, longrepr, wasxfail = {
                 "passed": ("passed", None, None),
                 "xpassed": ("passed", None, xfail_reason),
-                "xfailed": ("skipped", None, xfail_reason or "xfailed"),
+                # Like pytest's own xfailed reports, the failure stays readable (TeamCity's
+                # testIgnored message, json-report's longrepr).
+                "xfailed": ("skipped", _longrepr(item, entry, last), xfail_reason or "xfailed"),
                 "skipped": ("skipped", _skip_repr(item, entry["message"]), None),
             }.get(status, ("failed", _longrepr(item, entry, last), None))
             call = _report(item, "call", outcome, longrepr, duration, start, node)

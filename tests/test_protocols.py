@@ -405,3 +405,41 @@ def test_flow_reports_arrive_inside_the_runtest_protocol_like_a_tests(
         ("run-set.toml::search", runset, "skipped"),
         ("test_plain.py::test_plain", str(pytester.path / "test_plain.py"), "passed"),
     }
+
+
+def test_teamcity_messages_for_error_xfailed_and_xpassed_flows(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    write_runset(
+        """
+[[flows]]
+name = "missing"
+command = ["/nonexistent/program"]
+[[flows]]
+name = "known-bug"
+command = ["false"]
+xfail = "bug 12"
+[[flows]]
+name = "fixed"
+command = ["true"]
+xfail = "bug 13"
+"""
+    )
+    result = run(pytester, "--teamcity")
+    assert result.ret == 1, result.stdout.str()
+    per_flow: dict[str, list[tuple[str, dict[str, str]]]] = {}
+    for kind, attrs in teamcity_messages(result.stdout.str()):
+        if "name" in attrs:
+            per_flow.setdefault(attrs["name"].rsplit(".", 1)[-1], []).append((kind, attrs))
+    kinds = {name: [kind for kind, _ in events] for name, events in per_flow.items()}
+    assert kinds == {
+        "missing": ["testStarted", "testFailed", "testFinished"],
+        "known-bug": ["testStarted", "testIgnored", "testFinished"],
+        "fixed": ["testStarted", "testFinished"],
+    }
+    failed = per_flow["missing"][1][1]
+    assert failed["message"] == "test setup failed"
+    assert "/nonexistent/program" in failed["details"]
+    ignored = per_flow["known-bug"][1][1]
+    assert "bug 12" in ignored["message"]
+    assert "exit code 1" in ignored["message"]
