@@ -443,3 +443,22 @@ xfail = "bug 13"
     ignored = per_flow["known-bug"][1][1]
     assert "bug 12" in ignored["message"]
     assert "exit code 1" in ignored["message"]
+
+
+def test_a_plugin_that_answers_the_protocol_first_does_not_lose_a_flows_result(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    write_runset(FLOWS)
+    # A conftest registers after pytest-runset, so its tryfirst implementation is called first.
+    pytester.makeconftest(
+        """
+import pytest
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    return True
+"""
+    )
+    result = run(pytester, "--runset", "run-set.toml", "--runset-run-id", "first")
+    assert result.ret == 1, result.stdout.str()
+    result.assert_outcomes(passed=1, failed=1, skipped=2)
