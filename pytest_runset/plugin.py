@@ -136,6 +136,13 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
         default="10",
     )
     parser.addini(
+        "runset_live_status",
+        "show a live 'N running / M queued' line while flows run, when the terminal is a TTY "
+        "(default true; never on a pipe or in a CI log)",
+        type="bool",
+        default=True,
+    )
+    parser.addini(
         "runset_max_restarts",
         "how many times crashed or killed workers may be replaced (default 4 x workers)",
         default=None,
@@ -367,6 +374,16 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
         # Unstarted flows are a failure of the run even when nothing that ran failed.
         raise session.Failed(f"the run's global timeout of {loop.global_timeout:g}s expired")
     return True
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    """A flow's results arrive here from the run loop (see ``replay.through_protocol``)."""
+    if not isinstance(item, RunsetItem):
+        return None
+    from .replay import deliver_pending
+
+    return deliver_pending(item)
 
 
 def _leaser(flows: list[RunsetItem]) -> Any:

@@ -3,12 +3,17 @@
 Flows do not run through pytest's runtest protocol, so their outcome is turned into the
 setup/call/teardown :class:`pytest.TestReport` objects that the terminal, junitxml, ``--lf``
 and every other plugin expect, carrying the worker like pytest-xdist's reports do.
+
+The reports are still delivered from inside a ``pytest_runtest_protocol`` call for the flow
+(:func:`through_protocol`): plugins that wrap that hook to learn which test is running (VS
+Code's test adapter maps node ids to files there) see a flow exactly as they see a test.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +21,39 @@ import pytest
 
 if TYPE_CHECKING:
     from .collect import RunsetItem
+
+# The reports a flow's next ``pytest_runtest_protocol`` call delivers instead of running it.
+PENDING_REPORTS = pytest.StashKey[Callable[[], None]]()
+
+
+def through_protocol(item: RunsetItem, deliver: Callable[[], None]) -> None:
+    """Call ``deliver`` (which emits the flow's reports) inside the flow's runtest protocol.
+
+    The plugin's own ``pytest_runtest_protocol`` implementation (tryfirst) picks ``deliver`` up
+    and returns True, so pytest's runner never runs the item; hook wrappers run around it as
+    around any test. Should another implementation answer first, the reports are delivered
+    after it all the same.
+    """
+    item.stash[PENDING_REPORTS] = deliver
+    leftover: Callable[[], None] | None = None
+    try:
+        item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
+    finally:
+        leftover = item.stash.get(PENDING_REPORTS, None)
+        if leftover is not None:
+            del item.stash[PENDING_REPORTS]
+    if leftover is not None:
+        leftover()
+
+
+def deliver_pending(item: pytest.Item) -> bool | None:
+    """The plugin's ``pytest_runtest_protocol``: True when it delivered a flow's reports."""
+    deliver = item.stash.get(PENDING_REPORTS, None)
+    if deliver is None:
+        return None  # not a replay: pytest (or pytest-xdist's worker) runs the item
+    del item.stash[PENDING_REPORTS]
+    deliver()
+    return True
 
 
 @dataclass(frozen=True)
@@ -30,6 +68,41 @@ class WorkerNode:
     gateway: GatewayId
     # pytest prints this line above a failure of a report that has a ``node``.
     _workerinfocache: str = ""
+
+    def __repr__(self) -> str:
+        # Plugins that serialize reports (pytest-reportlog) fall back to repr() for ``node``.
+        return f"<runset worker {self.gateway.id}>"
+
+
+@dataclass(frozen=True)
+class FlowCrash:
+    """Where and why a flow failed, in one line: what pytest shows as a failure's "crash".
+
+    The short test summary, junitxml's ``message`` attribute, ``--tb=line`` and
+    pytest-json-report's ``crash`` read it, so they get one line instead of the whole text.
+    """
+
+    path: str
+    lineno: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.lineno}: {self.message}"
+
+
+class FlowFailure:
+    """A failed flow's ``longrepr``: the full text, plus its one-line :class:`FlowCrash`."""
+
+    def __init__(self, text: str, crash: FlowCrash) -> None:
+        self.text = text
+        self.reprcrash = crash
+
+    def toterminal(self, tw: Any) -> None:
+        for line in self.text.splitlines():
+            tw.line(line)
+
+    def __str__(self) -> str:
+        return self.text
 
 
 class Replay:
@@ -75,16 +148,18 @@ class Replay:
         sections = _sections(run_dir, entry)
         if status == "error":
             reports = [
-                _report(item, "setup", "failed", _longrepr(entry, last), 0.0, start, node),
+                _report(item, "setup", "failed", _longrepr(item, entry, last), 0.0, start, node),
                 _report(item, "teardown", "passed", None, 0.0, start, node),
             ]
         else:
             outcome, longrepr, wasxfail = {
                 "passed": ("passed", None, None),
                 "xpassed": ("passed", None, xfail_reason),
-                "xfailed": ("skipped", None, xfail_reason or "xfailed"),
+                # Like pytest's own xfailed reports, the failure stays readable (TeamCity's
+                # testIgnored message, json-report's longrepr).
+                "xfailed": ("skipped", _longrepr(item, entry, last), xfail_reason or "xfailed"),
                 "skipped": ("skipped", _skip_repr(item, entry["message"]), None),
-            }.get(status, ("failed", _longrepr(entry, last), None))
+            }.get(status, ("failed", _longrepr(item, entry, last), None))
             call = _report(item, "call", outcome, longrepr, duration, start, node)
             call.sections.extend(sections)
             if wasxfail is not None:
@@ -98,7 +173,24 @@ class Replay:
         reports[-1].user_properties.extend(props)
         for report in reports:
             self.hook.pytest_runtest_logreport(report=report)
+            if report.when == "call" or (report.when == "setup" and report.failed):
+                self._end_result_line(node, duration)
         self.hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+
+    def _end_result_line(self, node: WorkerNode | None, duration: float) -> None:
+        """Finish ``-v``'s ``[gw1] PASSED run-set.toml::login`` line with the flow's duration.
+
+        pytest leaves an xdist-style result line open until the next one starts; a flow's line
+        is closed at once instead, so a log follower sees it whole and the live status line
+        (:mod:`.progress`) starts on a fresh line.
+        """
+        if not self._verbose or node is None:
+            return
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is None or getattr(terminal, "currentfspath", None) != -2:
+            return  # the reporter did not print an xdist-style line for this report
+        terminal.write(_seconds(duration))
+        terminal.ensure_newline()
 
     def resumed(self, item: RunsetItem, entry: dict[str, Any], *, run_dir: str) -> None:
         """Reports for a flow that an earlier session of the same run already finished."""
@@ -113,13 +205,16 @@ class Replay:
             run_dir=run_dir,
         )
 
-    def skipped(self, item: RunsetItem, reason: str) -> None:
+    def skipped(
+        self, item: RunsetItem, reason: str, *, entry: dict[str, Any], run_dir: str
+    ) -> None:
         """Reports for a flow skipped before it ran (``skip`` key or skip markers)."""
         self.hook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         now = time.time()
         setup = _report(item, "setup", "skipped", _skip_repr(item, reason), 0.0, now, None)
         self.hook.pytest_runtest_logreport(report=setup)
         teardown = _report(item, "teardown", "passed", None, 0.0, now, None)
+        teardown.user_properties.extend(_properties(run_dir, entry))
         self.hook.pytest_runtest_logreport(report=teardown)
         self.hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
 
@@ -148,10 +243,16 @@ def _report(
     )
     if node is not None:
         report.node = node  # type: ignore[attr-defined]
+        # As on pytest-xdist's reports: serializers (reportlog, json) keep the worker.
+        report.worker_id = node.gateway.id  # type: ignore[attr-defined]
     return report
 
 
-def _longrepr(entry: dict[str, Any], last: dict[str, Any]) -> str:
+def _seconds(duration: float) -> str:
+    return f"{duration:.2f}s"
+
+
+def _longrepr(item: RunsetItem, entry: dict[str, Any], last: dict[str, Any]) -> FlowFailure:
     lines = [f"{entry['status']}: {entry['message']}".rstrip(": ")]
     # A browser step's full Playwright message, or a callable's traceback.
     details = str(last.get("details") or "").rstrip()
@@ -167,7 +268,9 @@ def _longrepr(entry: dict[str, Any], last: dict[str, Any]) -> str:
         lines.append(f"artifacts: {', '.join(entry['artifacts'])}")
     if entry.get("dir"):
         lines.append(f"flow directory: {entry['dir']}")
-    return "\n".join(lines)
+    path, lineno, _ = item.location
+    crash = FlowCrash(path, (lineno or 0) + 1, lines[0])
+    return FlowFailure("\n".join(lines), crash)
 
 
 def _skip_repr(item: RunsetItem, reason: str) -> tuple[str, int, str]:
@@ -177,6 +280,7 @@ def _skip_repr(item: RunsetItem, reason: str) -> tuple[str, int, str]:
 
 def _properties(run_dir: str, entry: dict[str, Any]) -> list[tuple[str, object]]:
     slug_dir = os.path.join(run_dir, entry["dir"]) if entry.get("dir") else ""
+    # Names are part of the contract (docs/ide-and-tools.md); CI dashboards key on them.
     return [
         ("runset_slug_dir", slug_dir),
         ("runset_attempts", entry["attempts"]),

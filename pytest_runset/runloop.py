@@ -28,7 +28,8 @@ from .leases import Leaser, lock_directory
 from .masking import mask_data
 from .placeholders import PlaceholderError, substitute
 from .pool import Event, Pool
-from .replay import Replay
+from .progress import Counts, LiveStatus, live_status
+from .replay import Replay, through_protocol
 from .report import build_report, iso_utc
 from .resources import acquire, needs_leases
 from .scheduler import Scheduler, Task
@@ -85,6 +86,8 @@ class FlowRunLoop:
         self.interrupted = False
         self.last_spawn_error = ""
         self.replay = Replay(self.config)
+        # The live status line (TTY only); hidden before every hook call, which may print.
+        self.status: LiveStatus | None = live_status(self.config)
         self.gate = InterruptGate()
         self.leaser = leaser
         self.fail_on_flaky = fail_on_flaky
@@ -112,6 +115,7 @@ class FlowRunLoop:
             with self.gate.installed():
                 self._run(others)
         except KeyboardInterrupt:
+            self._before_output()
             self.interrupted = True
             self._interrupt()
             raise
@@ -121,6 +125,7 @@ class FlowRunLoop:
                 for worker_id in sorted(self.browser_workers):
                     self._sweep_browser(worker_id)
             finally:
+                self._before_output()
                 self._stop_services()
 
     def _run(self, others: list[pytest.Item]) -> None:
@@ -164,6 +169,7 @@ class FlowRunLoop:
             self.pool.start()
             self._start_services()
         for other, nextitem in _pairs(others):
+            self._before_output()
             self.hook.pytest_runtest_protocol(item=other, nextitem=nextitem)
             self._check_stop()
             self._pump(block=False)
@@ -241,6 +247,7 @@ class FlowRunLoop:
         # otherwise tear (an event taken off the queue but not recorded, say).
         with self.gate.critical():
             self._dispatch()
+            self._show_status()
             timeout = self._next_wakeup() if block else 0.0
             try:
                 event = self.pool.events.get(timeout=timeout)
@@ -256,6 +263,26 @@ class FlowRunLoop:
             self._check_services()
             self._check_backstops()
             self._check_stop()
+            self._show_status()
+
+    # -- live status -----------------------------------------------------------------------
+    def _show_status(self) -> None:
+        if self.status is None:
+            return
+        done = sum(1 for state in self.states.values() if state.entry is not None)
+        self.status.show(
+            Counts(
+                running=len(self.scheduler.running),
+                queued=self.scheduler.pending_count,
+                done=done,
+                total=len(self.states),
+            )
+        )
+
+    def _before_output(self) -> None:
+        """Erase the live status: a hook (pytest's terminal, any plugin) may print next."""
+        if self.status is not None:
+            self.status.hide()
 
     def _check_global_timeout(self) -> None:
         """At the run's deadline: start nothing more and stop what runs, as ``timeout``."""
@@ -325,6 +352,7 @@ class FlowRunLoop:
                 continue
             if not state.logstarted:
                 state.logstarted = True
+                self._before_output()
                 self.replay.logstart(state.item)
 
     def _lease_wait_limit(self, key: str) -> float:
@@ -541,34 +569,49 @@ class FlowRunLoop:
         state.entry = entry
         # Durable first: once pytest (and the user) hear of it, the journal has it.
         state.run.directory.journal({"event": "flow", **entry})
+        self._before_output()
         self.hook.pytest_runset_flow_finished(config=self.config, result=entry)
         if not state.logstarted:
             state.logstarted = True
             self.replay.logstart(state.item)
-        self.replay.finished(
+        through_protocol(
             state.item,
-            status=status,
-            entry=entry,
-            last=last,
-            xfail_reason=xfail.reason if xfail else "",
-            worker_id=state.worker_id,
-            run_dir=state.run.run_dir,
+            functools.partial(
+                self.replay.finished,
+                state.item,
+                status=status,
+                entry=entry,
+                last=last,
+                xfail_reason=xfail.reason if xfail else "",
+                worker_id=state.worker_id,
+                run_dir=state.run.run_dir,
+            ),
         )
 
     def _resumed(self, state: FlowState, entry: dict[str, Any]) -> None:
         """A flow an earlier session of this run finished: reported again, never re-run."""
         state.entry = entry
         state.run.entries[state.flow.slug] = entry
+        self._before_output()
         self.hook.pytest_runset_flow_finished(config=self.config, result=entry)
-        self.replay.resumed(state.item, entry, run_dir=state.run.run_dir)
+        through_protocol(
+            state.item,
+            functools.partial(self.replay.resumed, state.item, entry, run_dir=state.run.run_dir),
+        )
 
     def _skip(self, state: FlowState, reason: str) -> None:
         entry = unstarted_entry(state, "skipped", reason)
         state.entry = entry
         state.run.directory.journal({"event": "flow", **entry})
         state.run.entries[state.flow.slug] = entry
+        self._before_output()
         self.hook.pytest_runset_flow_finished(config=self.config, result=entry)
-        self.replay.skipped(state.item, reason)
+        through_protocol(
+            state.item,
+            functools.partial(
+                self.replay.skipped, state.item, reason, entry=entry, run_dir=state.run.run_dir
+            ),
+        )
 
     # -- stopping --------------------------------------------------------------------------
     def _interrupt(self) -> None:
@@ -620,6 +663,7 @@ class FlowRunLoop:
 
     def write_reports(self) -> None:
         """One ``report.json`` per run-set; a second Ctrl-C cannot cut this short."""
+        self._before_output()
         with sigint_ignored():
             self._write_reports()
 
