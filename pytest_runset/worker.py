@@ -120,10 +120,22 @@ class Worker:
             result["warnings"].append(
                 f"killed {leftovers} leftover process(es) still carrying the flow's cookie"
             )
+        transfer = spec.get("transfer")
+        names: list[str] = []
+        if transfer:
+            result, names = _plan_transfer(spec["flow_dir"], transfer, result)
         try:
             _write_json(os.path.join(spec["flow_dir"], "result.json"), result)
         except OSError as exc:
             result["warnings"].append(f"could not write result.json: {exc}")
+        if transfer:
+            # A remote flow's files go back to the controller's run directory, then go here.
+            from pytest_runset.transfer import remove_tree, send_files
+
+            failed = send_files(spec["flow_dir"], ["result.json", *names], self.send)
+            if failed:
+                result["warnings"].append(f"could not send: {', '.join(failed)}")
+            remove_tree(spec["flow_dir"])
         with self.lock:
             self.control = None
         if result.get("retire"):
@@ -195,6 +207,53 @@ class Worker:
             elif event == "stop":
                 self.abandon("worker stopped")
                 return
+
+
+def _plan_transfer(
+    flow_dir: str, transfer: dict[str, Any], result: dict[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """The result as the controller will see it (its paths) and the files to send."""
+    from pytest_runset.transfer import list_files, map_paths
+
+    result = map_paths(result, [(old, new) for old, new in transfer["map_back"]])
+    kept, skipped = list_files(flow_dir, int(transfer["max_bytes"]))
+    if skipped:
+        result["skipped_artifacts"] = skipped
+        result["warnings"].append(
+            f"{len(skipped)} file(s) not brought back from {transfer['host']}: "
+            + ", ".join(skipped)
+        )
+        kept_names = {name for name, _size in kept}
+        result["artifacts"] = [a for a in result["artifacts"] if a in kept_names]
+    return result, [name for name, _size in kept if name != "result.json"]
+
+
+def _probe(remote: bool) -> dict[str, Any]:
+    """What the controller checks before it sends flows: versions, host, a scratch dir."""
+    from pytest_runset import __version__
+
+    info: dict[str, Any] = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "python": platform.python_version(),
+        # Test-only: makes this gateway look like another release (docs/scaling-out.md).
+        "version": os.environ.get("RUNSET_TEST_FAKE_VERSION") or __version__,
+        "playwright": None,
+    }
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            info["playwright"] = version("playwright")
+        except PackageNotFoundError:
+            pass
+    except ImportError:
+        pass
+    if remote:
+        import tempfile
+
+        info["scratch"] = tempfile.mkdtemp(prefix="runset-")
+    return info
 
 
 def _with_sidecar(
@@ -299,20 +358,15 @@ def main(channel: Any) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     except (ValueError, OSError):
         pass
-    from pytest_runset import __version__
+    info = _probe(bool(init.get("remote")))
+    channel.send(("ready", info))
+    try:
+        Worker(channel).serve()
+    finally:
+        if info.get("scratch"):
+            import shutil
 
-    channel.send(
-        (
-            "ready",
-            {
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "python": platform.python_version(),
-                "version": __version__,
-            },
-        )
-    )
-    Worker(channel).serve()
+            shutil.rmtree(info["scratch"], ignore_errors=True)
 
 
 if __name__ == "__channelexec__":

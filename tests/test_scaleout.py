@@ -1,0 +1,339 @@
+"""Flows on other hosts through execnet gateways: ssh, via a proxy, socket servers, refusals.
+
+A real sshd on 127.0.0.1 (``ssh_support``) stands in for two build hosts; the remote side
+keeps its flow directories in a scratch dir of its own and sends the files back, so the run
+directory must look exactly as after a local run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import execnet
+import pytest
+from ssh_support import HOSTS, Sshd, needs_sshd, running_sshd
+
+from conftest import TREE_SCRIPT, flows_by_name, load_report
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    with running_sshd(tmp_path_factory.mktemp("sshd")) as daemon:
+        yield daemon
+
+
+# Run-specific names that differ between two runs of the same run-set.
+_RUN_SPECIFIC = {"run.lock"}
+
+ARTIFACT_FLOW = (
+    "import os, pathlib; d = pathlib.Path(os.environ['RUNSET_FLOW_DIR']);"
+    "(d / 'shots').mkdir(); (d / 'shots' / 'a.txt').write_text('artifact');"
+    "(d / 'note.txt').write_text(os.environ['RUNSET_FLOW_DIR']); print('hello from', os.getcwd())"
+)
+
+
+def _mixed_runset(write_runset: Callable[..., Path]) -> Path:
+    python = json.dumps(sys.executable)
+    return write_runset(
+        f"""
+[runset]
+name = "scale"
+[[flows]]
+name = "artifacts"
+command = [{python}, "-c", {json.dumps(ARTIFACT_FLOW)}]
+[[flows]]
+name = "fails"
+command = [{python}, "-c", "import sys; print('oops', file=sys.stderr); sys.exit(3)"]
+[[flows]]
+name = "passes"
+command = [{python}, "-c", "print('ok')"]
+[[flows]]
+name = "shell"
+shell = true
+command = "echo $RUNSET_SLUG > \\"$RUNSET_FLOW_DIR/slug.txt\\""
+"""
+    )
+
+
+def _tree(run_dir: Path) -> list[str]:
+    return sorted(
+        str(path.relative_to(run_dir))
+        for path in run_dir.rglob("*")
+        if path.name not in _RUN_SPECIFIC
+    )
+
+
+def _ssh_tx(sshd: Sshd, *extra: str) -> list[str]:
+    args: list[str] = []
+    for host in HOSTS:
+        args += ["--runset-tx", sshd.spec(host, *extra)]
+    return args
+
+
+@needs_sshd
+def test_a_run_over_ssh_gateways_matches_a_local_run(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path], sshd: Sshd
+) -> None:
+    _mixed_runset(write_runset)
+    common = ["--runset", "run-set.toml", "-p", "no:cacheprovider", "-v"]
+    local = pytester.runpytest_subprocess(*common, "--runset-run-id", "local", "-n", "2")
+    remote = pytester.runpytest_subprocess(*common, "--runset-run-id", "remote", *_ssh_tx(sshd))
+    assert local.ret == remote.ret == 1
+    results = pytester.path / "runset-results"
+    local_report = load_report(results / "local")
+    remote_report = load_report(results / "remote")
+    statuses = {name: flow["status"] for name, flow in flows_by_name(local_report).items()}
+    assert statuses == {name: flow["status"] for name, flow in flows_by_name(remote_report).items()}
+    assert statuses["fails"] == "failed"
+    assert _tree(results / "local") == _tree(results / "remote")
+    workers = {flow["worker"] for flow in remote_report["flows"]}
+    assert workers <= {"gw0@runset-a", "gw1@runset-b"}
+    assert remote_report["workers"] == 2
+    remote.stdout.fnmatch_lines(["*[[]gw?@runset-?[]]*run-set.toml::*"])
+    # The files came back with their content, and paths in them are the controller's.
+    flow_dir = results / "remote" / "artifacts"
+    assert (flow_dir / "shots" / "a.txt").read_text() == "artifact"
+    result = json.loads((flow_dir / "result.json").read_text())
+    assert result["status"] == "passed"
+    assert (flow_dir / "stdout.log").read_text().strip().startswith("hello from")
+    assert (results / "remote" / "shell" / "slug.txt").read_text().strip() == "shell"
+    # The failing flow's stderr tail reached the report like a local one's.
+    fails = flows_by_name(remote_report)["fails"]
+    assert "oops" in json.dumps(fails)
+    # Nothing stays behind in the hosts' scratch directories.
+    leftovers = [p for p in Path("/tmp").glob("runset-*/remote") if p.exists()]
+    assert leftovers == []
+
+
+@needs_sshd
+def test_a_remote_flow_that_times_out_is_killed_on_its_host(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path], sshd: Sshd
+) -> None:
+    (pytester.path / "tree.py").write_text(TREE_SCRIPT)
+    write_runset(
+        f"""
+[[flows]]
+name = "hangs"
+command = [{json.dumps(sys.executable)}, "tree.py"]
+timeout = "3s"
+kill_grace = "1s"
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "--runset",
+        "run-set.toml",
+        "--runset-run-id",
+        "sshtimeout",
+        "-p",
+        "no:cacheprovider",
+        "--runset-tx",
+        sshd.spec(HOSTS[0]),
+    )
+    assert result.ret == 1
+    report = load_report(pytester.path / "runset-results" / "sshtimeout")
+    flow = report["flows"][0]
+    assert flow["status"] == "timeout", flow
+    assert flow["worker"] == "gw0@runset-a"
+    # The tree's files were written on the remote host and came back.
+    flow_dir = pytester.path / "runset-results" / "sshtimeout" / "hangs"
+    assert (flow_dir / "cookie").read_text().startswith("sshtimeout.")
+    # A cookie scan on that host, through a gateway of the same kind, finds nothing.
+    gateway = execnet.makegateway(sshd.spec(HOSTS[0]))
+    try:
+        channel = gateway.remote_exec(
+            """
+import os
+needle = b"RUNSET_FLOW_ID=sshtimeout."
+found = []
+for entry in os.listdir("/proc"):
+    if entry.isdigit():
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                if any(v.startswith(needle) for v in handle.read().split(b"\\0")):
+                    with open(f"/proc/{entry}/stat", "rb") as stat:
+                        state = stat.read().rsplit(b")", 1)[1].split()[0]
+                    if state not in (b"Z", b"X"):
+                        found.append(int(entry))
+        except OSError:
+            pass
+channel.send(found)
+"""
+        )
+        assert channel.receive(timeout=60) == []
+    finally:
+        gateway.exit()
+
+
+@needs_sshd
+def test_a_gateway_of_another_release_is_refused_and_the_others_run(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path], sshd: Sshd
+) -> None:
+    _mixed_runset(write_runset)
+    result = pytester.runpytest_subprocess(
+        "--runset",
+        "run-set.toml",
+        "--runset-run-id",
+        "refusal",
+        "-p",
+        "no:cacheprovider",
+        "--runset-tx",
+        sshd.spec(HOSTS[0], "env:RUNSET_TEST_FAKE_VERSION=0.0.0-other"),
+        "--runset-tx",
+        sshd.spec(HOSTS[1]),
+    )
+    result.stdout.fnmatch_lines(
+        ["runset: gateway refused: gw0@runset-a: pytest-runset 0.0.0-other on *, but * here*"]
+    )
+    report = load_report(pytester.path / "runset-results" / "refusal")
+    flows = flows_by_name(report)
+    assert {flow["worker"] for flow in flows.values()} == {"gw1@runset-b"}
+    assert flows["passes"]["status"] == "passed"
+    assert flows["fails"]["status"] == "failed"
+
+
+def test_when_every_gateway_is_refused_the_run_says_why(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    _mixed_runset(write_runset)
+    result = pytester.runpytest_subprocess(
+        "--runset",
+        "run-set.toml",
+        "--runset-run-id",
+        "allrefused",
+        "-p",
+        "no:cacheprovider",
+        "--runset-tx",
+        "2*popen//env:RUNSET_TEST_FAKE_VERSION=9.9.9",
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "runset: gateway refused: gw?: pytest-runset 9.9.9 on *",
+            "*no gateway can run flows (gw?: pytest-runset 9.9.9 on *",
+        ]
+    )
+    report = load_report(pytester.path / "runset-results" / "allrefused")
+    assert {flow["status"] for flow in report["flows"]} == {"not_run"}
+    assert "pytest-runset 9.9.9" in report["flows"][0]["message"]
+
+
+def test_flows_run_through_a_proxy_and_on_a_socket_server_it_installs(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    _mixed_runset(write_runset)
+    result = pytester.runpytest_subprocess(
+        "--runset",
+        "run-set.toml",
+        "--runset-run-id",
+        "proxied",
+        "-p",
+        "no:cacheprovider",
+        "--runset-px",
+        "popen//id=hop",
+        "--runset-tx",
+        "popen//via=hop",
+        "--runset-tx",
+        "socket//installvia=hop",
+    )
+    assert result.ret == 1
+    run_dir = pytester.path / "runset-results" / "proxied"
+    flows = flows_by_name(load_report(run_dir))
+    assert flows["passes"]["status"] == "passed"
+    assert flows["fails"]["status"] == "failed"
+    assert flows["artifacts"]["status"] == "passed"
+    assert (run_dir / "artifacts" / "shots" / "a.txt").read_text() == "artifact"
+    assert {flow["worker"] for flow in flows.values()} <= {"gw0", "gw1@localhost"}
+    assert "WARNING" not in result.stdout.str()
+
+
+def test_a_socket_gateway_beyond_loopback_is_warned_about(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    _mixed_runset(write_runset)
+    # --collect-only: the warning comes at configure time, and nothing connects anywhere.
+    result = pytester.runpytest_subprocess(
+        "--runset",
+        "run-set.toml",
+        "--collect-only",
+        "-p",
+        "no:cacheprovider",
+        "--runset-tx",
+        "socket=192.0.2.10:8888",
+        "--runset-tx",
+        "socket=127.0.0.1:8888",
+    )
+    assert result.ret == 0
+    output = result.stdout.str()
+    assert "socket=192.0.2.10:8888: an execnet socket server off this machine runs any code" in (
+        output
+    )
+    assert "socket=127.0.0.1:8888: an" not in output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--runset-tx", "2*nope=1"], "--runset-tx 'nope=1': unknown key 'nope'"),
+        (["--runset-tx", "popen//via=jump"], "no --runset-px gateway with id 'jump'"),
+        (["--runset-tx", "0*popen"], "the multiplier must be at least 1"),
+        (["--runset-tx", "2*popen", "--runset-workers", "3"], "--runset-workers 3 conflicts"),
+        (["--runset-remote-root", "relative/dir"], "must be an absolute path"),
+    ],
+)
+def test_bad_gateway_options_are_one_line_usage_errors(
+    pytester: pytest.Pytester,
+    write_runset: Callable[..., Path],
+    args: list[str],
+    message: str,
+) -> None:
+    _mixed_runset(write_runset)
+    result = pytester.runpytest_subprocess(
+        "--runset", "run-set.toml", "-p", "no:cacheprovider", *args
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
+    assert len(errors) == 1, result.stderr.str()
+    assert message in errors[0]
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_tx_in_the_runset_file_sets_the_gateways(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    python = json.dumps(sys.executable)
+    write_runset(
+        f"""
+[runset]
+tx = ["3*popen"]
+[[flows]]
+name = "one"
+command = [{python}, "-c", "pass"]
+[[flows]]
+name = "two"
+command = [{python}, "-c", "pass"]
+[[flows]]
+name = "three"
+command = [{python}, "-c", "pass"]
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "--runset", "run-set.toml", "--runset-run-id", "fromfile", "-p", "no:cacheprovider"
+    )
+    assert result.ret == 0
+    assert load_report(pytester.path / "runset-results" / "fromfile")["workers"] == 3
+
+
+def test_a_bad_tx_in_the_runset_file_names_file_and_field(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    write_runset('[runset]\ntx = ["ssh"]\n[[flows]]\nname = "x"\ncommand = ["true"]\n')
+    result = pytester.runpytest_subprocess("--runset", "run-set.toml", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    text = result.stderr.str()
+    assert "run-set.toml" in text
+    assert "tx" in text
+    assert "ssh needs a host" in text
+    assert "Traceback" not in text
