@@ -8,15 +8,20 @@ directory must look exactly as after a local run.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import execnet
 import pytest
-from ssh_support import HOSTS, Sshd, needs_sshd, running_sshd
+from browser_support import serve_example_app
+from ssh_support import HOSTS, Sshd, free_port, needs_sshd, running_sshd
 
-from conftest import TREE_SCRIPT, flows_by_name, load_report
+from conftest import TREE_SCRIPT, flows_by_name, load_report, wait_for
+from pytest_runset.runners.browser import CHROMIUM_FLAGS, find_system_chromium
 
 
 @pytest.fixture(scope="module")
@@ -337,3 +342,173 @@ def test_a_bad_tx_in_the_runset_file_names_file_and_field(
     assert "tx" in text
     assert "ssh needs a host" in text
     assert "Traceback" not in text
+
+
+# -- remote browsers -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def playwright_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``playwright launch-server`` on 127.0.0.1 with the system Chromium; yields its ws URL."""
+    base = tmp_path_factory.mktemp("pwserver")
+    port = free_port()
+    config = base / "server.json"
+    config.write_text(
+        json.dumps(
+            {
+                "host": "127.0.0.1",
+                "port": port,
+                "wsPath": "/runset",
+                "headless": True,
+                "executablePath": find_system_chromium(),
+                "args": list(CHROMIUM_FLAGS),
+            }
+        )
+    )
+    log = (base / "server.log").open("w+b")
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "playwright", "launch-server"),
+            *("--browser", "chromium", "--config", str(config)),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        assert wait_for(lambda: b"ws://" in (base / "server.log").read_bytes(), 120), (
+            base / "server.log"
+        ).read_text()
+        url = (base / "server.log").read_text().split("ws://", 1)[1].split()[0]
+        assert url.startswith(f"127.0.0.1:{port}/")
+        yield f"ws://{url}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def app_url() -> Iterator[str]:
+    yield from serve_example_app()
+
+
+BROWSER_FLOWS = """
+[[flows]]
+name = "login"
+browser = true
+steps = [
+  { goto = "/login" },
+  { expect_title = "Sign in - Example Shop" },
+]
+[[flows]]
+name = "broken"
+browser = true
+steps = [
+  { goto = "/login" },
+  { expect_visible = "#missing", timeout = 0.5 },
+]
+"""
+
+
+def test_browser_flows_use_a_playwright_server_through_the_endpoint(
+    pytester: pytest.Pytester,
+    write_runset: Callable[..., Path],
+    playwright_server: str,
+    app_url: str,
+) -> None:
+    write_runset(BROWSER_FLOWS)
+    result = pytester.runpytest_subprocess(
+        "--runset",
+        "run-set.toml",
+        "--runset-run-id",
+        "endpoint",
+        "-p",
+        "no:cacheprovider",
+        "-n",
+        "2",
+        "--runset-base-url",
+        app_url,
+        "--runset-browser-endpoint",
+        playwright_server,
+    )
+    assert result.ret == 1
+    run_dir = pytester.path / "runset-results" / "endpoint"
+    flows = flows_by_name(load_report(run_dir))
+    assert flows["login"]["status"] == "passed", flows["login"]
+    assert flows["broken"]["status"] == "failed", flows["broken"]
+    # The failure's screenshot and trace came over the connection into the flow dir.
+    artifacts = flows["broken"]["artifacts"]
+    assert any(path.endswith(".png") for path in artifacts), artifacts
+    assert any(path.endswith("trace.zip") for path in artifacts), artifacts
+    result_json = json.loads((run_dir / "login" / "result.json").read_text())
+    assert playwright_server in json.dumps(result_json)
+
+
+def test_a_server_that_refuses_the_client_version_is_shown_in_one_line(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path], app_url: str
+) -> None:
+    # Another Playwright release cannot be installed here: a server answering the upgrade the
+    # way a mismatched Playwright server does (HTTP 428 and its explanation) stands in for it.
+    message = "Playwright version mismatch:\\n  - server version: v1.0\\n  - client version: v9"
+    server = (
+        "import http.server, sys\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        f"        body = '{message}'.encode()\n"
+        "        self.send_response(428)\n"
+        "        self.send_header('Content-Length', str(len(body)))\n"
+        "        self.end_headers()\n"
+        "        self.wfile.write(body)\n"
+        "s = http.server.HTTPServer(('127.0.0.1', 0), H)\n"
+        "print(s.server_address[1], flush=True)\n"
+        "s.serve_forever()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", server], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        write_runset(BROWSER_FLOWS.split('[[flows]]\nname = "broken"', maxsplit=1)[0])
+        result = pytester.runpytest_subprocess(
+            "--runset",
+            "run-set.toml",
+            "--runset-run-id",
+            "mismatch",
+            "-p",
+            "no:cacheprovider",
+            "--runset-base-url",
+            app_url,
+            "--runset-browser-endpoint",
+            f"ws://127.0.0.1:{port}/",
+        )
+    finally:
+        proc.kill()
+        proc.wait()
+    assert result.ret == 1
+    flow = load_report(pytester.path / "runset-results" / "mismatch")["flows"][0]
+    assert flow["status"] == "error"
+    assert "\n" not in flow["message"]
+    assert f"cannot connect to the browser at ws://127.0.0.1:{port}/" in flow["message"]
+    assert "428" in flow["message"]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "problem"),
+    [
+        ("http://127.0.0.1:9222", "not a ws:// or wss:// Playwright server URL"),
+        ("cdp+ftp://x", "cdp+ must be followed by an http(s):// or ws(s):// URL"),
+    ],
+)
+def test_a_bad_browser_endpoint_is_a_usage_error(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path], endpoint: str, problem: str
+) -> None:
+    write_runset(BROWSER_FLOWS)
+    result = pytester.runpytest_subprocess(
+        "--runset", "run-set.toml", "-p", "no:cacheprovider", "--runset-browser-endpoint", endpoint
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert problem in result.stderr.str()
