@@ -103,6 +103,7 @@ class FlowRunLoop:
         self.restarts_exhausted = False
         # Slots whose gateway was refused (another release or Python): never replaced.
         self.refused: set[int] = set()
+        self.markers: list[Path] = []
         for item in items:
             state = FlowState(item=item, run=runs[str(item.runset.path)])
             self.states[item.nodeid] = state
@@ -131,6 +132,8 @@ class FlowRunLoop:
                     self._sweep_browser(worker_id)
             finally:
                 self._stop_services()
+                for marker in self.markers:
+                    marker.unlink(missing_ok=True)
 
     def _run(self, others: list[pytest.Item]) -> None:
         to_run: list[str] = []
@@ -406,6 +409,9 @@ class FlowRunLoop:
         if not handle.scratch:
             raise AttemptError(f"{handle.worker_id} reported no scratch directory")
         handle.receiver = Receiver(str(spec["flow_dir"]), self.scaleout.max_bytes)
+        if state.ports:
+            # Ports are host-local: the worker holds them on its host as well.
+            spec = {**spec, "host_ports": {"ports": state.ports, "marker": self._marker()}}
         return remote_spec(
             spec,
             host=str(handle.host),
@@ -520,6 +526,15 @@ class FlowRunLoop:
     @property
     def no_usable_gateway(self) -> bool:
         return bool(self.refused) and len(self.refused) >= self.workers
+
+    def _marker(self) -> str:
+        """A file in the controller's lock directory that tells a worker on the same host (or
+        sharing the directory) that the controller's port leases already hold there."""
+        marker = self._lock_dir() / f"controller-{self.run_id}-{os.getpid()}.marker"
+        if not marker.exists():
+            marker.touch()
+            self.markers.append(marker)
+        return marker.name
 
     def _say(self, line: str) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")

@@ -48,6 +48,7 @@ class Worker:
         self.parent = os.getppid()
         # Set when a flow's code got stuck for good: the controller replaces this worker.
         self.retired = False
+        self.port_locks: list[int] = []
 
     # -- running one flow -------------------------------------------------------------------
     def start_flow(self, spec: dict[str, Any]) -> None:
@@ -87,7 +88,10 @@ class Worker:
 
             runner = importlib.import_module(RUNNERS[spec["kind"]])
             sidecar = spec.get("sidecar")
-            if sidecar:
+            problem = self._hold_host_ports(spec)
+            if problem is not None:
+                result = {"status": "error", "exit_code": None, "message": problem}
+            elif sidecar:
                 result = _with_sidecar(sidecar, spec, control, lambda: runner.run(spec, control))
             else:
                 result = runner.run(spec, control)
@@ -101,6 +105,7 @@ class Worker:
 
         # Whatever happened, nothing of this flow may keep running into the next one.
         leftovers = sweep_cookie(spec["flow_id"])
+        self._release_host_ports()
         result.setdefault("metrics", {})
         result.setdefault("artifacts", [])
         result.setdefault("warnings", [])
@@ -141,6 +146,24 @@ class Worker:
         if result.get("retire"):
             self.retired = True
         self.send("finished", result)
+
+    def _hold_host_ports(self, spec: dict[str, Any]) -> str | None:
+        """A remote flow's ports, held on this host while it runs (see hostports.py)."""
+        ports = spec.get("host_ports")
+        if not ports:
+            return None
+        from pytest_runset.hostports import hold_ports
+
+        self.port_locks, problem = hold_ports(
+            [int(port) for port in ports["ports"]], str(ports["marker"])
+        )
+        return problem
+
+    def _release_host_ports(self) -> None:
+        if self.port_locks:
+            from pytest_runset.hostports import release
+
+            release(self.port_locks)
 
     def cancel(self, reason: str, status: str = "interrupted") -> None:
         with self.lock:

@@ -512,3 +512,61 @@ def test_a_bad_browser_endpoint_is_a_usage_error(
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert problem in result.stderr.str()
+
+
+PORT_PROBE = (
+    "import fcntl, os, pathlib, sys;"
+    "port = os.environ['RUNSET_PORT'];"
+    "lock = pathlib.Path(sys.argv[1]) / f'port-{port}.lock';"
+    "fd = os.open(lock, os.O_RDWR);"
+    "held = False\n"
+    "try:\n fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+    "except OSError:\n held = True\n"
+    "pathlib.Path(os.environ['RUNSET_FLOW_DIR'], 'held').write_text(f'{port} {held}')"
+)
+
+
+@needs_sshd
+def test_a_remote_flow_holds_its_ports_on_its_own_host(
+    pytester: pytest.Pytester,
+    write_runset: Callable[..., Path],
+    sshd: Sshd,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The controller keeps its leases in a directory of its own; the "remote" host (the ssh
+    # session, without RUNSET_LOCK_DIR) uses its default one, as another machine would.
+    monkeypatch.setenv("RUNSET_LOCK_DIR", str(pytester.path / "controller-locks"))
+    import tempfile
+
+    host_dir = Path(tempfile.gettempdir()) / f"pytest-runset-{os.getuid()}"
+    (pytester.path / "probe.py").write_text(PORT_PROBE)
+    write_runset(
+        f"""
+[[flows]]
+name = "ports"
+ports = 1
+command = [{json.dumps(sys.executable)}, "probe.py", "{host_dir}"]
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "--runset",
+        "run-set.toml",
+        "--runset-run-id",
+        "ports",
+        "-p",
+        "no:cacheprovider",
+        "--runset-tx",
+        sshd.spec(HOSTS[0]),
+    )
+    assert result.ret == 0, result.stdout.str()
+    port, held = (pytester.path / "runset-results" / "ports" / "ports" / "held").read_text().split()
+    assert held == "True"
+    assert 20000 <= int(port) <= 29999
+    # Released with the flow.
+    fd = os.open(host_dir / f"port-{port}.lock", os.O_RDWR)
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
