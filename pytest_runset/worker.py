@@ -49,6 +49,8 @@ class Worker:
         # Set when a flow's code got stuck for good: the controller replaces this worker.
         self.retired = False
         self.port_locks: list[int] = []
+        # A remote gateway's directory for flow dirs while they run (removed when it exits).
+        self.scratch: str | None = None
 
     # -- running one flow -------------------------------------------------------------------
     def start_flow(self, spec: dict[str, Any]) -> None:
@@ -190,6 +192,12 @@ class Worker:
             sweep_cookie(cookie)
         self.shutdown_runners()
 
+    def remove_scratch(self) -> None:
+        if self.scratch:
+            import shutil
+
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
     def shutdown_runners(self) -> None:
         """Close what runners keep between flows (a warm browser)."""
         from pytest_runset.runners import shutdown_runners
@@ -209,6 +217,7 @@ class Worker:
             time.sleep(_PARENT_POLL_S)
             if os.getppid() != self.parent:
                 self.abandon("controller process died")
+                self.remove_scratch()
                 os._exit(3)
 
     def serve(self) -> None:
@@ -383,13 +392,12 @@ def main(channel: Any) -> None:
         pass
     info = _probe(bool(init.get("remote")))
     channel.send(("ready", info))
+    worker = Worker(channel)
+    worker.scratch = info.get("scratch")
     try:
-        Worker(channel).serve()
+        worker.serve()
     finally:
-        if info.get("scratch"):
-            import shutil
-
-            shutil.rmtree(info["scratch"], ignore_errors=True)
+        worker.remove_scratch()
 
 
 if __name__ == "__channelexec__":

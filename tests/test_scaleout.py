@@ -20,7 +20,7 @@ import pytest
 from browser_support import serve_example_app
 from ssh_support import HOSTS, Sshd, free_port, needs_sshd, running_sshd
 
-from conftest import TREE_SCRIPT, flows_by_name, load_report, wait_for
+from conftest import TREE_SCRIPT, flows_by_name, load_report, processes_with_cookie_prefix, wait_for
 from pytest_runset.runners.browser import CHROMIUM_FLAGS, find_system_chromium
 
 
@@ -570,3 +570,38 @@ command = [{json.dumps(sys.executable)}, "probe.py", "{host_dir}"]
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:
         os.close(fd)
+
+
+@needs_sshd
+def test_a_killed_controller_takes_its_remote_flows_with_it(
+    pytester: pytest.Pytester,
+    write_runset: Callable[..., Path],
+    sshd: Sshd,
+    spawn_pytest: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    (pytester.path / "tree.py").write_text(TREE_SCRIPT)
+    write_runset(
+        f"""
+[[flows]]
+name = "hangs"
+command = [{json.dumps(sys.executable)}, "tree.py"]
+timeout = "10m"
+"""
+    )
+    run_id = f"sshkill{os.getpid()}"
+    proc = spawn_pytest(
+        "--runset", "run-set.toml", "--runset-run-id", run_id, "--runset-tx", sshd.spec(HOSTS[0])
+    )
+    import tempfile
+
+    scratch = Path(tempfile.gettempdir())
+    # The flow dir lives in the host's scratch dir while the flow runs.
+    assert wait_for(lambda: any(scratch.glob(f"runset-*/{run_id}/hangs/started")), 120)
+    assert processes_with_cookie_prefix(f"{run_id}.")
+    proc.kill()
+    proc.wait()
+    assert wait_for(lambda: not processes_with_cookie_prefix(f"{run_id}."), 60), (
+        processes_with_cookie_prefix(f"{run_id}.")
+    )
+    # The worker went too, and took its scratch dir with it.
+    assert wait_for(lambda: not any(scratch.glob(f"runset-*/{run_id}")), 60)
