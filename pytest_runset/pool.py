@@ -147,7 +147,9 @@ class Pool:
                 problem = version_problem(data)
                 if problem is not None:
                     kind, data = "refused", {"error": f"{handle.worker_id}: {problem}"}
-                    threading.Thread(target=_quiet_exit, args=(handle.gateway,)).start()
+                    threading.Thread(
+                        target=_quiet_exit, args=(handle.gateway,), daemon=True
+                    ).start()
                 else:
                     handle.pid = data.get("pid")
                     handle.scratch = data.get("scratch")

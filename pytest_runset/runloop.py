@@ -489,7 +489,7 @@ class FlowRunLoop:
         now = time.monotonic()
         for slot, task in list(self.scheduler.running.items()):
             state = self.states[task.key]
-            if now < state.backstop:
+            if now < state.backstop or self._receiving(slot, now):
                 continue
             # The worker did not answer in time: stop trusting it.
             timeout = self.timeout_override or state.flow.timeout_s
@@ -500,6 +500,12 @@ class FlowRunLoop:
                 f"timeout after {timeout:g}s (worker {state.worker_id} unresponsive; killed)",
             )
             self._replace(slot)
+
+    def _receiving(self, slot: int, now: float) -> bool:
+        """A remote flow's files still arriving (a large transfer may outlast the backstop)."""
+        receiver = self.pool.workers[slot].receiver
+        last = receiver.last_chunk_at if receiver is not None else None
+        return last is not None and now - last < self.backstop_margin
 
     def _abandon(self, slot: int, task: Task, status: str, message: str) -> None:
         """End the attempt on ``slot`` without its worker: kill the gateway, sweep the flow's

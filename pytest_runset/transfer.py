@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -153,11 +154,14 @@ class Receiver:
         self.destination = destination
         self.max_bytes = max_bytes
         self.received = 0
+        # When the last chunk arrived: a flow whose files are still coming is not stuck.
+        self.last_chunk_at: float | None = None
         self.problems: list[str] = []
         self._refused: set[str] = set()
 
     def write(self, name: object, data: object, first: object) -> None:
         """Write one chunk; a refused one is remembered in :attr:`problems`, never raised."""
+        self.last_chunk_at = time.monotonic()
         try:
             checked = check_name(name)
         except UnsafeName as exc:

@@ -605,3 +605,49 @@ timeout = "10m"
     )
     # The worker went too, and took its scratch dir with it.
     assert wait_for(lambda: not any(scratch.glob(f"runset-*/{run_id}")), 60)
+
+
+CAPPED_FLOW = (
+    "import os, pathlib; d = pathlib.Path(os.environ['RUNSET_FLOW_DIR']);"
+    "(d / 'small.txt').write_text('s' * 100);"
+    "(d / 'zbig.bin').write_bytes(b'b' * 4000);"
+    "os.symlink('/etc/hostname', d / 'link')"
+)
+
+
+def test_remote_files_past_the_cap_and_symlinks_are_listed_as_skipped(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    write_runset(
+        f"""
+[runset]
+max_artifact_mb = 0.002
+[[flows]]
+name = "capped"
+command = [{json.dumps(sys.executable)}, "-c", {json.dumps(CAPPED_FLOW)}]
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "--runset",
+        "run-set.toml",
+        "--runset-run-id",
+        "capped",
+        "-p",
+        "no:cacheprovider",
+        "--runset-px",
+        "popen//id=hop",
+        "--runset-tx",
+        "socket//installvia=hop",
+    )
+    assert result.ret == 0
+    flow_dir = pytester.path / "runset-results" / "capped" / "capped"
+    assert (flow_dir / "small.txt").read_text() == "s" * 100
+    assert not (flow_dir / "zbig.bin").exists()
+    assert not (flow_dir / "link").exists()
+    assert not (flow_dir / "link").is_symlink()
+    data = json.loads((flow_dir / "result.json").read_text())
+    cap = int(0.002 * 1024 * 1024)
+    assert f"zbig.bin (4000 bytes; over the {cap} byte cap)" in data["skipped_artifacts"]
+    assert "link (symlink, not followed)" in data["skipped_artifacts"]
+    flow = load_report(pytester.path / "runset-results" / "capped")["flows"][0]
+    assert any("not brought back from localhost" in warning for warning in flow["warnings"])
