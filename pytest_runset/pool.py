@@ -216,19 +216,31 @@ class Pool:
                     os.killpg(handle.pid, signal.SIGKILL)
 
     def sweep(self, slot: int, cookie: str | None) -> int:
-        """Kill the processes carrying ``cookie`` on the host of ``slot``'s gateway."""
-        if not cookie:
-            return 0
+        """Kill the processes carrying ``cookie`` on the host of ``slot``'s gateway.
+
+        On a remote host this goes through a helper gateway of the same spec, which first kills
+        the slot's worker (by its pid there): the worker may be stuck or stopped, and its own
+        channel then answers nothing.
+        """
         handle = self.workers.get(slot)
         if handle is None or not handle.remote:
-            return proctree.sweep_cookie(cookie)
+            return proctree.sweep_cookie(cookie) if cookie else 0
+        spec = self.specs[handle.slot % len(self.specs)].spec
+        with self._lock:
+            self._counter += 1
+            helper_id = f"{handle.worker_id}-sweep{self._counter}"
         try:
-            channel = handle.gateway.remote_exec(_REMOTE_SWEEP)
-            channel.send(cookie)
+            helper = self.group.makegateway(f"{spec}//id={helper_id}")
+        except Exception:
+            return 0
+        try:
+            channel = helper.remote_exec(_REMOTE_SWEEP)
+            channel.send((cookie, handle.pid))
             return int(channel.receive(timeout=_REMOTE_SWEEP_S))
         except Exception:
-            # The gateway is gone: its worker sweeps its own flow when it sees the channel close.
             return 0
+        finally:
+            _quiet_exit(helper)
 
 
 def version_problem(info: dict[str, Any]) -> str | None:
@@ -253,8 +265,15 @@ def version_problem(info: dict[str, Any]) -> str | None:
 
 # Runs in a fresh channel of a remote gateway (stdlib + the installed package there).
 _REMOTE_SWEEP = """
+import os, signal
 from pytest_runset.proctree import sweep_cookie
-channel.send(sweep_cookie(channel.receive()))
+cookie, worker_pid = channel.receive()
+if worker_pid:
+    try:
+        os.killpg(worker_pid, signal.SIGKILL)
+    except OSError:
+        pass
+channel.send(sweep_cookie(cookie) if cookie else 0)
 """
 _REMOTE_KILL = """
 import os, signal

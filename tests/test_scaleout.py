@@ -20,7 +20,14 @@ import pytest
 from browser_support import serve_example_app
 from ssh_support import HOSTS, Sshd, free_port, needs_sshd, running_sshd
 
-from conftest import TREE_SCRIPT, flows_by_name, load_report, processes_with_cookie_prefix, wait_for
+from conftest import (
+    TREE_SCRIPT,
+    flows_by_name,
+    load_report,
+    process_alive,
+    processes_with_cookie_prefix,
+    wait_for,
+)
 from pytest_runset.runners.browser import CHROMIUM_FLAGS, find_system_chromium
 
 
@@ -651,3 +658,47 @@ command = [{json.dumps(sys.executable)}, "-c", {json.dumps(CAPPED_FLOW)}]
     assert "link (symlink, not followed)" in data["skipped_artifacts"]
     flow = load_report(pytester.path / "runset-results" / "capped")["flows"][0]
     assert any("not brought back from localhost" in warning for warning in flow["warnings"])
+
+
+STOP_WORKER = (
+    "import os, pathlib, signal, time;"
+    "pathlib.Path('worker.pid').write_text(str(os.getppid()));"
+    "os.kill(os.getppid(), signal.SIGSTOP); time.sleep(600)"
+)
+
+
+@needs_sshd
+def test_an_unresponsive_remote_worker_is_killed_on_its_host_with_its_flow(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path], sshd: Sshd
+) -> None:
+    # The flow stops its own worker: the worker's channel answers nothing any more, so the
+    # controller's backstop must reach the host some other way.
+    write_runset(
+        f"""
+[[flows]]
+name = "stops its worker"
+command = [{json.dumps(sys.executable)}, "-c", {json.dumps(STOP_WORKER)}]
+timeout = "2s"
+kill_grace = "1s"
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "--runset",
+        "run-set.toml",
+        "--runset-run-id",
+        "stopped",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "runset_backstop_margin=2",
+        "--runset-tx",
+        sshd.spec(HOSTS[0]),
+    )
+    assert result.ret == 1
+    flow = load_report(pytester.path / "runset-results" / "stopped")["flows"][0]
+    assert flow["status"] == "timeout", flow
+    assert "unresponsive; killed" in flow["message"]
+    assert flow["leftover_processes"] >= 1
+    worker_pid = int((pytester.path / "worker.pid").read_text())
+    assert wait_for(lambda: not process_alive(worker_pid), 60)
+    assert wait_for(lambda: not processes_with_cookie_prefix("stopped."), 60)
