@@ -220,7 +220,8 @@ class Pool:
 
         On a remote host this goes through a helper gateway of the same spec, which first kills
         the slot's worker (by its pid there): the worker may be stuck or stopped, and its own
-        channel then answers nothing.
+        channel then answers nothing. The helper also brings the flow's files back and removes
+        the dead worker's scratch directory.
         """
         handle = self.workers.get(slot)
         if handle is None or not handle.remote:
@@ -233,10 +234,18 @@ class Pool:
             helper = self.group.makegateway(f"{spec}//id={helper_id}")
         except Exception:
             return 0
+        receiver, handle.receiver = handle.receiver, None
+        source = receiver.source if receiver is not None else None
+        cap = receiver.max_bytes if receiver is not None else 0
         try:
             channel = helper.remote_exec(_REMOTE_SWEEP)
-            channel.send((cookie, handle.pid))
-            return int(channel.receive(timeout=_REMOTE_SWEEP_S))
+            channel.send((cookie, handle.pid, source, cap, handle.scratch))
+            while True:
+                kind, data = channel.receive(timeout=_REMOTE_SWEEP_S)
+                if kind == "file" and receiver is not None:
+                    receiver.write(data.get("name"), data.get("data"), data.get("first"))
+                elif kind == "swept":
+                    return int(data)
         except Exception:
             return 0
         finally:
@@ -265,15 +274,23 @@ def version_problem(info: dict[str, Any]) -> str | None:
 
 # Runs in a fresh channel of a remote gateway (stdlib + the installed package there).
 _REMOTE_SWEEP = """
-import os, signal
+import os, shutil, signal
 from pytest_runset.proctree import sweep_cookie
-cookie, worker_pid = channel.receive()
+from pytest_runset.transfer import list_files, send_files
+cookie, worker_pid, flow_dir, cap, scratch = channel.receive()
 if worker_pid:
     try:
         os.killpg(worker_pid, signal.SIGKILL)
     except OSError:
         pass
-channel.send(sweep_cookie(cookie) if cookie else 0)
+swept = sweep_cookie(cookie) if cookie else 0
+if flow_dir and os.path.isdir(flow_dir):
+    kept, _skipped = list_files(flow_dir, cap)
+    names = [name for name, _size in kept]
+    send_files(flow_dir, names, lambda kind, data: channel.send((kind, data)))
+if scratch:
+    shutil.rmtree(scratch, ignore_errors=True)
+channel.send(("swept", swept))
 """
 _REMOTE_KILL = """
 import os, signal

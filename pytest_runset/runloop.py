@@ -412,7 +412,7 @@ class FlowRunLoop:
         if state.ports:
             # Ports are host-local: the worker holds them on its host as well.
             spec = {**spec, "host_ports": {"ports": state.ports, "marker": self._marker()}}
-        return remote_spec(
+        mapped = remote_spec(
             spec,
             host=str(handle.host),
             scratch=str(handle.scratch),
@@ -421,6 +421,8 @@ class FlowRunLoop:
             remote_root=self.scaleout.remote_root,
             max_bytes=self.scaleout.max_bytes,
         )
+        handle.receiver.source = str(mapped["flow_dir"])
+        return mapped
 
     # -- events ----------------------------------------------------------------------------
     def _handle(self, event: Event) -> None:

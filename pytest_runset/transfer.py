@@ -153,6 +153,9 @@ class Receiver:
     def __init__(self, destination: str, max_bytes: int) -> None:
         self.destination = destination
         self.max_bytes = max_bytes
+        # The flow directory on the remote host (for a helper that fetches what a killed
+        # worker could not send).
+        self.source: str | None = None
         self.received = 0
         # When the last chunk arrived: a flow whose files are still coming is not stuck.
         self.last_chunk_at: float | None = None

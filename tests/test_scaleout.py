@@ -702,3 +702,9 @@ kill_grace = "1s"
     worker_pid = int((pytester.path / "worker.pid").read_text())
     assert wait_for(lambda: not process_alive(worker_pid), 60)
     assert wait_for(lambda: not processes_with_cookie_prefix("stopped."), 60)
+    # What the dead worker could not send, the helper brought back; its scratch dir is gone.
+    flow_dir = pytester.path / "runset-results" / "stopped" / "stops-its-worker"
+    assert (flow_dir / "stdout.log").is_file()
+    import tempfile
+
+    assert not list(Path(tempfile.gettempdir()).glob("runset-*/stopped"))
