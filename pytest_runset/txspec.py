@@ -109,8 +109,8 @@ def _xspec(text: str, option: str) -> execnet.XSpec:
             raise TxSpecError(f"{option} {text!r}: socket address must be HOST:PORT")
     if spec.socket and spec.python:
         raise TxSpecError(f"{option} {text!r}: execnet socket gateways cannot take python=")
-    if spec.via and (spec.socket or spec.ssh):
-        raise TxSpecError(f"{option} {text!r}: via= works with popen only (use installvia=)")
+    if spec.via and spec.socket:
+        raise TxSpecError(f"{option} {text!r}: via= works with popen and ssh (use installvia=)")
     if spec.installvia and not spec.socket:
         raise TxSpecError(f"{option} {text!r}: installvia= works with socket only")
     for flag in ("via", "installvia"):
@@ -174,8 +174,10 @@ def parse_tx(
                 raise TxSpecError(
                     f"{source} {text!r}: no --runset-px gateway with id {through!r} ({known})"
                 )
-            if spec.via:
+            if spec.via and spec.popen:
                 host, remote = proxy.host, proxy.remote
+            elif spec.via:
+                pass  # ssh started from the proxy's host: the ssh target is the host
             else:
                 # execnet starts the socket server through the proxy bound to loopback and
                 # connects to it there: the gateway lives on the proxy's host.

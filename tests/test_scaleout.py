@@ -708,3 +708,28 @@ kill_grace = "1s"
     import tempfile
 
     assert not list(Path(tempfile.gettempdir()).glob("runset-*/stopped"))
+
+
+@needs_sshd
+def test_an_ssh_gateway_can_start_from_a_proxy(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path], sshd: Sshd
+) -> None:
+    _mixed_runset(write_runset)
+    result = pytester.runpytest_subprocess(
+        "--runset",
+        "run-set.toml",
+        "--runset-run-id",
+        "sshvia",
+        "-p",
+        "no:cacheprovider",
+        "--runset-px",
+        "popen//id=hop",
+        "--runset-tx",
+        sshd.spec(HOSTS[1], "via=hop"),
+    )
+    assert result.ret == 1
+    run_dir = pytester.path / "runset-results" / "sshvia"
+    flows = flows_by_name(load_report(run_dir))
+    assert {flow["worker"] for flow in flows.values()} == {"gw0@runset-b"}
+    assert flows["passes"]["status"] == "passed"
+    assert (run_dir / "artifacts" / "shots" / "a.txt").read_text() == "artifact"

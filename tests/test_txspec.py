@@ -56,6 +56,8 @@ def test_via_takes_the_proxy_host_and_installvia_runs_on_the_proxy() -> None:
         (None, False),
         ("localhost", True),
     ]
+    (inner,) = tx("ssh=inner-host//via=jump", px=("ssh=jumphost//id=jump",))
+    assert (inner.host, inner.remote) == ("inner-host", True)
 
 
 def test_proxies_without_an_id_are_numbered() -> None:
@@ -84,7 +86,7 @@ def test_env_keys_are_allowed() -> None:
         ("socket=hostonly", "socket address must be HOST:PORT"),
         ("socket=host:port", "socket address must be HOST:PORT"),
         ("socket=h:1//python=/x", "cannot take python="),
-        ("ssh=h//via=p", "via= works with popen only"),
+        ("socket=h:1//via=p", "via= works with popen and ssh"),
         ("popen//installvia=p", "installvia= works with socket only"),
         ("popen//via", "via= needs a proxy id"),
         ("popen//via=missing", "no --runset-px gateway with id 'missing'"),
