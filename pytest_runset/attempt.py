@@ -296,6 +296,9 @@ def _inprocess_spec(
             "screenshot": getattr(option, "runset_screenshot", "only-on-failure"),
             "video": getattr(option, "runset_video", "off"),
             "isolation": isolation,
+            "endpoint": (
+                getattr(option, "runset_browser_endpoint", None) or runset.settings.browser_endpoint
+            ),
             "viewport": list(flow.viewport) if flow.viewport else None,
             # A browser per flow carries the flow's cookie; a warm one its worker's.
             "cookie": cookie if isolation == "process" else browser_cookie,

@@ -130,6 +130,7 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
         help="base URL given to flows ({base_url}, RUNSET_BASE_URL) and browser pages.",
     )
     _add_browser_options(group)
+    _add_scaleout_options(group)
     parser.addini(
         "runset_backstop_margin",
         "seconds past a flow's timeout + kill_grace before an unresponsive worker is killed",
@@ -188,6 +189,40 @@ def _add_browser_options(group: pytest.OptionGroup) -> None:
     )
 
 
+def _add_scaleout_options(group: pytest.OptionGroup) -> None:
+    group.addoption(
+        "--runset-tx",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="run flows on this execnet gateway (repeatable; '4*popen', "
+        "'2*ssh=HOST//python=/venv/bin/python'); the worker count is the number of gateways. "
+        "See docs/scaling-out.md.",
+    )
+    group.addoption(
+        "--runset-px",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="a proxy gateway ('ssh=jump//id=jump') that --runset-tx specs reach through "
+        "via=ID or installvia=ID (repeatable).",
+    )
+    group.addoption(
+        "--runset-remote-root",
+        default=None,
+        metavar="PATH",
+        help="where the run-set's directory is on remote gateway hosts (default: the same "
+        "path as here, a shared checkout).",
+    )
+    group.addoption(
+        "--runset-browser-endpoint",
+        default=None,
+        metavar="WS_URL",
+        help="browser flows connect to this Playwright server instead of launching a browser "
+        "('cdp+http://...' for a Chrome DevTools endpoint).",
+    )
+
+
 def _workers_value(raw: str, option: str) -> int:
     if raw == "auto":
         return max(1, os.cpu_count() or 1)
@@ -239,6 +274,10 @@ def pytest_configure(config: pytest.Config) -> None:
             except RunDirError as exc:
                 message = str(exc).replace("--runset-run-id", "--runset-resume")
                 raise pytest.UsageError(message) from None
+    from .remote import check_options, warn_open_sockets
+
+    check_options(config)
+    warn_open_sockets(config)
     _ini_number(config, "runset_max_restarts", int)
     _ini_number(config, "runset_backstop_margin", float)
     if config.option.runset_retries is not None and config.option.runset_retries < 0:
@@ -333,8 +372,18 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     run_id = session_run_id(config)
     timeout = config.option.runset_timeout
     global_timeout = config.option.runset_global_timeout
+    from .remote import check_workers, resolve
+
+    scaleout = resolve(config, list(runsets.values()))
+    if scaleout is not None:
+        check_workers(config, scaleout, config.stash.get(OWN_N, False))
     settings: dict[str, Any] = {
-        "workers": resolve_workers(config, list(runsets.values())),
+        "workers": (
+            len(scaleout.gateways)
+            if scaleout is not None
+            else resolve_workers(config, list(runsets.values()))
+        ),
+        "scaleout": scaleout,
         "run_id": run_id,
         "timeout_override": _timeout_value(timeout) if timeout is not None else None,
         "retries_override": config.option.runset_retries,
@@ -370,6 +419,12 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
                 run.directory.close()
     if session.testsfailed and config.option.maxfail and session.shouldfail:
         raise session.Failed(session.shouldfail)
+    if loop.no_usable_gateway:
+        reason = f"runset: no gateway can run flows ({loop.last_spawn_error})"
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(reason, red=True, bold=True)
+        raise session.Failed(reason)
     if loop.global_expired:
         # Unstarted flows are a failure of the run even when nothing that ran failed.
         raise session.Failed(f"the run's global timeout of {loop.global_timeout:g}s expired")

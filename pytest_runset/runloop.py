@@ -29,6 +29,7 @@ from .masking import mask_data
 from .placeholders import PlaceholderError, substitute
 from .pool import Event, Pool
 from .progress import Counts, LiveStatus, live_status
+from .remote import Scaleout, remote_spec
 from .replay import Replay, through_protocol
 from .report import build_report, iso_utc
 from .resources import acquire, needs_leases
@@ -36,6 +37,7 @@ from .scheduler import Scheduler, Task
 from .services import ServiceError, Services
 from .slugs import UnsafePathError, attempt_dir_name
 from .state import FlowState, RunsetRun
+from .transfer import Receiver
 from .workspace import GIT_LOCAL_ENV_VARS, WorkspaceError, create_workspace, remove_workspace
 
 if TYPE_CHECKING:
@@ -66,6 +68,7 @@ class FlowRunLoop:
         global_timeout: float | None = None,
         fail_on_flaky: bool = False,
         leaser: Leaser | None = None,
+        scaleout: Scaleout | None = None,
     ) -> None:
         self.session = session
         self.config = session.config
@@ -80,7 +83,11 @@ class FlowRunLoop:
         self.restarts = 0
         self.backstop_margin = backstop_margin
         self.states: dict[str, FlowState] = {}
-        self.pool = Pool(self.workers)
+        self.scaleout = scaleout
+        if scaleout is not None:
+            self.pool = Pool(self.workers, scaleout.gateways, scaleout.proxies)
+        else:
+            self.pool = Pool(self.workers)
         self.scheduler = Scheduler([], self.workers)
         self.started_at = time.time()
         self.interrupted = False
@@ -97,6 +104,9 @@ class FlowRunLoop:
         )
         self.global_expired = False
         self.restarts_exhausted = False
+        # Slots whose gateway was refused (another release or Python): never replaced.
+        self.refused: set[int] = set()
+        self.markers: list[Path] = []
         for item in items:
             state = FlowState(item=item, run=runs[str(item.runset.path)])
             self.states[item.nodeid] = state
@@ -127,6 +137,8 @@ class FlowRunLoop:
             finally:
                 self._before_output()
                 self._stop_services()
+                for marker in self.markers:
+                    marker.unlink(missing_ok=True)
 
     def _run(self, others: list[pytest.Item]) -> None:
         to_run: list[str] = []
@@ -371,6 +383,11 @@ class FlowRunLoop:
         state.ports = list(lease.ports) if lease is not None else []
         persona = run.runset.personas[state.persona] if state.persona else None
         workdir = None
+        if handle.remote and flow.workspace != "none":
+            raise AttemptError(
+                f"workspace = {flow.workspace!r} needs a gateway on this machine "
+                f"({handle.worker_id} is remote)"
+            )
         if flow.workspace != "none":
             target = run.directory.path / attempt_dir_name(flow.slug, attempt)
             make_flow_dir(target)
@@ -410,7 +427,30 @@ class FlowRunLoop:
         state.backstop = (
             state.dispatched_at + built.timeout_s + state.flow.kill_grace_s + self.backstop_margin
         )
+        if handle.remote and self.scaleout is not None:
+            return self._remote_spec(handle, state, built.spec)
         return built.spec
+
+    def _remote_spec(self, handle: Any, state: FlowState, spec: dict[str, Any]) -> dict[str, Any]:
+        """The spec with the remote host's paths; its files come back into the flow dir."""
+        assert self.scaleout is not None
+        if not handle.scratch:
+            raise AttemptError(f"{handle.worker_id} reported no scratch directory")
+        handle.receiver = Receiver(str(spec["flow_dir"]), self.scaleout.max_bytes)
+        if state.ports:
+            # Ports are host-local: the worker holds them on its host as well.
+            spec = {**spec, "host_ports": {"ports": state.ports, "marker": self._marker()}}
+        mapped = remote_spec(
+            spec,
+            host=str(handle.host),
+            scratch=str(handle.scratch),
+            run_dir=state.run.directory.path,
+            runset_dir=state.run.runset.directory,
+            remote_root=self.scaleout.remote_root,
+            max_bytes=self.scaleout.max_bytes,
+        )
+        handle.receiver.source = str(mapped["flow_dir"])
+        return mapped
 
     # -- events ----------------------------------------------------------------------------
     def _handle(self, event: Event) -> None:
@@ -418,6 +458,12 @@ class FlowRunLoop:
             return  # a replaced gateway's last words
         if event.kind == "ready":
             self.scheduler.slot_up(event.slot)
+        elif event.kind == "refused":
+            # A gateway of another release or Python: never used, the others go on.
+            self.last_spawn_error = str(event.data.get("error"))
+            self.scheduler.slot_lost(event.slot)
+            self.refused.add(event.slot)
+            self._say(f"runset: gateway refused: {self.last_spawn_error}")
         elif event.kind == "finished":
             task = self.scheduler.running.get(event.slot)
             if task is not None:
@@ -473,7 +519,7 @@ class FlowRunLoop:
         now = time.monotonic()
         for slot, task in list(self.scheduler.running.items()):
             state = self.states[task.key]
-            if now < state.backstop:
+            if now < state.backstop or self._receiving(slot, now):
                 continue
             # The worker did not answer in time: stop trusting it.
             timeout = self.timeout_override or state.flow.timeout_s
@@ -485,14 +531,23 @@ class FlowRunLoop:
             )
             self._replace(slot)
 
+    def _receiving(self, slot: int, now: float) -> bool:
+        """A remote flow's files still arriving (a large transfer may outlast the backstop)."""
+        receiver = self.pool.workers[slot].receiver
+        last = receiver.last_chunk_at if receiver is not None else None
+        return last is not None and now - last < self.backstop_margin
+
     def _abandon(self, slot: int, task: Task, status: str, message: str) -> None:
         """End the attempt on ``slot`` without its worker: kill the gateway, sweep the flow's
         processes (and the worker's browser), and record ``status``."""
         state = self.states[task.key]
+        remote = self.pool.workers[slot].remote
+        # A remote host's processes are swept through its gateway, before it is killed.
+        leftovers = self.pool.sweep(slot, state.cookie) if remote else 0
         self.pool.kill(slot)
         self._sweep_browser(state.worker_id)
         result = local_result(task.attempt, status, message)
-        result["leftover_processes"] = proctree.sweep_cookie(state.cookie)
+        result["leftover_processes"] = leftovers or proctree.sweep_cookie(state.cookie)
         self.scheduler.slot_down(slot)
         self._attempt_done(state, slot, result)
 
@@ -503,6 +558,25 @@ class FlowRunLoop:
         result.update(duration_s=0.0, started_at=time.time(), dir=None, worker="", **extra)
         state.attempts.append(result)
         self._finalize(state)
+
+    @property
+    def no_usable_gateway(self) -> bool:
+        return bool(self.refused) and len(self.refused) >= self.workers
+
+    def _marker(self) -> str:
+        """A file in the controller's lock directory that tells a worker on the same host (or
+        sharing the directory) that the controller's port leases already hold there."""
+        marker = self._lock_dir() / f"controller-{self.run_id}-{os.getpid()}.marker"
+        if not marker.exists():
+            marker.touch()
+            self.markers.append(marker)
+        return marker.name
+
+    def _say(self, line: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line(line, yellow=True)
 
     # -- results ---------------------------------------------------------------------------
     def _lock_dir(self) -> Path:

@@ -198,6 +198,33 @@ class RunsetSettings(_Strict):
     browser_isolation: Literal["context", "process"] = "context"
     viewport: Viewport | None = None
     services: list[ServiceSpec] = Field(default_factory=list)
+    tx: list[StrictStr] | None = None
+    max_artifact_mb: Annotated[StrictInt | StrictFloat, Field(gt=0)] = 200
+    browser_endpoint: StrictStr | None = None
+
+    @field_validator("tx")
+    @classmethod
+    def _tx_specs(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return value
+        from .txspec import TxSpecError, parse_tx
+
+        if not value:
+            raise ValueError("must name at least one gateway spec (or leave tx out)")
+        try:
+            parse_tx(value, None, source="tx")
+        except TxSpecError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("browser_endpoint")
+    @classmethod
+    def _endpoint_scheme(cls, value: str | None) -> str | None:
+        if value is not None:
+            from .endpoint import check_endpoint
+
+            check_endpoint(value)
+        return value
 
     @field_validator("services")
     @classmethod

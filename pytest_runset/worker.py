@@ -48,6 +48,9 @@ class Worker:
         self.parent = os.getppid()
         # Set when a flow's code got stuck for good: the controller replaces this worker.
         self.retired = False
+        self.port_locks: list[int] = []
+        # A remote gateway's directory for flow dirs while they run (removed when it exits).
+        self.scratch: str | None = None
 
     # -- running one flow -------------------------------------------------------------------
     def start_flow(self, spec: dict[str, Any]) -> None:
@@ -87,7 +90,10 @@ class Worker:
 
             runner = importlib.import_module(RUNNERS[spec["kind"]])
             sidecar = spec.get("sidecar")
-            if sidecar:
+            problem = self._hold_host_ports(spec)
+            if problem is not None:
+                result = {"status": "error", "exit_code": None, "message": problem}
+            elif sidecar:
                 result = _with_sidecar(sidecar, spec, control, lambda: runner.run(spec, control))
             else:
                 result = runner.run(spec, control)
@@ -101,6 +107,7 @@ class Worker:
 
         # Whatever happened, nothing of this flow may keep running into the next one.
         leftovers = sweep_cookie(spec["flow_id"])
+        self._release_host_ports()
         result.setdefault("metrics", {})
         result.setdefault("artifacts", [])
         result.setdefault("warnings", [])
@@ -120,15 +127,45 @@ class Worker:
             result["warnings"].append(
                 f"killed {leftovers} leftover process(es) still carrying the flow's cookie"
             )
+        transfer = spec.get("transfer")
+        names: list[str] = []
+        if transfer:
+            result, names = _plan_transfer(spec["flow_dir"], transfer, result)
         try:
             _write_json(os.path.join(spec["flow_dir"], "result.json"), result)
         except OSError as exc:
             result["warnings"].append(f"could not write result.json: {exc}")
+        if transfer:
+            # A remote flow's files go back to the controller's run directory, then go here.
+            from pytest_runset.transfer import remove_tree, send_files
+
+            failed = send_files(spec["flow_dir"], ["result.json", *names], self.send)
+            if failed:
+                result["warnings"].append(f"could not send: {', '.join(failed)}")
+            remove_tree(spec["flow_dir"])
         with self.lock:
             self.control = None
         if result.get("retire"):
             self.retired = True
         self.send("finished", result)
+
+    def _hold_host_ports(self, spec: dict[str, Any]) -> str | None:
+        """A remote flow's ports, held on this host while it runs (see hostports.py)."""
+        ports = spec.get("host_ports")
+        if not ports:
+            return None
+        from pytest_runset.hostports import hold_ports
+
+        self.port_locks, problem = hold_ports(
+            [int(port) for port in ports["ports"]], str(ports["marker"])
+        )
+        return problem
+
+    def _release_host_ports(self) -> None:
+        if self.port_locks:
+            from pytest_runset.hostports import release
+
+            release(self.port_locks)
 
     def cancel(self, reason: str, status: str = "interrupted") -> None:
         with self.lock:
@@ -155,6 +192,12 @@ class Worker:
             sweep_cookie(cookie)
         self.shutdown_runners()
 
+    def remove_scratch(self) -> None:
+        if self.scratch:
+            import shutil
+
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
     def shutdown_runners(self) -> None:
         """Close what runners keep between flows (a warm browser)."""
         from pytest_runset.runners import shutdown_runners
@@ -174,6 +217,7 @@ class Worker:
             time.sleep(_PARENT_POLL_S)
             if os.getppid() != self.parent:
                 self.abandon("controller process died")
+                self.remove_scratch()
                 os._exit(3)
 
     def serve(self) -> None:
@@ -195,6 +239,53 @@ class Worker:
             elif event == "stop":
                 self.abandon("worker stopped")
                 return
+
+
+def _plan_transfer(
+    flow_dir: str, transfer: dict[str, Any], result: dict[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """The result as the controller will see it (its paths) and the files to send."""
+    from pytest_runset.transfer import list_files, map_paths
+
+    result = map_paths(result, [(old, new) for old, new in transfer["map_back"]])
+    kept, skipped = list_files(flow_dir, int(transfer["max_bytes"]))
+    if skipped:
+        result["skipped_artifacts"] = skipped
+        result["warnings"].append(
+            f"{len(skipped)} file(s) not brought back from {transfer['host']}: "
+            + ", ".join(skipped)
+        )
+        kept_names = {name for name, _size in kept}
+        result["artifacts"] = [a for a in result["artifacts"] if a in kept_names]
+    return result, [name for name, _size in kept if name != "result.json"]
+
+
+def _probe(remote: bool) -> dict[str, Any]:
+    """What the controller checks before it sends flows: versions, host, a scratch dir."""
+    from pytest_runset import __version__
+
+    info: dict[str, Any] = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "python": platform.python_version(),
+        # Test-only: makes this gateway look like another release (docs/scaling-out.md).
+        "version": os.environ.get("RUNSET_TEST_FAKE_VERSION") or __version__,
+        "playwright": None,
+    }
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            info["playwright"] = version("playwright")
+        except PackageNotFoundError:
+            pass
+    except ImportError:
+        pass
+    if remote:
+        import tempfile
+
+        info["scratch"] = tempfile.mkdtemp(prefix="runset-")
+    return info
 
 
 def _with_sidecar(
@@ -299,20 +390,14 @@ def main(channel: Any) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     except (ValueError, OSError):
         pass
-    from pytest_runset import __version__
-
-    channel.send(
-        (
-            "ready",
-            {
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "python": platform.python_version(),
-                "version": __version__,
-            },
-        )
-    )
-    Worker(channel).serve()
+    info = _probe(bool(init.get("remote")))
+    channel.send(("ready", info))
+    worker = Worker(channel)
+    worker.scratch = info.get("scratch")
+    try:
+        worker.serve()
+    finally:
+        worker.remove_scratch()
 
 
 if __name__ == "__channelexec__":

@@ -150,11 +150,15 @@ class Host:
             options.get("executable"),
             bool(options.get("headed")),
             cookie,
+            options.get("endpoint"),
         )
         if self.browser is not None and self.key == key and self._connected():
             return False
         self.close_browser()
         playwright = self._start()
+        if options.get("endpoint"):
+            self._connect(playwright, options, key, timeout_s)
+            return True
         browser_type = getattr(playwright, str(options["name"]))
         executable = resolve_executable(
             str(options["name"]),
@@ -188,6 +192,37 @@ class Host:
         self.version = str(getattr(browser, "version", ""))
         self.pids = sorted(pids_with_cookie(cookie))
         return True
+
+    def _connect(
+        self, playwright: Any, options: dict[str, Any], key: tuple[Any, ...], timeout_s: float
+    ) -> None:
+        """Use a browser another process serves (``--runset-browser-endpoint``)."""
+        from pytest_runset.endpoint import cdp_url, check_endpoint
+
+        endpoint = str(options["endpoint"])
+        timeout = max(1.0, min(timeout_s, LAUNCH_TIMEOUT_S)) * 1000
+        try:
+            if check_endpoint(endpoint) == "cdp":
+                # Opt-in only: a DevTools endpoint is Chromium's, with fewer guarantees.
+                browser = playwright.chromium.connect_over_cdp(cdp_url(endpoint), timeout=timeout)
+            else:
+                browser = getattr(playwright, str(options["name"])).connect(
+                    endpoint, timeout=timeout
+                )
+        except Exception as exc:
+            if _driver_gone(exc):
+                self.reset()
+            # A version mismatch (HTTP 428) comes back as Playwright says it, on one line.
+            raise BrowserUnavailable(
+                f"cannot connect to the browser at {endpoint}: {first_lines(str(exc), 600)}"
+            ) from None
+        self.browser = browser
+        self.key = key
+        # Its processes live with the server, not here: nothing of ours to sweep.
+        self.cookie = None
+        self.executable = endpoint
+        self.version = str(getattr(browser, "version", ""))
+        self.pids = []
 
     def _connected(self) -> bool:
         try:
