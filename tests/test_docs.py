@@ -353,3 +353,17 @@ def test_every_runset_key_is_in_the_reference() -> None:
     keys = {name for model in models for name in model.model_fields}
     missing = sorted(keys - documented_keys())
     assert not missing, f"run-set keys without a reference row: {missing}"
+
+
+def test_every_option_is_in_the_options_page() -> None:
+    help_text = run([sys.executable, "-m", "pytest", "--help"], ROOT).stdout
+    group = help_text.split("pytest-runset)", 1)[1].split("\n\n", 1)[0]
+    options = set(re.findall(r"^\s+(--runset[a-z-]*)", group, re.M))
+    ini_part = help_text.split("configuration options", 1)[1]
+    inis = set(re.findall(r"^\s+(runset_[a-z_]+) ", ini_part, re.M))
+    page = (ROOT / "docs" / "options.md").read_text(encoding="utf-8")
+    rows = set(re.findall(r"^\| `(--?[\w-]+|runset_\w+)", page, re.M))
+    assert len(options) >= 15
+    assert inis
+    missing = sorted((options | inis) - rows)
+    assert not missing, f"options without a row in docs/options.md: {missing}"
