@@ -367,3 +367,34 @@ def test_every_option_is_in_the_options_page() -> None:
     assert inis
     missing = sorted((options | inis) - rows)
     assert not missing, f"options without a row in docs/options.md: {missing}"
+
+
+def anchor_slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    text = FENCE.sub("", page.read_text(encoding="utf-8"))
+    return {anchor_slug(h) for h in re.findall(r"^#+\s+(.*)$", text, re.M)}
+
+
+def test_links_between_pages_resolve() -> None:
+    broken = []
+    pages = [*DOCS, ROOT / "benchmarks" / "README.md"]
+    for page in pages:
+        if not page.is_file():
+            continue
+        text = FENCE.sub("", page.read_text(encoding="utf-8"))
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            resolved = (page.parent / path).resolve() if path else page
+            if not resolved.exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target} (no such file)")
+            elif anchor and resolved.suffix == ".md" and anchor not in anchors(resolved):
+                broken.append(f"{page.relative_to(ROOT)}: {target} (no such heading)")
+    assert not broken, "\n".join(broken)
