@@ -134,6 +134,8 @@ class Outcome:
     status: str
     last: dict[str, Any]
     xfail_reason: str
+    # Passed on a retry, failed by --runset-fail-on-flaky.
+    failed_as_flaky: bool = False
 
 
 def conclude(state: FlowState, *, fail_on_flaky: bool, session_started: float) -> Outcome:
@@ -154,7 +156,8 @@ def conclude(state: FlowState, *, fail_on_flaky: bool, session_started: float) -
                 "xfailed",
                 f"{xfail.reason}: {message}" if xfail.reason else message,
             )
-    if flaky and fail_on_flaky and status == "passed":
+    failed_as_flaky = flaky and fail_on_flaky and status == "passed"
+    if failed_as_flaky:
         status = "failed"
         message = f"flaky: passed on attempt {len(state.attempts)} (--runset-fail-on-flaky)"
     entry = flow_entry(state, status, message, flaky, session_started)

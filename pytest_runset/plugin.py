@@ -17,8 +17,12 @@ from .model import RunSet, RunsetError, parse_duration
 if TYPE_CHECKING:
     from .runloop import FlowRunLoop
     from .state import RunsetRun
+    from .xdist_controller import XdistRun
 
 LOOP = pytest.StashKey["FlowRunLoop"]()
+# The runs of this session, whoever ran them (the run loop or the xdist controller).
+RUNS = pytest.StashKey["dict[str, RunsetRun]"]()
+XDIST_RUN = pytest.StashKey["XdistRun"]()
 RUN_ID = pytest.StashKey[str]()
 OWN_N = pytest.StashKey[bool]()
 
@@ -227,6 +231,8 @@ def pytest_configure(config: pytest.Config) -> None:
                 raise pytest.UsageError(message) from None
     _ini_number(config, "runset_max_restarts", int)
     _ini_number(config, "runset_backstop_margin", float)
+    if _xdist_distributing(config) and not hasattr(config, "workerinput"):
+        _refuse_under_xdist(config)
     if config.option.runset_retries is not None and config.option.runset_retries < 0:
         raise pytest.UsageError("--runset-retries: must not be negative")
     if config.option.runset_run_id is not None:
@@ -272,6 +278,19 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     errors = session.config.stash.get(LOAD_ERRORS, [])
     if errors:
         raise pytest.UsageError(errors[0])
+
+
+def _refuse_under_xdist(config: pytest.Config) -> None:
+    """Options the xdist controller cannot honour: refused, never silently ignored."""
+    for option, dest in (
+        ("--runset-resume", "runset_resume"),
+        ("--runset-global-timeout", "runset_global_timeout"),
+    ):
+        if getattr(config.option, dest, None) is not None:
+            raise pytest.UsageError(
+                f"{option} does not work with pytest-xdist's -n; run the flows on "
+                "pytest-runset's own workers instead: --runset-workers N -p no:xdist"
+            )
 
 
 def _xdist_distributing(config: pytest.Config) -> bool:
@@ -342,6 +361,7 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
             _open_runs(config, runsets, run_id, resume, runs)
             loop = FlowRunLoop(session, items=flows, runs=runs, **settings)
             config.stash[LOOP] = loop
+            config.stash[RUNS] = runs
         loop.run(others)
     except KeyboardInterrupt:
         if loop is not None:
@@ -453,31 +473,91 @@ def session_run_id(config: pytest.Config) -> str:
     return run_id
 
 
+# -- pytest-xdist: the controller keeps the run, the workers run the flows ---------------------
+def xdist_run(config: pytest.Config) -> XdistRun | None:
+    """The xdist controller's run of this session (``None`` elsewhere)."""
+    return config.stash.get(XDIST_RUN, None)
+
+
+def _xdist_controller(config: pytest.Config) -> bool:
+    return not hasattr(config, "workerinput") and _xdist_distributing(config)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """xdist controller: open the run and start services before xdist starts its workers."""
+    config = session.config
+    if not _xdist_controller(config) or config.option.collectonly:
+        return
+    from . import xdist_controller
+
+    runsets = xdist_controller.controller_runsets(config)
+    if not runsets:
+        return
+    xrun = xdist_controller.XdistRun(config, runsets, session_run_id(config))
+    xrun.workers = xdist_controller.xdist_worker_count(config)
+    config.stash[XDIST_RUN] = xrun
+    config.stash[RUNS] = xrun.runs
+    # Its hooks hear of the flows' starts and reports (on the main thread, from xdist's loop).
+    config.pluginmanager.register(xrun, "runset-xdist-controller")
+    xrun.open()
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    """pytest-xdist: every worker uses the controller's run id (one run directory)."""
+    """pytest-xdist: every worker uses the controller's run id, run directories and services."""
+    from .xdist_controller import WORKERINPUT_KEY
+
     node.workerinput["runset_run_id"] = session_run_id(node.config)
+    xrun = xdist_run(node.config)
+    node.workerinput[WORKERINPUT_KEY] = xrun.workerinput() if xrun is not None else {}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
+    report = yield
+    if isinstance(item, RunsetItem) and hasattr(item.config, "workerinput"):
+        from .xdist_worker import attach_entry
+
+        attach_entry(item, report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
+    # Inside every other wrapper and after xdist has torn its workers down, before the
+    # terminal summary: the report then holds every flow that reported.
+    try:
+        return (yield)
+    finally:
+        xrun = xdist_run(session.config)
+        if xrun is not None:
+            dsession = session.config.pluginmanager.get_plugin("dsession")
+            stop = getattr(dsession, "shouldstop", False)
+            stopped = bool(stop) and "keyboard-interrupt" not in str(stop)
+            interrupted = session.exitstatus == pytest.ExitCode.INTERRUPTED and not stopped
+            xrun.finish(interrupted=interrupted, stopped=stopped)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    from .single import shutdown
+    from .xdist_worker import shutdown
 
     shutdown(config)
 
 
 def report_paths(config: pytest.Config) -> list[Path]:
     """The ``report.json`` files this session wrote (one per run-set), in collection order."""
-    loop = config.stash.get(LOOP, None)
-    if loop is None:
+    runs = config.stash.get(RUNS, None)
+    if runs is None:
         return []
-    return [Path(run.report_path) for run in loop.runs.values() if run.report_path]
+    return [Path(run.report_path) for run in runs.values() if run.report_path]
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    loop = config.stash.get(LOOP, None)
-    if loop is None:
+    runs = config.stash.get(RUNS, None)
+    if runs is None:
         return
-    for run in loop.runs.values():
+    for run in runs.values():
         report = run.report
         if report is None:
             continue

@@ -71,11 +71,11 @@ class Replay:
         node = (
             WorkerNode(GatewayId(worker_id), f"[{worker_id}] runset worker") if worker_id else None
         )
-        props = _properties(run_dir, entry)
-        sections = _sections(run_dir, entry)
+        props = properties(run_dir, entry)
+        extra_sections = sections(run_dir, entry)
         if status == "error":
             reports = [
-                _report(item, "setup", "failed", _longrepr(entry, last), 0.0, start, node),
+                _report(item, "setup", "failed", failure_text(entry, last), 0.0, start, node),
                 _report(item, "teardown", "passed", None, 0.0, start, node),
             ]
         else:
@@ -84,9 +84,9 @@ class Replay:
                 "xpassed": ("passed", None, xfail_reason),
                 "xfailed": ("skipped", None, xfail_reason or "xfailed"),
                 "skipped": ("skipped", _skip_repr(item, entry["message"]), None),
-            }.get(status, ("failed", _longrepr(entry, last), None))
+            }.get(status, ("failed", failure_text(entry, last), None))
             call = _report(item, "call", outcome, longrepr, duration, start, node)
-            call.sections.extend(sections)
+            call.sections.extend(extra_sections)
             if wasxfail is not None:
                 call.wasxfail = wasxfail
             reports = [
@@ -151,7 +151,7 @@ def _report(
     return report
 
 
-def _longrepr(entry: dict[str, Any], last: dict[str, Any]) -> str:
+def failure_text(entry: dict[str, Any], last: dict[str, Any]) -> str:
     lines = [f"{entry['status']}: {entry['message']}".rstrip(": ")]
     # A browser step's full Playwright message, or a callable's traceback.
     details = str(last.get("details") or "").rstrip()
@@ -175,7 +175,7 @@ def _skip_repr(item: RunsetItem, reason: str) -> tuple[str, int, str]:
     return (path, (lineno or 0) + 1, f"Skipped: {reason}")
 
 
-def _properties(run_dir: str, entry: dict[str, Any]) -> list[tuple[str, object]]:
+def properties(run_dir: str, entry: dict[str, Any]) -> list[tuple[str, object]]:
     slug_dir = os.path.join(run_dir, entry["dir"]) if entry.get("dir") else ""
     return [
         ("runset_slug_dir", slug_dir),
@@ -185,7 +185,7 @@ def _properties(run_dir: str, entry: dict[str, Any]) -> list[tuple[str, object]]
     ]
 
 
-def _sections(run_dir: str, entry: dict[str, Any]) -> list[tuple[str, str]]:
+def sections(run_dir: str, entry: dict[str, Any]) -> list[tuple[str, str]]:
     if not entry.get("dir"):
         return []
     text = f"flow directory: {os.path.join(run_dir, entry['dir'])}"
