@@ -1,0 +1,354 @@
+"""pytest-xdist end to end: flows in xdist's workers give the same run as pytest-runset's pool."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import (
+    TREE_SCRIPT,
+    flows_by_name,
+    load_report,
+    processes_with_cookie_prefix,
+    wait_for,
+)
+
+pytest.importorskip("xdist")
+
+REPO = Path(__file__).resolve().parent.parent
+# Fields that depend on timing or on which worker happened to take a flow.
+VOLATILE = frozenset({"duration_s", "started_s", "worker", "slot", "ports", "history"})
+
+# Records when the flow held its resource (monotonic clock, shared by every process here).
+SPAN = (
+    "import os, sys, time\n"
+    "start = time.monotonic()\n"
+    "time.sleep(0.4)\n"
+    "with open(sys.argv[1], 'a') as out:\n"
+    "    out.write(f'{start} {time.monotonic()} {os.environ[\"RUNSET_WORKER\"]}\\n')\n"
+)
+
+
+@pytest.fixture(autouse=True)
+def private_lock_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    # Leases are per host: a private lock directory keeps other sessions' personas apart.
+    lock_dir = tmp_path / "locks"
+    monkeypatch.setenv("RUNSET_LOCK_DIR", str(lock_dir))
+    return lock_dir
+
+
+def run_pytest(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=240)
+
+
+def acceptance_runset() -> str:
+    return f"""
+[runset]
+name = "accept"
+timeout = "60s"
+kill_grace = "1s"
+
+[runset.ports]
+range = [24000, 24999]
+
+[[runset.services]]
+name = "app"
+command = ["{{python}}", "-m", "http.server", "{{port}}", "--bind", "127.0.0.1"]
+ready = "http://127.0.0.1:{{port}}/"
+
+[personas.alice]
+username = "alice"
+
+[[flows]]
+name = "Passes"
+command = ["sh", "-c", "echo run=$RUNSET_RUN_ID slot=$RUNSET_SLOT worker=$RUNSET_WORKER"]
+
+[[flows]]
+name = "fails"
+command = [{sys.executable!r}, "-c", "import sys; print('broken', file=sys.stderr); sys.exit(3)"]
+
+[[flows]]
+name = "skipped by exit 77"
+command = ["sh", "-c", "exit 77"]
+
+[[flows]]
+name = "as alice"
+persona = "alice"
+command = ["sh", "-c", "echo persona=$RUNSET_PERSONA user={{persona.username}}"]
+
+[[flows]]
+name = "own port"
+ports = 1
+command = ["sh", "-c", "echo port=$RUNSET_PORT"]
+
+[[flows]]
+name = "uses the service"
+command = [{sys.executable!r}, "-c", "import urllib.request, sys; urllib.request.urlopen(sys.argv[1], timeout=10); print('served')", "http://127.0.0.1:{{services.app.port}}/"]
+
+[[flows]]
+name = "flaky once"
+retries = 1
+command = ["sh", "-c", "test -e $RUNSET_RUN_DIR/flaky-mark && exit 0; touch $RUNSET_RUN_DIR/flaky-mark; exit 1"]
+
+[[flows]]
+name = "skipped by key"
+command = ["true"]
+skip = "not today"
+
+[[flows]]
+name = "passes"
+command = ["true"]
+"""
+
+
+def flow_events(run_dir: Path) -> list[dict[str, Any]]:
+    lines = (run_dir / "journal.jsonl").read_text(encoding="utf-8").splitlines()
+    return [event for event in map(json.loads, lines) if event.get("event") == "flow"]
+
+
+def stable(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in flow.items() if k not in VOLATILE} for flow in report["flows"]]
+
+
+def test_the_same_run_set_gives_the_same_report_with_and_without_xdist(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    write_runset(acceptance_runset())
+    under_xdist = run_pytest(
+        pytester, "--runset", "run-set.toml", "-n", "2", "--runset-run-id", "with-xdist"
+    )
+    own_pool = run_pytest(
+        pytester, "--runset", "run-set.toml", "--runset-workers", "2", "--runset-run-id", "pool"
+    )
+    for result in (under_xdist, own_pool):
+        assert result.ret == 1, result.stdout.str()
+        result.assert_outcomes(passed=6, failed=1, skipped=2)
+    assert "created: 2/2 workers" in under_xdist.stdout.str()
+    root = pytester.path / "runset-results"
+    xdist_report = load_report(root / "with-xdist")
+    pool_report = load_report(root / "pool")
+    assert stable(xdist_report) == stable(pool_report)
+    assert xdist_report["workers"] == pool_report["workers"] == 2
+    assert xdist_report["status"] == pool_report["status"] == "failed"
+    volatile_summary = {"sum_duration_s", "lower_bound_s", "parallelism_efficiency"}
+    assert {k: v for k, v in xdist_report["summary"].items() if k not in volatile_summary} == {
+        k: v for k, v in pool_report["summary"].items() if k not in volatile_summary
+    }
+    flows = flows_by_name(xdist_report)
+    assert [flow["slug"] for flow in xdist_report["flows"]] == [
+        "passes",
+        "fails",
+        "skipped-by-exit-77",
+        "as-alice",
+        "own-port",
+        "uses-the-service",
+        "flaky-once",
+        "skipped-by-key",
+        "passes-2",
+    ]
+    assert flows["flaky once"]["flaky"] and flows["flaky once"]["attempts"] == 2
+    assert {flow["worker"] for flow in xdist_report["flows"] if flow["worker"]} <= {"gw0", "gw1"}
+    assert flows["own port"]["ports"] and flows["as alice"]["persona"] == "alice"
+    # The same slug directories with the same files, and one report per run.
+    for run_id in ("with-xdist", "pool"):
+        run_dir = root / run_id
+        for flow in flows_by_name(load_report(run_dir)).values():
+            if flow["dir"] is None:
+                continue
+            files = {path.name for path in (run_dir / flow["dir"]).iterdir()}
+            assert {"stdout.log", "stderr.log", "result.json"} <= files, (run_id, flow["slug"])
+        assert len(flow_events(run_dir)) == len(xdist_report["flows"])
+        assert (run_dir / "services" / "app.log").exists()
+    assert sorted(path.parent.name for path in root.rglob("report.json")) == ["pool", "with-xdist"]
+    assert {p.name for p in (root / "with-xdist").iterdir() if p.is_dir()} == {
+        p.name for p in (root / "pool").iterdir() if p.is_dir()
+    }
+    # The run id reaches the flows, and RUNSET_SLOT/RUNSET_WORKER name the xdist worker.
+    out = (root / "with-xdist" / flows["Passes"]["dir"] / "stdout.log").read_text()
+    slot = flows["Passes"]["slot"]
+    assert out.strip() == f"run=with-xdist slot={slot} worker=gw{slot}"
+    assert (root / "latest").resolve() == (root / "pool").resolve()
+    summary_line = [line for line in under_xdist.outlines if line.startswith("runset accept:")]
+    assert summary_line and "6 passed, 1 failed, 2 skipped" in summary_line[0]
+    assert "on 2 workers" in summary_line[0]
+
+
+def span_flows(prefix: str, count: int, log: Path, extra: str) -> str:
+    return "".join(
+        f'[[flows]]\nname = "{prefix} {i}"\n{extra}\n'
+        f'command = ["{{python}}", "span.py", "{log}"]\n'
+        for i in range(count)
+    )
+
+
+def read_spans(path: Path) -> list[tuple[float, float, str]]:
+    spans = []
+    for line in path.read_text().splitlines():
+        start, end, worker = line.split()
+        spans.append((float(start), float(end), worker))
+    return sorted(spans)
+
+
+def test_a_persona_and_a_tag_limit_of_one_never_overlap_across_xdist_workers(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    alice, db = pytester.path / "alice.spans", pytester.path / "db.spans"
+    (pytester.path / "span.py").write_text(SPAN)
+    write_runset(
+        '[runset]\ntimeout = "60s"\n[runset.limits]\ndb = 1\n'
+        '[personas.alice]\nusername = "alice"\n'
+        + span_flows("alice", 3, alice, 'persona = "alice"')
+        + span_flows("db", 3, db, 'tags = ["db"]')
+    )
+    result = run_pytest(pytester, "--runset", "run-set.toml", "-n", "3", "--runset-run-id", "r")
+    assert result.ret == 0, result.stdout.str()
+    result.assert_outcomes(passed=6)
+    for path in (alice, db):
+        spans = read_spans(path)
+        assert len(spans) == 3
+        for (_, end, _), (start, _, _) in zip(spans, spans[1:], strict=False):
+            assert end <= start, f"{path.name}: overlapping spans {spans}"
+    report = load_report(pytester.path / "runset-results" / "r")
+    assert all(flow["persona"] == "alice" for flow in report["flows"][:3])
+    # Several xdist workers took part, so the leases, not chance, kept the flows apart.
+    workers = {worker for path in (alice, db) for _, _, worker in read_spans(path)}
+    assert len(workers) >= 2
+
+
+def test_a_busy_persona_fails_the_flow_after_its_timeout_with_the_pool_message(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path], private_lock_dir: Path
+) -> None:
+    from pytest_runset.leases import Lease, Leaser, lock_directory
+
+    write_runset(
+        '[personas.alice]\nusername = "alice"\n'
+        '[[flows]]\nname = "needs alice"\npersona = "alice"\ntimeout = "2s"\ncommand = ["true"]\n'
+        '[[flows]]\nname = "free"\ncommand = ["true"]\n'
+    )
+    assert lock_directory() == private_lock_dir
+    held = Lease()
+    assert Leaser(private_lock_dir).take_persona(["alice"], held)
+    try:
+        result = run_pytest(pytester, "--runset", "run-set.toml", "-n", "2", "--runset-run-id", "b")
+    finally:
+        held.release()
+    assert result.ret == 1, result.stdout.str()
+    result.assert_outcomes(passed=1, errors=1)
+    flow = flows_by_name(load_report(pytester.path / "runset-results" / "b"))["needs alice"]
+    assert flow["status"] == "error"
+    assert flow["message"] == "persona 'alice' busy for 2s"
+    assert flow["dir"] is None
+    result.stdout.fnmatch_lines(["*error: persona 'alice' busy for 2s*"])
+
+
+def test_a_timed_out_flow_in_an_xdist_worker_leaves_no_process_behind(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    (pytester.path / "tree.py").write_text(TREE_SCRIPT)
+    write_runset(
+        '[runset]\nkill_grace = "1s"\n'
+        '[[flows]]\nname = "tree"\ntimeout = "4s"\ncommand = ["{python}", "tree.py"]\n'
+        '[[flows]]\nname = "quick"\ncommand = ["true"]\n'
+    )
+    result = run_pytest(pytester, "--runset", "run-set.toml", "-n", "2", "--runset-run-id", "t1")
+    assert result.ret == 1, result.stdout.str()
+    run_dir = pytester.path / "runset-results" / "t1"
+    flow = flows_by_name(load_report(run_dir))["tree"]
+    assert flow["status"] == "timeout", flow
+    assert (run_dir / "tree" / "started").exists()
+    # The cookie starts with the run id: nothing of this run may be left alive.
+    assert wait_for(lambda: not processes_with_cookie_prefix("t1."), timeout=30)
+    daemon = int((run_dir / "tree" / "daemon.pid").read_text())
+    assert not Path(f"/proc/{daemon}").exists() or not processes_with_cookie_prefix("t1.")
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--runset-resume", "last"), ("--runset-global-timeout", "30s")],
+)
+def test_options_the_xdist_controller_cannot_honour_are_refused(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path], option: str, value: str
+) -> None:
+    write_runset('[[flows]]\nname = "a"\ncommand = ["true"]\n')
+    result = run_pytest(pytester, "--runset", "run-set.toml", "-n", "2", option, value)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.errlines if option in line]
+    assert len(errors) == 1 and "pytest-xdist" in errors[0], result.errlines
+    assert "Traceback" not in result.stderr.str()
+    assert not (pytester.path / "runset-results").exists()
+
+
+def test_ctrl_c_of_the_xdist_controller_writes_the_report_and_stops_everything(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    (pytester.path / "tree.py").write_text(TREE_SCRIPT)
+    write_runset(
+        '[runset]\nkill_grace = "1s"\n[runset.ports]\nrange = [25000, 25999]\n'
+        '[[runset.services]]\nname = "app"\n'
+        'command = ["{python}", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]\n'
+        'ready = "tcp://127.0.0.1:{port}"\n'
+        '[[flows]]\nname = "quick"\ncommand = ["true"]\n'
+        + "".join(
+            f'[[flows]]\nname = "hang {i}"\ntimeout = "5m"\ncommand = ["{{python}}", "tree.py"]\n'
+            for i in range(4)
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--runset", "run-set.toml"]
+        + ["-n", "2", "--runset-run-id", "c1"],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    run_dir = pytester.path / "runset-results" / "c1"
+    try:
+        started = lambda: len(list(run_dir.glob("hang-*/started"))) == 2  # noqa: E731
+        assert wait_for(started, timeout=120)
+        os.kill(proc.pid, signal.SIGINT)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    text = output.decode(errors="replace")
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, text
+    report = load_report(run_dir)
+    statuses = {flow["name"]: flow["status"] for flow in report["flows"]}
+    assert report["status"] == "interrupted"
+    assert sorted(statuses.values()) == sorted(
+        ["passed", "interrupted", "interrupted", "not_run", "not_run"]
+    ), statuses
+    assert len(flow_events(run_dir)) == 5
+    assert wait_for(lambda: not processes_with_cookie_prefix("c1."), timeout=30)
+
+
+def test_the_example_run_set_passes_under_xdist(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO))}
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--runset"]
+        + ["examples/run-set.toml", "-n", "2", "--runset-output", str(tmp_path), "-q"]
+        + ["--runset-run-id", "example"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = load_report(tmp_path / "example")
+    assert report["status"] == "passed"
+    statuses = {flow["name"]: flow["status"] for flow in report["flows"]}
+    assert statuses["sign in"] == "passed" and statuses["own port"] == "passed"
+    assert statuses["skipped when no sandbox"] == "skipped"
+    assert report["workers"] == 2
+    assert time.monotonic() - started < 300
