@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from conftest import (
     TREE_SCRIPT,
     flows_by_name,
     load_report,
+    process_alive,
     processes_with_cookie_prefix,
     wait_for,
 )
@@ -25,6 +27,8 @@ from conftest import (
 pytest.importorskip("xdist")
 
 REPO = Path(__file__).resolve().parent.parent
+PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
+FETCH = "import sys, urllib.request\nurllib.request.urlopen(sys.argv[1], timeout=10)\n"
 # Fields that depend on timing or on which worker happened to take a flow.
 VOLATILE = frozenset({"duration_s", "started_s", "worker", "slot", "ports", "history"})
 
@@ -92,12 +96,12 @@ command = ["sh", "-c", "echo port=$RUNSET_PORT"]
 
 [[flows]]
 name = "uses the service"
-command = [{sys.executable!r}, "-c", "import urllib.request, sys; urllib.request.urlopen(sys.argv[1], timeout=10); print('served')", "http://127.0.0.1:{{services.app.port}}/"]
+command = [{sys.executable!r}, "fetch.py", "http://127.0.0.1:{{services.app.port}}/"]
 
 [[flows]]
 name = "flaky once"
 retries = 1
-command = ["sh", "-c", "test -e $RUNSET_RUN_DIR/flaky-mark && exit 0; touch $RUNSET_RUN_DIR/flaky-mark; exit 1"]
+command = ["sh", "-c", "test -e $RUNSET_RUN_DIR/mark && exit 0; touch $RUNSET_RUN_DIR/mark; exit 1"]
 
 [[flows]]
 name = "skipped by key"
@@ -123,6 +127,7 @@ def test_the_same_run_set_gives_the_same_report_with_and_without_xdist(
     pytester: pytest.Pytester, write_runset: Callable[..., Path]
 ) -> None:
     write_runset(acceptance_runset())
+    (pytester.path / "fetch.py").write_text(FETCH)
     under_xdist = run_pytest(
         pytester, "--runset", "run-set.toml", "-n", "2", "--runset-run-id", "with-xdist"
     )
@@ -155,9 +160,11 @@ def test_the_same_run_set_gives_the_same_report_with_and_without_xdist(
         "skipped-by-key",
         "passes-2",
     ]
-    assert flows["flaky once"]["flaky"] and flows["flaky once"]["attempts"] == 2
+    assert flows["flaky once"]["flaky"]
+    assert flows["flaky once"]["attempts"] == 2
     assert {flow["worker"] for flow in xdist_report["flows"] if flow["worker"]} <= {"gw0", "gw1"}
-    assert flows["own port"]["ports"] and flows["as alice"]["persona"] == "alice"
+    assert flows["own port"]["ports"]
+    assert flows["as alice"]["persona"] == "alice"
     # The same slug directories with the same files, and one report per run.
     for run_id in ("with-xdist", "pool"):
         run_dir = root / run_id
@@ -178,14 +185,14 @@ def test_the_same_run_set_gives_the_same_report_with_and_without_xdist(
     assert out.strip() == f"run=with-xdist slot={slot} worker=gw{slot}"
     assert (root / "latest").resolve() == (root / "pool").resolve()
     summary_line = [line for line in under_xdist.outlines if line.startswith("runset accept:")]
-    assert summary_line and "6 passed, 1 failed, 2 skipped" in summary_line[0]
+    assert summary_line
+    assert "6 passed, 1 failed, 2 skipped" in summary_line[0]
     assert "on 2 workers" in summary_line[0]
 
 
 def span_flows(prefix: str, count: int, log: Path, extra: str) -> str:
     return "".join(
-        f'[[flows]]\nname = "{prefix} {i}"\n{extra}\n'
-        f'command = ["{{python}}", "span.py", "{log}"]\n'
+        f'[[flows]]\nname = "{prefix} {i}"\n{extra}\ncommand = ["{{python}}", "span.py", "{log}"]\n'
         for i in range(count)
     )
 
@@ -215,7 +222,7 @@ def test_a_persona_and_a_tag_limit_of_one_never_overlap_across_xdist_workers(
     for path in (alice, db):
         spans = read_spans(path)
         assert len(spans) == 3
-        for (_, end, _), (start, _, _) in zip(spans, spans[1:], strict=False):
+        for (_, end, _), (start, _, _) in itertools.pairwise(spans):
             assert end <= start, f"{path.name}: overlapping spans {spans}"
     report = load_report(pytester.path / "runset-results" / "r")
     assert all(flow["persona"] == "alice" for flow in report["flows"][:3])
@@ -268,7 +275,7 @@ def test_a_timed_out_flow_in_an_xdist_worker_leaves_no_process_behind(
     # The cookie starts with the run id: nothing of this run may be left alive.
     assert wait_for(lambda: not processes_with_cookie_prefix("t1."), timeout=30)
     daemon = int((run_dir / "tree" / "daemon.pid").read_text())
-    assert not Path(f"/proc/{daemon}").exists() or not processes_with_cookie_prefix("t1.")
+    assert wait_for(lambda: not process_alive(daemon), timeout=30)
 
 
 @pytest.mark.parametrize(
@@ -282,7 +289,8 @@ def test_options_the_xdist_controller_cannot_honour_are_refused(
     result = run_pytest(pytester, "--runset", "run-set.toml", "-n", "2", option, value)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     errors = [line for line in result.errlines if option in line]
-    assert len(errors) == 1 and "pytest-xdist" in errors[0], result.errlines
+    assert len(errors) == 1, result.errlines
+    assert "pytest-xdist" in errors[0]
     assert "Traceback" not in result.stderr.str()
     assert not (pytester.path / "runset-results").exists()
 
@@ -303,8 +311,7 @@ def test_ctrl_c_of_the_xdist_controller_writes_the_report_and_stops_everything(
         )
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--runset", "run-set.toml"]
-        + ["-n", "2", "--runset-run-id", "c1"],
+        [*PYTEST, "--runset", "run-set.toml", "-n", "2", "--runset-run-id", "c1"],
         cwd=pytester.path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -334,10 +341,10 @@ def test_ctrl_c_of_the_xdist_controller_writes_the_report_and_stops_everything(
 def test_the_example_run_set_passes_under_xdist(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO))}
     started = time.monotonic()
+    output_args = ["--runset-output", str(tmp_path), "--runset-run-id", "example"]
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--runset"]
-        + ["examples/run-set.toml", "-n", "2", "--runset-output", str(tmp_path), "-q"]
-        + ["--runset-run-id", "example"],
+        [*PYTEST, "--runset", "examples/run-set.toml", "-n", "2", "-q", *output_args],
+        check=False,
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -348,7 +355,8 @@ def test_the_example_run_set_passes_under_xdist(tmp_path: Path) -> None:
     report = load_report(tmp_path / "example")
     assert report["status"] == "passed"
     statuses = {flow["name"]: flow["status"] for flow in report["flows"]}
-    assert statuses["sign in"] == "passed" and statuses["own port"] == "passed"
+    assert statuses["sign in"] == "passed"
+    assert statuses["own port"] == "passed"
     assert statuses["skipped when no sandbox"] == "skipped"
     assert report["workers"] == 2
     assert time.monotonic() - started < 300
