@@ -282,10 +282,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def _refuse_under_xdist(config: pytest.Config) -> None:
     """Options the xdist controller cannot honour: refused, never silently ignored."""
-    for option, dest in (
-        ("--runset-resume", "runset_resume"),
-        ("--runset-global-timeout", "runset_global_timeout"),
-    ):
+    for option, dest in (("--runset-global-timeout", "runset_global_timeout"),):
         if getattr(config.option, dest, None) is not None:
             raise pytest.UsageError(
                 f"{option} does not work with pytest-xdist's -n; run the flows on "
@@ -494,7 +491,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     runsets = xdist_controller.controller_runsets(config)
     if not runsets:
         return
-    xrun = xdist_controller.XdistRun(config, runsets, session_run_id(config))
+    resume = config.option.runset_resume
+    if resume is not None:
+        from .resume import resolve_resume
+
+        root = output_root(config, next(iter(runsets.values())))
+        config.stash[RUN_ID] = resolve_resume(config, resume, root)
+    xrun = xdist_controller.XdistRun(config, runsets, session_run_id(config), resume=resume)
     xrun.workers = xdist_controller.xdist_worker_count(config)
     config.stash[XDIST_RUN] = xrun
     config.stash[RUNS] = xrun.runs

@@ -43,8 +43,15 @@ WORKERINPUT_KEY = "runset_runs"
 class XdistRun:
     """Everything the xdist controller keeps for the run-sets of this session."""
 
-    def __init__(self, config: pytest.Config, runsets: dict[str, RunSet], run_id: str) -> None:
+    def __init__(
+        self,
+        config: pytest.Config,
+        runsets: dict[str, RunSet],
+        run_id: str,
+        resume: str | None = None,
+    ) -> None:
         self.config = config
+        self.resume = resume
         self.runsets = runsets
         self.run_id = run_id
         self.runs: dict[str, RunsetRun] = {}
@@ -63,17 +70,20 @@ class XdistRun:
         from .plugin import _open_runs
 
         with deferred_interrupts():
-            _open_runs(self.config, self.runsets, self.run_id, None, self.runs)
+            _open_runs(self.config, self.runsets, self.run_id, self.resume, self.runs)
             for run in self.runs.values():
-                run.directory.journal(
-                    {
-                        "event": "start",
-                        "run_id": run.directory.run_id,
-                        "started_at": self.started_at,
-                        "runset": {"name": run.runset.name, "sha256": run.runset.sha256},
-                    }
-                )
-                run.started_at = self.started_at
+                if run.started_at is None:
+                    run.directory.journal(
+                        {
+                            "event": "start",
+                            "run_id": run.directory.run_id,
+                            "started_at": self.started_at,
+                            "runset": {"name": run.runset.name, "sha256": run.runset.sha256},
+                        }
+                    )
+                    run.started_at = self.started_at
+                else:
+                    run.directory.journal({"event": "resume", "at": time.time()})
                 run.order.update({flow.slug: (flow.index, flow.slug) for flow in run.runset.flows})
         for key, run in self.runs.items():
             flows = list(run.runset.flows)
@@ -109,8 +119,10 @@ class XdistRun:
             key: {
                 "output_root": str(run.directory.output_root),
                 "run_name": run.directory.run_id,
-                "started_at": self.started_at,
+                "started_at": run.started_at or self.started_at,
                 "base_url": run.base_url,
+                # Flows an earlier session of this run finished: reported again, not run.
+                "previous": dict(run.previous),
                 "service_values": dict(run.service_values),
                 "service_error": run.service_error,
                 "service_tail": run.service_tail,
@@ -158,7 +170,7 @@ class XdistRun:
         raw = getattr(report, ENTRY_ATTRIBUTE, None)
         if isinstance(raw, str):
             data = json.loads(raw)
-            self._record(str(data["runset"]), dict(data["entry"]))
+            self._record(str(data["runset"]), dict(data["entry"]), bool(data.get("resumed")))
             return
         if str(report.when) == "???" and report.failed:
             # pytest-xdist's report for a worker that died while running the flow.
@@ -176,13 +188,14 @@ class XdistRun:
                 entry["worker"] = worker
                 self._record(key[0], entry)
 
-    def _record(self, run_key: str, entry: dict[str, Any]) -> None:
+    def _record(self, run_key: str, entry: dict[str, Any], resumed: bool = False) -> None:
         run = self.runs.get(run_key)
         if run is None:
             return
         run.entries[str(entry["slug"])] = entry
-        # Durable first, as in the run loop: once a hook hears of it, the journal has it.
-        run.directory.journal({"event": "flow", **entry})
+        if not resumed:
+            # Durable first, as in the run loop: once a hook hears of it, the journal has it.
+            run.directory.journal({"event": "flow", **entry})
         self.config.hook.pytest_runset_flow_finished(config=self.config, result=entry)
 
     # -- session end -----------------------------------------------------------------------

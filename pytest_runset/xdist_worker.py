@@ -57,6 +57,12 @@ class FlowFailed(Exception):
 class FinishedFlow:
     run: RunsetRun
     outcome: Outcome
+    # Finished by an earlier session of this run (--runset-resume): not run again.
+    resumed: bool = False
+
+
+# What pytest is told again for a flow a resumed run already finished (as the run loop does).
+_RESUMED_RAW = {"passed": "passed", "xpassed": "passed", "skipped": "skipped", "xfailed": "failed"}
 
 
 def worker_slot(config: pytest.Config) -> tuple[int, str]:
@@ -125,7 +131,13 @@ def _worker_run(item: RunsetItem) -> RunsetRun:
             "name run-set files with --runset or as paths on the command line"
         )
     directory = RunDirectory(Path(data["output_root"]), str(data["run_name"]))
-    run = RunsetRun(item.runset, directory, data.get("base_url"), started_at=data["started_at"])
+    run = RunsetRun(
+        item.runset,
+        directory,
+        data.get("base_url"),
+        previous=dict(data.get("previous") or {}),
+        started_at=data["started_at"],
+    )
     run.service_values = dict(data.get("service_values") or {})
     run.service_error = data.get("service_error")
     run.service_tail = str(data.get("service_tail") or "")
@@ -243,6 +255,9 @@ def run_flow(item: RunsetItem) -> FinishedFlow:
     """Run the flow with its retries, as the run loop would; the result is kept on the item."""
     config = item.config
     run = _worker_run(item)
+    previous = run.previous.get(item.flow.slug)
+    if previous is not None:
+        return _resumed(item, run, previous)
     state = FlowState(item=item, run=run)
     retries = config.option.runset_retries
     allowed = (retries if retries is not None else item.flow.retries) + 1
@@ -270,6 +285,15 @@ def run_flow(item: RunsetItem) -> FinishedFlow:
         session_started=run.started_at or time.time(),
     )
     finished = FinishedFlow(run=run, outcome=outcome)
+    item.stash[FLOW_OUTCOME] = finished
+    return finished
+
+
+def _resumed(item: RunsetItem, run: RunsetRun, entry: dict[str, Any]) -> FinishedFlow:
+    status = str(entry["status"])
+    last = {"status": _RESUMED_RAW.get(status, status), "message": entry.get("message", "")}
+    outcome = Outcome(entry=entry, status=status, last=last, xfail_reason="")
+    finished = FinishedFlow(run=run, outcome=outcome, resumed=True)
     item.stash[FLOW_OUTCOME] = finished
     return finished
 
@@ -313,9 +337,11 @@ def attach_entry(item: RunsetItem, report: pytest.TestReport) -> None:
         skip = evaluate_skip_marks(item)
         reason = skip.reason if skip is not None else _skip_reason(report)
         run = _worker_run(item)
+        previous = run.previous.get(item.flow.slug)
+        if previous is not None:
+            _resumed(item, run, previous)
+            return
         entry = unstarted_entry(item.flow, item.nodeid, "skipped", reason)
-        state = FlowState(item=item, run=run)
-        state.entry = entry
         item.stash[FLOW_OUTCOME] = FinishedFlow(
             run=run, outcome=Outcome(entry=entry, status="skipped", last={}, xfail_reason="")
         )
@@ -327,7 +353,11 @@ def attach_entry(item: RunsetItem, report: pytest.TestReport) -> None:
         report.sections.extend(sections(finished.run.run_dir, entry))
     elif report.when == "teardown":
         report.user_properties.extend(properties(finished.run.run_dir, entry))
-        payload = {"runset": str(item.runset.path), "entry": entry}
+        payload = {
+            "runset": str(item.runset.path),
+            "entry": entry,
+            "resumed": finished.resumed,
+        }
         setattr(report, ENTRY_ATTRIBUTE, json.dumps(payload, ensure_ascii=False, default=str))
 
 

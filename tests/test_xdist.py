@@ -278,15 +278,39 @@ def test_a_timed_out_flow_in_an_xdist_worker_leaves_no_process_behind(
     assert wait_for(lambda: not process_alive(daemon), timeout=30)
 
 
-@pytest.mark.parametrize(
-    ("option", "value"),
-    [("--runset-resume", "last"), ("--runset-global-timeout", "30s")],
-)
-def test_options_the_xdist_controller_cannot_honour_are_refused(
-    pytester: pytest.Pytester, write_runset: Callable[..., Path], option: str, value: str
+def test_a_resumed_run_under_xdist_runs_only_what_did_not_pass(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
 ) -> None:
+    count = 'echo x >> "$RUNSET_RUN_DIR/ran-$RUNSET_SLUG"'
+    write_runset(
+        f'[[flows]]\nname = "steady"\ncommand = ["sh", "-c", {json.dumps(count)}]\n'
+        '[[flows]]\nname = "skipped"\ncommand = ["true"]\nskip = "not today"\n'
+        f'[[flows]]\nname = "second time"\ncommand = ["sh", "-c", '
+        f"{json.dumps(count + '; test -e second.ok')}]\n"
+    )
+    first = run_pytest(pytester, "--runset", "run-set.toml", "-n", "2", "--runset-run-id", "r1")
+    assert first.ret == 1, first.stdout.str()
+    (pytester.path / "second.ok").write_text("")
+    resumed = run_pytest(pytester, "--runset", "run-set.toml", "-n", "2", "--runset-resume", "last")
+    assert resumed.ret == 0, resumed.stdout.str()
+    resumed.assert_outcomes(passed=2, skipped=1)
+    run_dir = pytester.path / "runset-results" / "r1"
+    report = load_report(run_dir)
+    assert report["status"] == "passed"
+    assert [flow["status"] for flow in report["flows"]] == ["passed", "skipped", "passed"]
+    assert (run_dir / "ran-steady").read_text().count("x") == 1
+    assert (run_dir / "ran-second-time").read_text().count("x") == 2
+    events = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
+    assert [event["event"] for event in events].count("resume") == 1
+    assert [event.get("slug") for event in events if event["event"] == "flow"].count("steady") == 1
+
+
+def test_the_global_timeout_is_refused_under_xdist(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    option = "--runset-global-timeout"
     write_runset('[[flows]]\nname = "a"\ncommand = ["true"]\n')
-    result = run_pytest(pytester, "--runset", "run-set.toml", "-n", "2", option, value)
+    result = run_pytest(pytester, "--runset", "run-set.toml", "-n", "2", option, "30s")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     errors = [line for line in result.errlines if option in line]
     assert len(errors) == 1, result.errlines
