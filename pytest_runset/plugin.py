@@ -231,8 +231,6 @@ def pytest_configure(config: pytest.Config) -> None:
                 raise pytest.UsageError(message) from None
     _ini_number(config, "runset_max_restarts", int)
     _ini_number(config, "runset_backstop_margin", float)
-    if _xdist_distributing(config) and not hasattr(config, "workerinput"):
-        _refuse_under_xdist(config)
     if config.option.runset_retries is not None and config.option.runset_retries < 0:
         raise pytest.UsageError("--runset-retries: must not be negative")
     if config.option.runset_run_id is not None:
@@ -278,16 +276,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     errors = session.config.stash.get(LOAD_ERRORS, [])
     if errors:
         raise pytest.UsageError(errors[0])
-
-
-def _refuse_under_xdist(config: pytest.Config) -> None:
-    """Options the xdist controller cannot honour: refused, never silently ignored."""
-    for option, dest in (("--runset-global-timeout", "runset_global_timeout"),):
-        if getattr(config.option, dest, None) is not None:
-            raise pytest.UsageError(
-                f"{option} does not work with pytest-xdist's -n; run the flows on "
-                "pytest-runset's own workers instead: --runset-workers N -p no:xdist"
-            )
 
 
 def _xdist_distributing(config: pytest.Config) -> bool:
@@ -499,6 +487,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         config.stash[RUN_ID] = resolve_resume(config, resume, root)
     xrun = xdist_controller.XdistRun(config, runsets, session_run_id(config), resume=resume)
     xrun.workers = xdist_controller.xdist_worker_count(config)
+    global_timeout = config.option.runset_global_timeout
+    if global_timeout is not None:
+        xrun.global_timeout = _timeout_value(global_timeout, "--runset-global-timeout")
     config.stash[XDIST_RUN] = xrun
     config.stash[RUNS] = xrun.runs
     # Its hooks hear of the flows' starts and reports (on the main thread, from xdist's loop).
@@ -540,6 +531,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
             stopped = bool(stop) and "keyboard-interrupt" not in str(stop)
             interrupted = session.exitstatus == pytest.ExitCode.INTERRUPTED and not stopped
             xrun.finish(interrupted=interrupted, stopped=stopped)
+            if xrun.global_expired() and session.exitstatus == pytest.ExitCode.OK:
+                # Unstarted flows are a failure of the run even when nothing that ran failed.
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -37,6 +37,15 @@ from .services import ServiceError
 from .state import RunsetRun
 
 ENTRY_ATTRIBUTE = "runset_entry"
+GLOBAL_TIMEOUT_MARK = "the run's global timeout of"
+
+
+def global_timeout_reason(seconds: float, *, not_run: bool) -> str:
+    """The same words the run loop uses for flows its global timeout ended."""
+    reason = f"{GLOBAL_TIMEOUT_MARK} {seconds:g}s expired"
+    return f"not run: {reason}" if not_run else reason
+
+
 WORKERINPUT_KEY = "runset_runs"
 
 
@@ -63,6 +72,7 @@ class XdistRun:
         self.started: dict[str, str] = {}
         self.workers = 1
         self.services_started = False
+        self.global_timeout: float | None = None
 
     # -- session start ---------------------------------------------------------------------
     def open(self) -> None:
@@ -123,6 +133,12 @@ class XdistRun:
                 "base_url": run.base_url,
                 # Flows an earlier session of this run finished: reported again, not run.
                 "previous": dict(run.previous),
+                "global_timeout": self.global_timeout,
+                "global_deadline": (
+                    self.started_at + self.global_timeout
+                    if self.global_timeout is not None
+                    else None
+                ),
                 "service_values": dict(run.service_values),
                 "service_error": run.service_error,
                 "service_tail": run.service_tail,
@@ -228,6 +244,16 @@ class XdistRun:
                         with contextlib.suppress(OSError):
                             shutil.rmtree(run.directory.path)
 
+    def global_expired(self) -> bool:
+        """Whether the run's global timeout ended flows (killed or never started)."""
+        if self.global_timeout is None:
+            return False
+        return any(
+            GLOBAL_TIMEOUT_MARK in str(entry.get("message") or "")
+            for run in self.runs.values()
+            for entry in run.entries.values()
+        )
+
     def _has_flows(self, key: str) -> bool:
         collected = self.collected or []
         return any(run_key == key for run_key, _ in collected) or bool(self.runs[key].entries)
@@ -236,6 +262,9 @@ class XdistRun:
         reason = "not run: run interrupted" if interrupted else "not run: dispatch stopped"
         if not interrupted and not stopped:
             reason = "not run: no xdist worker ran it"
+        limit = self.global_timeout
+        if not interrupted and limit is not None and time.time() >= self.started_at + limit:
+            reason = global_timeout_reason(limit, not_run=True)
         for key, slug in self.collected or []:
             run = self.runs[key]
             if slug in run.entries:

@@ -34,7 +34,7 @@ from .report import RunDirectory
 from .resources import acquire, needs_leases
 from .scheduler import RETRYABLE
 from .state import FlowState, RunsetRun
-from .xdist_controller import ENTRY_ATTRIBUTE, WORKERINPUT_KEY
+from .xdist_controller import ENTRY_ATTRIBUTE, WORKERINPUT_KEY, global_timeout_reason
 
 if TYPE_CHECKING:
     from .collect import RunsetItem
@@ -146,6 +146,25 @@ def _worker_run(item: RunsetItem) -> RunsetRun:
     return run
 
 
+@dataclass(frozen=True)
+class GlobalDeadline:
+    """``--runset-global-timeout``: the controller's deadline (wall clock, same host)."""
+
+    at: float
+    timeout_s: float
+
+    def left(self) -> float:
+        return self.at - time.time()
+
+
+def _global_deadline(item: RunsetItem) -> GlobalDeadline | None:
+    workerinput = getattr(item.config, "workerinput", None) or {}
+    data = (workerinput.get(WORKERINPUT_KEY) or {}).get(str(item.runset.path)) or {}
+    if data.get("global_deadline") is None:
+        return None
+    return GlobalDeadline(float(data["global_deadline"]), float(data["global_timeout"]))
+
+
 def _leaser(config: pytest.Config) -> Leaser:
     leaser = config.stash.get(WORKER_LEASER, None)
     if leaser is None:
@@ -173,8 +192,9 @@ def _end_unstarted(state: FlowState, attempt: int, message: str, **extra: Any) -
     state.attempts.append(result)
 
 
-def _take_leases(state: FlowState, limit: float) -> str | None:
-    """Wait (at most ``limit`` seconds) for the flow's leases; ``None`` once held."""
+def _take_leases(state: FlowState, limit: float, deadline: GlobalDeadline | None) -> str | None:
+    """Wait (at most ``limit`` seconds) for the flow's leases; ``None`` once held, else why
+    not (an empty string when the run's global deadline came first)."""
     flow, runset = state.flow, state.run.runset
     if not needs_leases(flow, runset):
         return None
@@ -188,10 +208,14 @@ def _take_leases(state: FlowState, limit: float) -> str | None:
         waited = time.monotonic() - started
         if waited >= limit:
             return f"{reason} for {waited:.0f}s"
+        if deadline is not None and deadline.left() <= 0:
+            return ""
         time.sleep(min(LEASE_POLL_S, max(0.0, limit - waited)))
 
 
-def _run_on_gateway(state: FlowState, attempt: int) -> dict[str, Any]:
+def _run_on_gateway(
+    state: FlowState, attempt: int, deadline: GlobalDeadline | None
+) -> dict[str, Any]:
     """One attempt: prepared here, run by this worker's gateway, recorded in ``state``."""
     config = state.item.config
     slot, worker_id = worker_slot(config)
@@ -218,10 +242,22 @@ def _run_on_gateway(state: FlowState, attempt: int) -> dict[str, Any]:
         return record_attempt(state, local_result(attempt, "error", "worker unreachable"), lock_dir)
     flow = state.flow
     backstop = state.dispatched_at + built.timeout_s + flow.kill_grace_s + BACKSTOP_MARGIN_S
+    cancelled = False
     while True:
+        wait = backstop - time.monotonic()
+        if deadline is not None and not cancelled:
+            wait = min(wait, deadline.left())
         try:
-            event = pool.events.get(timeout=max(0.0, backstop - time.monotonic()))
+            event = pool.events.get(timeout=max(0.0, wait))
         except queue.Empty:
+            if deadline is not None and not cancelled and deadline.left() <= 0:
+                # The run's global deadline: the flow is stopped as a timeout, like in the pool;
+                # the worker now has its kill grace to answer before the backstop takes over.
+                cancelled = True
+                reason = global_timeout_reason(deadline.timeout_s, not_run=False)
+                pool.send(0, "cancel", {"reason": reason, "status": "timeout"})
+                backstop = min(backstop, time.monotonic() + flow.kill_grace_s + BACKSTOP_MARGIN_S)
+                continue
             # The gateway did not answer in time: stop trusting it.
             pool.kill(0)
             _sweep_browser(config)
@@ -262,7 +298,10 @@ def run_flow(item: RunsetItem) -> FinishedFlow:
     retries = config.option.runset_retries
     allowed = (retries if retries is not None else item.flow.retries) + 1
     lease_limit = _timeout_override(config) or item.flow.timeout_s
+    deadline = _global_deadline(item)
     for attempt in range(1, allowed + 1):
+        if deadline is not None and deadline.left() <= 0:
+            break
         if run.service_error:
             _end_unstarted(
                 state,
@@ -272,13 +311,26 @@ def run_flow(item: RunsetItem) -> FinishedFlow:
                 tail_source=run.service_log,
             )
             break
-        busy = _take_leases(state, lease_limit)
+        busy = _take_leases(state, lease_limit, deadline)
+        if busy == "":
+            break
         if busy is not None:
             _end_unstarted(state, attempt, busy)
             break
-        result = _run_on_gateway(state, attempt)
+        result = _run_on_gateway(state, attempt, deadline)
         if result.get("status") not in RETRYABLE:
             break
+    if not state.attempts:
+        # The run's global deadline passed before the flow could start.
+        assert deadline is not None
+        reason = global_timeout_reason(deadline.timeout_s, not_run=True)
+        entry = unstarted_entry(item.flow, item.nodeid, "not_run", reason)
+        last = {"status": "not_run", "message": reason}
+        finished = FinishedFlow(
+            run, Outcome(entry=entry, status="not_run", last=last, xfail_reason="")
+        )
+        item.stash[FLOW_OUTCOME] = finished
+        return finished
     outcome = conclude(
         state,
         fail_on_flaky=bool(config.option.runset_fail_on_flaky),
@@ -326,6 +378,9 @@ def call_flow(item: RunsetItem) -> None:
         pytest.skip(message or "skipped")
     if raw == "xfailed":
         pytest.xfail(message or "xfailed")
+    if raw == "not_run":
+        # pytest has no "not run": the flow shows as skipped, the report says not_run.
+        pytest.skip(message)
     raise FlowFailed(failure_text(outcome.entry, outcome.last))
 
 

@@ -305,18 +305,34 @@ def test_a_resumed_run_under_xdist_runs_only_what_did_not_pass(
     assert [event.get("slug") for event in events if event["event"] == "flow"].count("steady") == 1
 
 
-def test_the_global_timeout_is_refused_under_xdist(
+def test_the_global_timeout_under_xdist_kills_running_flows_and_leaves_the_rest_not_run(
     pytester: pytest.Pytester, write_runset: Callable[..., Path]
 ) -> None:
-    option = "--runset-global-timeout"
-    write_runset('[[flows]]\nname = "a"\ncommand = ["true"]\n')
-    result = run_pytest(pytester, "--runset", "run-set.toml", "-n", "2", option, "30s")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    errors = [line for line in result.errlines if option in line]
-    assert len(errors) == 1, result.errlines
-    assert "pytest-xdist" in errors[0]
-    assert "Traceback" not in result.stderr.str()
-    assert not (pytester.path / "runset-results").exists()
+    (pytester.path / "tree.py").write_text(TREE_SCRIPT)
+    write_runset(
+        '[runset]\nkill_grace = "1s"\n'
+        '[[flows]]\nname = "quick"\ncommand = ["true"]\n'
+        '[[flows]]\nname = "endless a"\ncommand = ["{python}", "tree.py"]\n'
+        '[[flows]]\nname = "endless b"\ncommand = ["{python}", "tree.py"]\n'
+        '[[flows]]\nname = "later 1"\ncommand = ["true"]\n'
+        '[[flows]]\nname = "later 2"\ncommand = ["true"]\n'
+    )
+    result = run_pytest(
+        pytester, "--runset", "run-set.toml", "-n", "2", "--runset-run-id", "gt"
+        , "--runset-global-timeout", "8s"
+    )  # fmt: skip
+    assert result.ret == 1, result.stdout.str()
+    report = load_report(pytester.path / "runset-results" / "gt")
+    flows = flows_by_name(report)
+    assert flows["quick"]["status"] == "passed"
+    for name in ("endless a", "endless b"):
+        assert flows[name]["status"] == "timeout", flows[name]
+        assert "global timeout of 8s expired" in flows[name]["message"]
+    for name in ("later 1", "later 2"):
+        assert flows[name]["status"] == "not_run", flows[name]
+        assert flows[name]["message"] == "not run: the run's global timeout of 8s expired"
+    assert report["status"] == "failed"
+    assert wait_for(lambda: not processes_with_cookie_prefix("gt."), timeout=30)
 
 
 def test_ctrl_c_of_the_xdist_controller_writes_the_report_and_stops_everything(
