@@ -231,6 +231,13 @@ def pytest_configure(config: pytest.Config) -> None:
                 raise pytest.UsageError(message) from None
     _ini_number(config, "runset_max_restarts", int)
     _ini_number(config, "runset_backstop_margin", float)
+    if config.option.runset_workers is not None and _xdist_controller(config):
+        # Under xdist the flows run in xdist's workers: its -n is their worker count.
+        raise pytest.UsageError(
+            f"--runset-workers {config.option.runset_workers} and pytest-xdist's "
+            f"-n {config.option.numprocesses}: give one of them (-n runs the flows in xdist's "
+            "workers, --runset-workers on pytest-runset's own)"
+        )
     if config.option.runset_retries is not None and config.option.runset_retries < 0:
         raise pytest.UsageError("--runset-retries: must not be negative")
     if config.option.runset_run_id is not None:
@@ -508,12 +515,12 @@ def pytest_configure_node(node: Any) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
     if isinstance(item, RunsetItem) and hasattr(item.config, "workerinput"):
         from .xdist_worker import attach_entry
 
-        attach_entry(item, report)
+        attach_entry(item, call, report)
     return report
 
 

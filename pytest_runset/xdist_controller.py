@@ -16,6 +16,7 @@ import fnmatch
 import json
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from .entries import unstarted_entry
 from .interrupts import deferred_interrupts, sigint_ignored
 from .leases import LeaseError, Leaser, lock_directory
 from .model import Flow, RunSet, RunsetError
+from .report import write_json_atomic
 from .runs import (
     service_problem_parts,
     start_services,
@@ -37,6 +39,10 @@ from .services import ServiceError
 from .state import RunsetRun
 
 ENTRY_ATTRIBUTE = "runset_entry"
+# Written into the run directory when a service dies mid-run: xdist workers read it before
+# each attempt and while a flow runs (workerinput cannot change once workers started).
+SERVICE_FAILED_NAME = "services/failed.json"
+SERVICE_WATCH_INTERVAL_S = 0.25
 GLOBAL_TIMEOUT_MARK = "the run's global timeout of"
 
 
@@ -73,6 +79,8 @@ class XdistRun:
         self.workers = 1
         self.services_started = False
         self.global_timeout: float | None = None
+        self._watch_stop = threading.Event()
+        self._watch: threading.Thread | None = None
 
     # -- session start ---------------------------------------------------------------------
     def open(self) -> None:
@@ -110,10 +118,32 @@ class XdistRun:
             except ServiceError as exc:
                 if exc.cancelled:
                     raise KeyboardInterrupt from None
-                summary, tail = service_problem_parts(exc)
-                run.service_error = summary
-                run.service_tail = tail
-                run.service_log = f"services/{exc.name}.log"
+                _set_service_failed(run, exc)
+        if any(run.services is not None for run in self.runs.values()):
+            self._watch = threading.Thread(
+                target=self._watch_services, name="runset-service-watch", daemon=True
+            )
+            self._watch.start()
+
+    def _watch_services(self) -> None:
+        """Notice a service that dies while xdist's workers run flows (no pytest hooks here)."""
+        while not self._watch_stop.wait(SERVICE_WATCH_INTERVAL_S):
+            for run in self.runs.values():
+                if run.services is None or run.service_error is not None:
+                    continue
+                problem = run.services.check_alive()
+                if problem is None:
+                    continue
+                _set_service_failed(run, problem)
+                with contextlib.suppress(OSError):
+                    write_json_atomic(
+                        run.directory.path / SERVICE_FAILED_NAME,
+                        {
+                            "message": run.service_error,
+                            "tail": run.service_tail,
+                            "log": run.service_log,
+                        },
+                    )
 
     def _leaser(self) -> Leaser:
         if self.leaser is None:
@@ -219,6 +249,9 @@ class XdistRun:
         """Stop services, account for unfinished flows, write the reports; close the runs."""
         with sigint_ignored():
             try:
+                self._watch_stop.set()
+                if self._watch is not None:
+                    self._watch.join()
                 for run in self.runs.values():
                     stop_services(run)
                 self._finish_unstarted(interrupted=interrupted, stopped=stopped)
@@ -277,6 +310,13 @@ class XdistRun:
             run.entries[slug] = entry
             with contextlib.suppress(Exception):
                 run.directory.journal({"event": "flow", **entry})
+
+
+def _set_service_failed(run: RunsetRun, problem: ServiceError) -> None:
+    summary, tail = service_problem_parts(problem)
+    run.service_tail = tail
+    run.service_log = f"services/{problem.name}.log"
+    run.service_error = summary
 
 
 def xdist_worker_count(config: pytest.Config) -> int:

@@ -34,7 +34,12 @@ from .report import RunDirectory
 from .resources import acquire, needs_leases
 from .scheduler import RETRYABLE
 from .state import FlowState, RunsetRun
-from .xdist_controller import ENTRY_ATTRIBUTE, WORKERINPUT_KEY, global_timeout_reason
+from .xdist_controller import (
+    ENTRY_ATTRIBUTE,
+    SERVICE_FAILED_NAME,
+    WORKERINPUT_KEY,
+    global_timeout_reason,
+)
 
 if TYPE_CHECKING:
     from .collect import RunsetItem
@@ -47,6 +52,8 @@ READY_TIMEOUT_S = 120.0
 BACKSTOP_MARGIN_S = 10.0
 # How often a flow waiting for a busy lease tries again.
 LEASE_POLL_S = 0.1
+# How often a running flow looks for the controller's note that a service died.
+SERVICE_POLL_S = 0.5
 
 
 class FlowFailed(Exception):
@@ -165,6 +172,20 @@ def _global_deadline(item: RunsetItem) -> GlobalDeadline | None:
     return GlobalDeadline(float(data["global_deadline"]), float(data["global_timeout"]))
 
 
+def _service_failed(run: RunsetRun) -> bool:
+    """Whether a service of the run failed (at start, or since: the controller's note)."""
+    if run.service_error:
+        return True
+    try:
+        note = json.loads((run.directory.path / SERVICE_FAILED_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    run.service_tail = str(note.get("tail") or "")
+    run.service_log = str(note.get("log") or "")
+    run.service_error = str(note.get("message") or "a service of the run failed")
+    return True
+
+
 def _leaser(config: pytest.Config) -> Leaser:
     leaser = config.stash.get(WORKER_LEASER, None)
     if leaser is None:
@@ -243,13 +264,24 @@ def _run_on_gateway(
     flow = state.flow
     backstop = state.dispatched_at + built.timeout_s + flow.kill_grace_s + BACKSTOP_MARGIN_S
     cancelled = False
+    run = state.run
     while True:
-        wait = backstop - time.monotonic()
+        wait = min(backstop - time.monotonic(), SERVICE_POLL_S)
         if deadline is not None and not cancelled:
             wait = min(wait, deadline.left())
         try:
             event = pool.events.get(timeout=max(0.0, wait))
         except queue.Empty:
+            if not cancelled and _service_failed(run):
+                # A service the flow relies on died: the flow ends as error, as in the pool.
+                cancelled = True
+                pool.send(0, "cancel", {"reason": run.service_error, "status": "error"})
+                backstop = min(backstop, time.monotonic() + flow.kill_grace_s + BACKSTOP_MARGIN_S)
+                continue
+            if time.monotonic() < backstop and (
+                deadline is None or cancelled or deadline.left() > 0
+            ):
+                continue
             if deadline is not None and not cancelled and deadline.left() <= 0:
                 # The run's global deadline: the flow is stopped as a timeout, like in the pool;
                 # the worker now has its kill grace to answer before the backstop takes over.
@@ -302,11 +334,11 @@ def run_flow(item: RunsetItem) -> FinishedFlow:
     for attempt in range(1, allowed + 1):
         if deadline is not None and deadline.left() <= 0:
             break
-        if run.service_error:
+        if _service_failed(run):
             _end_unstarted(
                 state,
                 attempt,
-                run.service_error,
+                run.service_error or "a service of the run failed",
                 stderr_tail=run.service_tail,
                 tail_source=run.service_log,
             )
@@ -318,7 +350,8 @@ def run_flow(item: RunsetItem) -> FinishedFlow:
             _end_unstarted(state, attempt, busy)
             break
         result = _run_on_gateway(state, attempt, deadline)
-        if result.get("status") not in RETRYABLE:
+        if result.get("status") not in RETRYABLE or _service_failed(run):
+            # A flow whose service died is not retried against the dead service.
             break
     if not state.attempts:
         # The run's global deadline passed before the flow could start.
@@ -384,8 +417,11 @@ def call_flow(item: RunsetItem) -> None:
     raise FlowFailed(failure_text(outcome.entry, outcome.last))
 
 
-def attach_entry(item: RunsetItem, report: pytest.TestReport) -> None:
+def attach_entry(item: RunsetItem, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
     """Put what the controller needs on the flow's reports (they travel to it serialized)."""
+    if report.failed and call.excinfo is not None and isinstance(call.excinfo.value, FlowFailed):
+        # The flow's own failure text, never a traceback of this module (setup included).
+        report.longrepr = str(call.excinfo.value)
     finished = item.stash.get(FLOW_OUTCOME, None)
     if report.when == "setup" and report.skipped and finished is None:
         # Skipped by a mark (the flow's ``skip`` key, -m/-k are deselection, not this).

@@ -335,6 +335,69 @@ def test_the_global_timeout_under_xdist_kills_running_flows_and_leaves_the_rest_
     assert wait_for(lambda: not processes_with_cookie_prefix("gt."), timeout=30)
 
 
+def test_runset_workers_and_xdist_n_together_are_refused(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    write_runset('[[flows]]\nname = "a"\ncommand = ["true"]\n')
+    result = run_pytest(pytester, "--runset", "run-set.toml", "-n", "2", "--runset-workers", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.errlines if "--runset-workers" in line]
+    assert len(errors) == 1, result.errlines
+    assert "-n 2: give one of them" in errors[0]
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_a_service_that_does_not_start_fails_every_flow_under_xdist(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    write_runset(
+        '[[runset.services]]\nname = "slow"\n'
+        'command = ["sh", "-c", "echo warming up forever; sleep 600"]\n'
+        'ready = "tcp://127.0.0.1:{port}"\nready_timeout = "1s"\n'
+        '[[flows]]\nname = "a"\ncommand = ["true"]\n'
+        '[[flows]]\nname = "b"\ncommand = ["true"]\n'
+    )
+    result = run_pytest(pytester, "--runset", "run-set.toml", "-n", "2", "--runset-run-id", "nr")
+    assert result.ret == 1, result.stdout.str()
+    result.assert_outcomes(errors=2)
+    flows = flows_by_name(load_report(pytester.path / "runset-results" / "nr"))
+    for name in ("a", "b"):
+        assert flows[name]["status"] == "error"
+        assert "service 'slow' not ready after 1s" in flows[name]["message"]
+    result.stdout.fnmatch_lines(["*last lines of services/slow.log*", "warming up forever"])
+    assert wait_for(lambda: not processes_with_cookie_prefix("nr."), timeout=30)
+
+
+def test_a_service_that_dies_mid_run_fails_the_running_flow_and_the_rest_under_xdist(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    (pytester.path / "flaky_service.py").write_text(
+        "import os, socket, sys, time\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen()\n"
+        "while not os.path.exists('die'):\n"
+        "    time.sleep(0.05)\n"
+        "print('fatal: lost my database', flush=True)\n"
+        "sys.exit(5)\n"
+    )
+    write_runset(
+        '[[runset.services]]\nname = "db"\ncommand = ["{python}", "flaky_service.py", "{port}"]\n'
+        'ready = "tcp://127.0.0.1:{port}"\n'
+        '[[flows]]\nname = "kills it"\ncommand = ["sh", "-c", "touch die; sleep 600"]\n'
+        '[[flows]]\nname = "after"\nretries = 2\ncommand = ["true"]\n'
+    )
+    result = run_pytest(pytester, "--runset", "run-set.toml", "-n", "1", "--runset-run-id", "cr")
+    assert result.ret == 1, result.stdout.str()
+    run_dir = pytester.path / "runset-results" / "cr"
+    flows = flows_by_name(load_report(run_dir))
+    assert flows["kills it"]["status"] == "error"
+    assert "service 'db'" in flows["kills it"]["message"]
+    assert flows["after"]["status"] == "error"
+    assert flows["after"]["attempts"] == 1
+    assert "exited with code 5" in flows["after"]["message"]
+    result.stdout.fnmatch_lines(["*fatal: lost my database*"])
+    assert wait_for(lambda: not processes_with_cookie_prefix("cr."), timeout=30)
+
+
 def test_ctrl_c_of_the_xdist_controller_writes_the_report_and_stops_everything(
     pytester: pytest.Pytester, write_runset: Callable[..., Path]
 ) -> None:
