@@ -14,7 +14,9 @@ error exactly like in the run loop; the call phase then passes, fails or skips a
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import queue
 import time
 from dataclasses import dataclass
@@ -49,7 +51,6 @@ WORKER_RUNS = pytest.StashKey[dict[str, RunsetRun]]()
 WORKER_LEASER = pytest.StashKey[Leaser]()
 FLOW_OUTCOME = pytest.StashKey["FinishedFlow"]()
 READY_TIMEOUT_S = 120.0
-BACKSTOP_MARGIN_S = 10.0
 # How often a flow waiting for a busy lease tries again.
 LEASE_POLL_S = 0.1
 # How often a running flow looks for the controller's note that a service died.
@@ -197,6 +198,13 @@ def _leaser(config: pytest.Config) -> Leaser:
     return leaser
 
 
+def _backstop_margin(config: pytest.Config) -> float:
+    """The ini ``runset_backstop_margin``, as the run loop reads it."""
+    from .plugin import _ini_number
+
+    return float(_ini_number(config, "runset_backstop_margin", float) or 0.0)
+
+
 def _timeout_override(config: pytest.Config) -> float | None:
     raw = config.option.runset_timeout
     if raw is None:
@@ -234,6 +242,55 @@ def _take_leases(state: FlowState, limit: float, deadline: GlobalDeadline | None
         time.sleep(min(LEASE_POLL_S, max(0.0, limit - waited)))
 
 
+class Exclusion:
+    """``exclusive = true`` across xdist workers: a flow of a run-set that has exclusive flows
+    holds a shared lock on the run's ``exclusive.lock`` while it runs, an exclusive flow the
+    exclusive one. An exclusive flow that waits first takes ``exclusive-gate.lock``, which
+    every flow passes on its way in: flows queued after it wait, the running ones drain, it runs
+    alone (as in the pool). The locks are per run directory: this session only."""
+
+    def __init__(self, state: FlowState) -> None:
+        self.state = state
+        self.fds: list[int] = []
+
+    def enter(self, limit: float, deadline: GlobalDeadline | None) -> str | None:
+        """``None`` once the flow may start; else why not (``""``: the global deadline)."""
+        run = self.state.run
+        if not any(flow.exclusive for flow in run.runset.flows):
+            return None
+        exclusive = self.state.flow.exclusive
+        started = time.monotonic()
+        steps = [("exclusive-gate.lock", fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)]
+        steps.append(("exclusive.lock", fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH))
+        for name, mode in steps:
+            fd = os.open(run.directory.path / name, os.O_RDWR | os.O_CREAT, 0o644)
+            self.fds.append(fd)
+            while True:
+                try:
+                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    pass
+                waited = time.monotonic() - started
+                if waited >= limit:
+                    self.leave()
+                    if exclusive:
+                        return f"other flows of the session still running for {waited:.0f}s"
+                    return f"an exclusive flow of the session running for {waited:.0f}s"
+                if deadline is not None and deadline.left() <= 0:
+                    self.leave()
+                    return ""
+                time.sleep(LEASE_POLL_S)
+        if not exclusive:
+            # Through the gate: an exclusive flow that comes later may close it behind us.
+            os.close(self.fds.pop(0))
+        return None
+
+    def leave(self) -> None:
+        while self.fds:
+            os.close(self.fds.pop())
+
+
 def _run_on_gateway(
     state: FlowState, attempt: int, deadline: GlobalDeadline | None
 ) -> dict[str, Any]:
@@ -262,7 +319,8 @@ def _run_on_gateway(
     if not pool.send(0, "run", built.spec):
         return record_attempt(state, local_result(attempt, "error", "worker unreachable"), lock_dir)
     flow = state.flow
-    backstop = state.dispatched_at + built.timeout_s + flow.kill_grace_s + BACKSTOP_MARGIN_S
+    margin = _backstop_margin(config)
+    backstop = state.dispatched_at + built.timeout_s + flow.kill_grace_s + margin
     cancelled = False
     run = state.run
     while True:
@@ -276,7 +334,7 @@ def _run_on_gateway(
                 # A service the flow relies on died: the flow ends as error, as in the pool.
                 cancelled = True
                 pool.send(0, "cancel", {"reason": run.service_error, "status": "error"})
-                backstop = min(backstop, time.monotonic() + flow.kill_grace_s + BACKSTOP_MARGIN_S)
+                backstop = min(backstop, time.monotonic() + flow.kill_grace_s + margin)
                 continue
             if time.monotonic() < backstop and (
                 deadline is None or cancelled or deadline.left() > 0
@@ -288,7 +346,7 @@ def _run_on_gateway(
                 cancelled = True
                 reason = global_timeout_reason(deadline.timeout_s, not_run=False)
                 pool.send(0, "cancel", {"reason": reason, "status": "timeout"})
-                backstop = min(backstop, time.monotonic() + flow.kill_grace_s + BACKSTOP_MARGIN_S)
+                backstop = min(backstop, time.monotonic() + flow.kill_grace_s + margin)
                 continue
             # The gateway did not answer in time: stop trusting it.
             pool.kill(0)
@@ -343,13 +401,21 @@ def run_flow(item: RunsetItem) -> FinishedFlow:
                 tail_source=run.service_log,
             )
             break
-        busy = _take_leases(state, lease_limit, deadline)
+        exclusion = Exclusion(state)
+        busy = exclusion.enter(lease_limit, deadline)
+        if busy is None:
+            busy = _take_leases(state, lease_limit, deadline)
         if busy == "":
+            exclusion.leave()
             break
         if busy is not None:
+            exclusion.leave()
             _end_unstarted(state, attempt, busy)
             break
-        result = _run_on_gateway(state, attempt, deadline)
+        try:
+            result = _run_on_gateway(state, attempt, deadline)
+        finally:
+            exclusion.leave()
         if result.get("status") not in RETRYABLE or _service_failed(run):
             # A flow whose service died is not retried against the dead service.
             break

@@ -33,13 +33,14 @@ FETCH = "import sys, urllib.request\nurllib.request.urlopen(sys.argv[1], timeout
 VOLATILE = frozenset({"duration_s", "started_s", "worker", "slot", "ports", "history"})
 
 # Records when the flow held its resource (monotonic clock, shared by every process here).
-SPAN = (
-    "import os, sys, time\n"
-    "start = time.monotonic()\n"
-    "time.sleep(0.4)\n"
-    "with open(sys.argv[1], 'a') as out:\n"
-    "    out.write(f'{start} {time.monotonic()} {os.environ[\"RUNSET_WORKER\"]}\\n')\n"
-)
+SPAN = """\
+import os, sys, time
+start = time.monotonic()
+time.sleep(0.4)
+worker, slug = os.environ["RUNSET_WORKER"], os.environ["RUNSET_SLUG"]
+with open(sys.argv[1], "a") as out:
+    out.write(f"{start} {time.monotonic()} {worker} {slug}\\n")
+"""
 
 
 @pytest.fixture(autouse=True)
@@ -198,11 +199,16 @@ def span_flows(prefix: str, count: int, log: Path, extra: str) -> str:
 
 
 def read_spans(path: Path) -> list[tuple[float, float, str]]:
+    """``(start, end, worker)`` of each flow that wrote to ``path``, by start."""
+    return sorted((start, end, worker) for start, end, worker, _ in read_named_spans(path))
+
+
+def read_named_spans(path: Path) -> list[tuple[float, float, str, str]]:
     spans = []
     for line in path.read_text().splitlines():
-        start, end, worker = line.split()
-        spans.append((float(start), float(end), worker))
-    return sorted(spans)
+        start, end, worker, slug = line.split()
+        spans.append((float(start), float(end), worker, slug))
+    return spans
 
 
 def test_a_persona_and_a_tag_limit_of_one_never_overlap_across_xdist_workers(
@@ -229,6 +235,29 @@ def test_a_persona_and_a_tag_limit_of_one_never_overlap_across_xdist_workers(
     # Several xdist workers took part, so the leases, not chance, kept the flows apart.
     workers = {worker for path in (alice, db) for _, _, worker in read_spans(path)}
     assert len(workers) >= 2
+
+
+def test_an_exclusive_flow_runs_alone_across_xdist_workers(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    log = pytester.path / "all.spans"
+    (pytester.path / "span.py").write_text(SPAN)
+    write_runset(
+        span_flows("before", 3, log, "")
+        + span_flows("alone", 1, log, "exclusive = true")
+        + span_flows("after", 3, log, "")
+    )
+    result = run_pytest(pytester, "--runset", "run-set.toml", "-n", "3", "--runset-run-id", "x")
+    assert result.ret == 0, result.stdout.str()
+    spans = read_named_spans(log)
+    assert len(spans) == 7
+    (alone,) = [span for span in spans if span[3] == "alone-0"]
+    for other in spans:
+        if other is not alone:
+            assert other[1] <= alone[0] or other[0] >= alone[1], (alone, other)
+    # The others did run side by side: exclusion is the exclusive flow's alone.
+    others = sorted(span for span in spans if span is not alone)
+    assert any(b[0] < a[1] for a, b in itertools.pairwise(others))
 
 
 def test_a_busy_persona_fails_the_flow_after_its_timeout_with_the_pool_message(
