@@ -112,6 +112,11 @@ skip = "not today"
 [[flows]]
 name = "passes"
 command = ["true"]
+
+[[flows]]
+name = "in a copy"
+workspace = "copy"
+command = ["sh", "-c", "test -e fetch.py && pwd"]
 """
 
 
@@ -137,7 +142,7 @@ def test_the_same_run_set_gives_the_same_report_with_and_without_xdist(
     )
     for result in (under_xdist, own_pool):
         assert result.ret == 1, result.stdout.str()
-        result.assert_outcomes(passed=6, failed=1, skipped=2)
+        result.assert_outcomes(passed=7, failed=1, skipped=2)
     assert "created: 2/2 workers" in under_xdist.stdout.str()
     root = pytester.path / "runset-results"
     xdist_report = load_report(root / "with-xdist")
@@ -160,6 +165,7 @@ def test_the_same_run_set_gives_the_same_report_with_and_without_xdist(
         "flaky-once",
         "skipped-by-key",
         "passes-2",
+        "in-a-copy",
     ]
     assert flows["flaky once"]["flaky"]
     assert flows["flaky once"]["attempts"] == 2
@@ -180,6 +186,9 @@ def test_the_same_run_set_gives_the_same_report_with_and_without_xdist(
     assert {p.name for p in (root / "with-xdist").iterdir() if p.is_dir()} == {
         p.name for p in (root / "pool").iterdir() if p.is_dir()
     }
+    # A workspace flow ran in its own copy, inside its slug directory.
+    copy_dir = root / "with-xdist" / "in-a-copy"
+    assert (copy_dir / "stdout.log").read_text().strip() == str(copy_dir / "workspace")
     # The run id reaches the flows, and RUNSET_SLOT/RUNSET_WORKER name the xdist worker.
     out = (root / "with-xdist" / flows["Passes"]["dir"] / "stdout.log").read_text()
     slot = flows["Passes"]["slot"]
@@ -187,7 +196,7 @@ def test_the_same_run_set_gives_the_same_report_with_and_without_xdist(
     assert (root / "latest").resolve() == (root / "pool").resolve()
     summary_line = [line for line in under_xdist.outlines if line.startswith("runset accept:")]
     assert summary_line
-    assert "6 passed, 1 failed, 2 skipped" in summary_line[0]
+    assert "7 passed, 1 failed, 2 skipped" in summary_line[0]
     assert "on 2 workers" in summary_line[0]
 
 
