@@ -28,7 +28,7 @@ from .entries import unstarted_entry
 from .interrupts import deferred_interrupts, sigint_ignored
 from .leases import LeaseError, Leaser, lock_directory
 from .model import Flow, RunSet, RunsetError
-from .report import write_json_atomic
+from .report import JOURNAL_NAME, write_json_atomic
 from .runs import (
     service_problem_parts,
     start_services,
@@ -77,7 +77,6 @@ class XdistRun:
         self.collected: list[tuple[str, str]] | None = None
         self.started: dict[str, str] = {}
         self.workers = 1
-        self.services_started = False
         self.global_timeout: float | None = None
         self._watch_stop = threading.Event()
         self._watch: threading.Thread | None = None
@@ -111,7 +110,6 @@ class XdistRun:
             for flow in flows:
                 self.flows[(key, flow.slug)] = (flow, "")
                 run.order.setdefault(flow.slug, (flow.index, flow.slug))
-        self.services_started = True
         for run in self.runs.values():
             try:
                 start_services(run, self.run_id, self._leaser)
@@ -272,8 +270,9 @@ class XdistRun:
             finally:
                 for key, run in self.runs.items():
                     run.directory.close()
-                    if not self._has_flows(key) and not run.entries:
-                        # No flow of this run-set was selected: like the run loop, leave no run.
+                    if self.resume is None and not self._has_flows(key):
+                        # No flow of this run-set was selected (or collected): like the run
+                        # loop, leave no run behind.
                         with contextlib.suppress(OSError):
                             shutil.rmtree(run.directory.path)
 
@@ -364,6 +363,8 @@ def _runset_files_below(config: pytest.Config, top: Path) -> list[Path]:
             for name in dirs
             if not any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
             and not (Path(current) / name / "pyvenv.cfg").exists()
+            # A run directory holds copies of run-sets (workspaces), never run-sets to run.
+            and not (Path(current) / name / JOURNAL_NAME).exists()
         )
         found.extend(Path(current) / name for name in sorted(files) if is_runset_path(Path(name)))
     return found

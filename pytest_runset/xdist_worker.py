@@ -493,7 +493,10 @@ def attach_entry(item: RunsetItem, call: pytest.CallInfo[None], report: pytest.T
         # Skipped by a mark (the flow's ``skip`` key, -m/-k are deselection, not this).
         skip = evaluate_skip_marks(item)
         reason = skip.reason if skip is not None else _skip_reason(report)
-        run = _worker_run(item)
+        try:
+            run = _worker_run(item)
+        except FlowFailed:
+            return  # a run-set the controller does not know: nothing to report to it
         previous = run.previous.get(item.flow.slug)
         if previous is not None:
             _resumed(item, run, previous)
