@@ -373,6 +373,30 @@ def test_the_global_timeout_under_xdist_kills_running_flows_and_leaves_the_rest_
     assert wait_for(lambda: not processes_with_cookie_prefix("gt."), timeout=30)
 
 
+def test_maxfail_under_xdist_leaves_the_flows_it_never_started_not_run(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    write_runset(
+        '[[flows]]\nname = "bad"\ncommand = ["sh", "-c", "sleep 0.5; exit 3"]\n'
+        + "".join(f'[[flows]]\nname = "job {i}"\ncommand = ["sleep", "1"]\n' for i in range(8))
+    )
+    result = run_pytest(
+        pytester, "--runset", "run-set.toml", "-n", "2", "-x", "--runset-run-id", "mf"
+    )
+    # pytest-xdist ends a session that -x stopped as interrupted.
+    assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str()
+    report = load_report(pytester.path / "runset-results" / "mf")
+    flows = flows_by_name(report)
+    assert flows["bad"]["status"] == "failed"
+    assert report["status"] == "failed"
+    others = [flow for name, flow in flows.items() if name != "bad"]
+    assert {flow["status"] for flow in others} <= {"passed", "not_run"}
+    not_run = [flow for flow in others if flow["status"] == "not_run"]
+    assert not_run
+    assert all(flow["message"] == "not run: dispatch stopped" for flow in not_run)
+    assert len(flow_events(pytester.path / "runset-results" / "mf")) == 9
+
+
 def test_runset_workers_and_xdist_n_together_are_refused(
     pytester: pytest.Pytester, write_runset: Callable[..., Path]
 ) -> None:
