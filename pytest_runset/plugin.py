@@ -17,12 +17,10 @@ from .model import RunSet, RunsetError, parse_duration
 if TYPE_CHECKING:
     from .runloop import FlowRunLoop
     from .state import RunsetRun
-    from .xdist_controller import XdistRun
 
 LOOP = pytest.StashKey["FlowRunLoop"]()
 # The runs of this session, whoever ran them (the run loop or the xdist controller).
 RUNS = pytest.StashKey["dict[str, RunsetRun]"]()
-XDIST_RUN = pytest.StashKey["XdistRun"]()
 RUN_ID = pytest.StashKey[str]()
 OWN_N = pytest.StashKey[bool]()
 
@@ -231,7 +229,7 @@ def pytest_configure(config: pytest.Config) -> None:
                 raise pytest.UsageError(message) from None
     _ini_number(config, "runset_max_restarts", int)
     _ini_number(config, "runset_backstop_margin", float)
-    if config.option.runset_workers is not None and _xdist_controller(config):
+    if config.option.runset_workers is not None and xdist_controller_session(config):
         # Under xdist the flows run in xdist's workers: its -n is their worker count.
         raise pytest.UsageError(
             f"--runset-workers {config.option.runset_workers} and pytest-xdist's "
@@ -263,6 +261,11 @@ def pytest_configure(config: pytest.Config) -> None:
             explicit.add(resolved)
             paths.append(str(resolved))
     config.stash[EXPLICIT] = explicit
+    # pytest-xdist's side: the controller keeps the run, its workers run the flows.
+    from . import xdist_hooks
+
+    if not config.pluginmanager.is_registered(xdist_hooks):
+        config.pluginmanager.register(xdist_hooks, "runset-xdist")
     if paths:
         given = [Path(arg.split("::")[0]).resolve() for arg in config.args]
         if config.args_source != pytest.Config.ArgsSource.ARGS:
@@ -283,6 +286,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     errors = session.config.stash.get(LOAD_ERRORS, [])
     if errors:
         raise pytest.UsageError(errors[0])
+
+
+def xdist_controller_session(config: pytest.Config) -> bool:
+    """Whether this process is the controller of a pytest-xdist session that distributes."""
+    return not hasattr(config, "workerinput") and _xdist_distributing(config)
 
 
 def _xdist_distributing(config: pytest.Config) -> bool:
@@ -463,84 +471,6 @@ def session_run_id(config: pytest.Config) -> str:
             run_id = new_run_id()
         config.stash[RUN_ID] = run_id
     return run_id
-
-
-# -- pytest-xdist: the controller keeps the run, the workers run the flows ---------------------
-def xdist_run(config: pytest.Config) -> XdistRun | None:
-    """The xdist controller's run of this session (``None`` elsewhere)."""
-    return config.stash.get(XDIST_RUN, None)
-
-
-def _xdist_controller(config: pytest.Config) -> bool:
-    return not hasattr(config, "workerinput") and _xdist_distributing(config)
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """xdist controller: open the run and start services before xdist starts its workers."""
-    config = session.config
-    if not _xdist_controller(config) or config.option.collectonly:
-        return
-    from . import xdist_controller
-
-    runsets = xdist_controller.controller_runsets(config)
-    if not runsets:
-        return
-    resume = config.option.runset_resume
-    if resume is not None:
-        from .resume import resolve_resume
-
-        root = output_root(config, next(iter(runsets.values())))
-        config.stash[RUN_ID] = resolve_resume(config, resume, root)
-    xrun = xdist_controller.XdistRun(config, runsets, session_run_id(config), resume=resume)
-    xrun.workers = xdist_controller.xdist_worker_count(config)
-    global_timeout = config.option.runset_global_timeout
-    if global_timeout is not None:
-        xrun.global_timeout = _timeout_value(global_timeout, "--runset-global-timeout")
-    config.stash[XDIST_RUN] = xrun
-    config.stash[RUNS] = xrun.runs
-    # Its hooks hear of the flows' starts and reports (on the main thread, from xdist's loop).
-    config.pluginmanager.register(xrun, "runset-xdist-controller")
-    xrun.open()
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_configure_node(node: Any) -> None:
-    """pytest-xdist: every worker uses the controller's run id, run directories and services."""
-    from .xdist_controller import WORKERINPUT_KEY
-
-    node.workerinput["runset_run_id"] = session_run_id(node.config)
-    xrun = xdist_run(node.config)
-    node.workerinput[WORKERINPUT_KEY] = xrun.workerinput() if xrun is not None else {}
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    report = yield
-    if isinstance(item, RunsetItem) and hasattr(item.config, "workerinput"):
-        from .xdist_worker import attach_entry
-
-        attach_entry(item, call, report)
-    return report
-
-
-@pytest.hookimpl(wrapper=True, trylast=True)
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
-    # Inside every other wrapper and after xdist has torn its workers down, before the
-    # terminal summary: the report then holds every flow that reported.
-    try:
-        return (yield)
-    finally:
-        xrun = xdist_run(session.config)
-        if xrun is not None:
-            dsession = session.config.pluginmanager.get_plugin("dsession")
-            stop = getattr(dsession, "shouldstop", False)
-            stopped = bool(stop) and "keyboard-interrupt" not in str(stop)
-            interrupted = session.exitstatus == pytest.ExitCode.INTERRUPTED and not stopped
-            xrun.finish(interrupted=interrupted, stopped=stopped)
-            if xrun.global_expired() and session.exitstatus == pytest.ExitCode.OK:
-                # Unstarted flows are a failure of the run even when nothing that ran failed.
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
