@@ -14,9 +14,7 @@ error exactly like in the run loop; the call phase then passes, fails or skips a
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import queue
 import time
 from dataclasses import dataclass
@@ -33,7 +31,6 @@ from .lifecycle import CANNOT_START, Outcome, conclude, prepare_attempt, record_
 from .pool import Pool
 from .replay import failure_text, properties, sections
 from .report import RunDirectory
-from .resources import acquire, needs_leases
 from .scheduler import RETRYABLE
 from .state import FlowState, RunsetRun
 from .xdist_controller import (
@@ -42,6 +39,7 @@ from .xdist_controller import (
     WORKERINPUT_KEY,
     global_timeout_reason,
 )
+from .xdist_waits import Exclusion, GlobalDeadline, take_leases
 
 if TYPE_CHECKING:
     from .collect import RunsetItem
@@ -51,8 +49,6 @@ WORKER_RUNS = pytest.StashKey[dict[str, RunsetRun]]()
 WORKER_LEASER = pytest.StashKey[Leaser]()
 FLOW_OUTCOME = pytest.StashKey["FinishedFlow"]()
 READY_TIMEOUT_S = 120.0
-# How often a flow waiting for a busy lease tries again.
-LEASE_POLL_S = 0.1
 # How often a running flow looks for the controller's note that a service died.
 SERVICE_POLL_S = 0.5
 
@@ -154,17 +150,6 @@ def _worker_run(item: RunsetItem) -> RunsetRun:
     return run
 
 
-@dataclass(frozen=True)
-class GlobalDeadline:
-    """``--runset-global-timeout``: the controller's deadline (wall clock, same host)."""
-
-    at: float
-    timeout_s: float
-
-    def left(self) -> float:
-        return self.at - time.time()
-
-
 def _global_deadline(item: RunsetItem) -> GlobalDeadline | None:
     workerinput = getattr(item.config, "workerinput", None) or {}
     data = (workerinput.get(WORKERINPUT_KEY) or {}).get(str(item.runset.path)) or {}
@@ -219,76 +204,6 @@ def _end_unstarted(state: FlowState, attempt: int, message: str, **extra: Any) -
     result = local_result(attempt, "error", message)
     result.update(duration_s=0.0, started_at=time.time(), dir=None, worker="", **extra)
     state.attempts.append(result)
-
-
-def _take_leases(state: FlowState, limit: float, deadline: GlobalDeadline | None) -> str | None:
-    """Wait (at most ``limit`` seconds) for the flow's leases; ``None`` once held, else why
-    not (an empty string when the run's global deadline came first)."""
-    flow, runset = state.flow, state.run.runset
-    if not needs_leases(flow, runset):
-        return None
-    leaser = _leaser(state.item.config)
-    started = time.monotonic()
-    while True:
-        lease, reason = acquire(leaser, runset, flow)
-        if lease is not None:
-            state.lease = lease
-            return None
-        waited = time.monotonic() - started
-        if waited >= limit:
-            return f"{reason} for {waited:.0f}s"
-        if deadline is not None and deadline.left() <= 0:
-            return ""
-        time.sleep(min(LEASE_POLL_S, max(0.0, limit - waited)))
-
-
-class Exclusion:
-    """``exclusive = true`` across xdist workers: a flow of a run-set that has exclusive flows
-    holds a shared lock on the run's ``exclusive.lock`` while it runs, an exclusive flow the
-    exclusive one. An exclusive flow that waits first takes ``exclusive-gate.lock``, which
-    every flow passes on its way in: flows queued after it wait, the running ones drain, it runs
-    alone (as in the pool). The locks are per run directory: this session only."""
-
-    def __init__(self, state: FlowState) -> None:
-        self.state = state
-        self.fds: list[int] = []
-
-    def enter(self, limit: float, deadline: GlobalDeadline | None) -> str | None:
-        """``None`` once the flow may start; else why not (``""``: the global deadline)."""
-        run = self.state.run
-        if not any(flow.exclusive for flow in run.runset.flows):
-            return None
-        exclusive = self.state.flow.exclusive
-        started = time.monotonic()
-        steps = [("exclusive-gate.lock", fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)]
-        steps.append(("exclusive.lock", fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH))
-        for name, mode in steps:
-            fd = os.open(run.directory.path / name, os.O_RDWR | os.O_CREAT, 0o644)
-            self.fds.append(fd)
-            while True:
-                try:
-                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    pass
-                waited = time.monotonic() - started
-                if waited >= limit:
-                    self.leave()
-                    if exclusive:
-                        return f"other flows of the session still running for {waited:.0f}s"
-                    return f"an exclusive flow of the session running for {waited:.0f}s"
-                if deadline is not None and deadline.left() <= 0:
-                    self.leave()
-                    return ""
-                time.sleep(LEASE_POLL_S)
-        if not exclusive:
-            # Through the gate: an exclusive flow that comes later may close it behind us.
-            os.close(self.fds.pop(0))
-        return None
-
-    def leave(self) -> None:
-        while self.fds:
-            os.close(self.fds.pop())
 
 
 def _run_on_gateway(
@@ -404,7 +319,7 @@ def run_flow(item: RunsetItem) -> FinishedFlow:
         exclusion = Exclusion(state)
         busy = exclusion.enter(lease_limit, deadline)
         if busy is None:
-            busy = _take_leases(state, lease_limit, deadline)
+            busy = take_leases(state, lambda: _leaser(config), lease_limit, deadline)
         if busy == "":
             exclusion.leave()
             break
