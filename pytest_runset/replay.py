@@ -83,7 +83,7 @@ class Replay:
                 "passed": ("passed", None, None),
                 "xpassed": ("passed", None, xfail_reason),
                 "xfailed": ("skipped", None, xfail_reason or "xfailed"),
-                "skipped": ("skipped", _skip_repr(item, entry["message"]), None),
+                "skipped": ("skipped", skip_repr(item, entry["message"]), None),
             }.get(status, ("failed", failure_text(entry, last), None))
             call = _report(item, "call", outcome, longrepr, duration, start, node)
             call.sections.extend(extra_sections)
@@ -117,7 +117,7 @@ class Replay:
         """Reports for a flow skipped before it ran (``skip`` key or skip markers)."""
         self.hook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         now = time.time()
-        setup = _report(item, "setup", "skipped", _skip_repr(item, reason), 0.0, now, None)
+        setup = _report(item, "setup", "skipped", skip_repr(item, reason), 0.0, now, None)
         self.hook.pytest_runtest_logreport(report=setup)
         teardown = _report(item, "teardown", "passed", None, 0.0, now, None)
         self.hook.pytest_runtest_logreport(report=teardown)
@@ -170,7 +170,7 @@ def failure_text(entry: dict[str, Any], last: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _skip_repr(item: RunsetItem, reason: str) -> tuple[str, int, str]:
+def skip_repr(item: RunsetItem, reason: str) -> tuple[str, int, str]:
     path, lineno, _ = item.location
     return (path, (lineno or 0) + 1, f"Skipped: {reason}")
 

@@ -29,7 +29,7 @@ from .entries import local_result, unstarted_entry
 from .leases import LeaseError, Leaser, lock_directory
 from .lifecycle import CANNOT_START, Outcome, conclude, prepare_attempt, record_attempt
 from .pool import Pool
-from .replay import failure_text, properties, sections
+from .replay import failure_text, properties, sections, skip_repr
 from .report import RunDirectory
 from .scheduler import RETRYABLE
 from .state import FlowState, RunsetRun
@@ -424,6 +424,9 @@ def attach_entry(item: RunsetItem, call: pytest.CallInfo[None], report: pytest.T
     if finished is None:
         return
     entry = finished.outcome.entry
+    if report.skipped and not hasattr(report, "wasxfail") and report.when in ("setup", "call"):
+        # Where the flow is, as in the run loop's reports, not where this module skipped it.
+        report.longrepr = skip_repr(item, str(entry.get("message") or "skipped"))
     if report.when == "call":
         report.sections.extend(sections(finished.run.run_dir, entry))
     elif report.when == "teardown":

@@ -136,11 +136,12 @@ def test_the_same_run_set_gives_the_same_report_with_and_without_xdist(
     write_runset(acceptance_runset())
     (pytester.path / "fetch.py").write_text(FETCH)
     under_xdist = run_pytest(
-        pytester, "--runset", "run-set.toml", "-n", "2", "--runset-run-id", "with-xdist"
+        pytester, "--runset", "run-set.toml", "-rfEsx", "-n", "2", "--runset-run-id", "with-xdist"
     )
     own_pool = run_pytest(
-        pytester, "--runset", "run-set.toml", "--runset-workers", "2", "--runset-run-id", "pool"
-    )
+        pytester, "--runset", "run-set.toml", "-rfEsx", "--runset-workers", "2"
+        , "--runset-run-id", "pool"
+    )  # fmt: skip
     for result in (under_xdist, own_pool):
         assert result.ret == 1, result.stdout.str()
         result.assert_outcomes(passed=7, failed=1, skipped=2)
@@ -195,6 +196,11 @@ def test_the_same_run_set_gives_the_same_report_with_and_without_xdist(
     slot = flows["Passes"]["slot"]
     assert out.strip() == f"run=with-xdist slot={slot} worker=gw{slot}"
     assert (root / "latest").resolve() == (root / "pool").resolve()
+    # pytest's own summary says the same: same outcomes, same places, same messages.
+    kinds = ("FAILED", "ERROR", "SKIPPED", "XFAIL")
+    assert sorted(line for line in under_xdist.outlines if line.startswith(kinds)) == sorted(
+        line for line in own_pool.outlines if line.startswith(kinds)
+    )
     summary_line = [line for line in under_xdist.outlines if line.startswith("runset accept:")]
     assert summary_line
     assert "7 passed, 1 failed, 2 skipped" in summary_line[0]
