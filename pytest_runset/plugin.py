@@ -229,6 +229,15 @@ def pytest_configure(config: pytest.Config) -> None:
                 raise pytest.UsageError(message) from None
     _ini_number(config, "runset_max_restarts", int)
     _ini_number(config, "runset_backstop_margin", float)
+    if xdist_controller_session(config):
+        # Options of pytest-runset's own gateways (where this build has them): under xdist the
+        # flows run in xdist's local workers, so these would be ignored; refuse them instead.
+        for option in ("--runset-tx", "--runset-px", "--runset-remote-root"):
+            if getattr(config.option, option[2:].replace("-", "_"), None):
+                raise pytest.UsageError(
+                    f"{option} and pytest-xdist's -n: give one of them (-n runs the flows in "
+                    f"xdist's local workers, {option} on pytest-runset's own gateways)"
+                )
     if config.option.runset_workers is not None and xdist_controller_session(config):
         # Under xdist the flows run in xdist's workers: its -n is their worker count.
         raise pytest.UsageError(
