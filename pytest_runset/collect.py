@@ -70,8 +70,9 @@ class RunsetFile(pytest.File):
 
 
 class RunsetItem(pytest.Item):
-    """One flow. Run by the run-set pool; :meth:`runtest` runs it alone when pytest-runset's
-    loop is not in charge (inside pytest-xdist workers)."""
+    """One flow. Run by the run-set pool; :meth:`setup` and :meth:`runtest` run it through
+    pytest's own protocol when pytest-runset's loop is not in charge (inside pytest-xdist
+    workers)."""
 
     def __init__(self, *, flow: Flow, runset: RunSet, line: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -87,10 +88,15 @@ class RunsetItem(pytest.Item):
         if flow.xfail is not None:
             self.add_marker(pytest.mark.xfail(reason=flow.xfail))
 
-    def runtest(self) -> None:
-        from .single import run_single
+    def setup(self) -> None:
+        from .xdist_worker import setup_flow
 
-        run_single(self)
+        setup_flow(self)
+
+    def runtest(self) -> None:
+        from .xdist_worker import call_flow
+
+        call_flow(self)
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, self._line, f"flow {self.flow.name!r}"
@@ -100,7 +106,7 @@ class RunsetItem(pytest.Item):
         excinfo: pytest.ExceptionInfo[BaseException],
         style: Any = None,
     ) -> str:
-        from .single import FlowFailed
+        from .xdist_worker import FlowFailed
 
         if isinstance(excinfo.value, FlowFailed):
             return str(excinfo.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .model import Flow
 from .state import FlowState
 
 
@@ -60,17 +61,17 @@ def flow_entry(
     }
 
 
-def unstarted_entry(state: FlowState, status: str, message: str) -> dict[str, Any]:
+def unstarted_entry(flow: Flow, nodeid: str, status: str, message: str) -> dict[str, Any]:
     """The report entry of a flow that never started (skipped, not run)."""
     return {
-        "name": state.flow.name,
-        "slug": state.flow.slug,
-        "nodeid": state.item.nodeid,
-        "kind": state.flow.kind,
+        "name": flow.name,
+        "slug": flow.slug,
+        "nodeid": nodeid,
+        "kind": flow.kind,
         "status": status,
         "attempts": 0,
         "flaky": False,
-        "index": state.flow.index,
+        "index": flow.index,
         "duration_s": 0.0,
         "started_s": None,
         "worker": None,
@@ -83,11 +84,11 @@ def unstarted_entry(state: FlowState, status: str, message: str) -> dict[str, An
         "artifacts": [],
         "persona": None,
         "ports": [],
-        "tags": list(state.flow.tags),
+        "tags": list(flow.tags),
         "leftover_processes": 0,
         "metrics": {},
         "warnings": [],
-        "definition_sha256": state.flow.sha256,
+        "definition_sha256": flow.sha256,
         "history": [],
     }
 

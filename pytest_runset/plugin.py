@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from .state import RunsetRun
 
 LOOP = pytest.StashKey["FlowRunLoop"]()
+# The runs of this session, whoever ran them (the run loop or the xdist controller).
+RUNS = pytest.StashKey["dict[str, RunsetRun]"]()
 RUN_ID = pytest.StashKey[str]()
 OWN_N = pytest.StashKey[bool]()
 
@@ -280,6 +282,22 @@ def pytest_configure(config: pytest.Config) -> None:
     warn_open_sockets(config)
     _ini_number(config, "runset_max_restarts", int)
     _ini_number(config, "runset_backstop_margin", float)
+    if xdist_controller_session(config):
+        # Options of pytest-runset's own gateways (where this build has them): under xdist the
+        # flows run in xdist's local workers, so these would be ignored; refuse them instead.
+        for option in ("--runset-tx", "--runset-px", "--runset-remote-root"):
+            if getattr(config.option, option[2:].replace("-", "_"), None):
+                raise pytest.UsageError(
+                    f"{option} and pytest-xdist's -n: give one of them (-n runs the flows in "
+                    f"xdist's local workers, {option} on pytest-runset's own gateways)"
+                )
+    if config.option.runset_workers is not None and xdist_controller_session(config):
+        # Under xdist the flows run in xdist's workers: its -n is their worker count.
+        raise pytest.UsageError(
+            f"--runset-workers {config.option.runset_workers} and pytest-xdist's "
+            f"-n {config.option.numprocesses}: give one of them (-n runs the flows in xdist's "
+            "workers, --runset-workers on pytest-runset's own)"
+        )
     if config.option.runset_retries is not None and config.option.runset_retries < 0:
         raise pytest.UsageError("--runset-retries: must not be negative")
     if config.option.runset_run_id is not None:
@@ -305,6 +323,11 @@ def pytest_configure(config: pytest.Config) -> None:
             explicit.add(resolved)
             paths.append(str(resolved))
     config.stash[EXPLICIT] = explicit
+    # pytest-xdist's side: the controller keeps the run, its workers run the flows.
+    from . import xdist_hooks
+
+    if not config.pluginmanager.is_registered(xdist_hooks):
+        config.pluginmanager.register(xdist_hooks, "runset-xdist")
     if paths:
         given = [Path(arg.split("::")[0]).resolve() for arg in config.args]
         if config.args_source != pytest.Config.ArgsSource.ARGS:
@@ -325,6 +348,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     errors = session.config.stash.get(LOAD_ERRORS, [])
     if errors:
         raise pytest.UsageError(errors[0])
+
+
+def xdist_controller_session(config: pytest.Config) -> bool:
+    """Whether this process is the controller of a pytest-xdist session that distributes."""
+    return not hasattr(config, "workerinput") and _xdist_distributing(config)
 
 
 def _xdist_distributing(config: pytest.Config) -> bool:
@@ -405,6 +433,7 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
             _open_runs(config, runsets, run_id, resume, runs)
             loop = FlowRunLoop(session, items=flows, runs=runs, **settings)
             config.stash[LOOP] = loop
+            config.stash[RUNS] = runs
         loop.run(others)
     except KeyboardInterrupt:
         if loop is not None:
@@ -532,31 +561,25 @@ def session_run_id(config: pytest.Config) -> str:
     return run_id
 
 
-@pytest.hookimpl(optionalhook=True)
-def pytest_configure_node(node: Any) -> None:
-    """pytest-xdist: every worker uses the controller's run id (one run directory)."""
-    node.workerinput["runset_run_id"] = session_run_id(node.config)
-
-
 def pytest_unconfigure(config: pytest.Config) -> None:
-    from .single import shutdown
+    from .xdist_worker import shutdown
 
     shutdown(config)
 
 
 def report_paths(config: pytest.Config) -> list[Path]:
     """The ``report.json`` files this session wrote (one per run-set), in collection order."""
-    loop = config.stash.get(LOOP, None)
-    if loop is None:
+    runs = config.stash.get(RUNS, None)
+    if runs is None:
         return []
-    return [Path(run.report_path) for run in loop.runs.values() if run.report_path]
+    return [Path(run.report_path) for run in runs.values() if run.report_path]
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    loop = config.stash.get(LOOP, None)
-    if loop is None:
+    runs = config.stash.get(RUNS, None)
+    if runs is None:
         return
-    for run in loop.runs.values():
+    for run in runs.values():
         report = run.report
         if report is None:
             continue

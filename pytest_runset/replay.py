@@ -144,8 +144,8 @@ class Replay:
         node = (
             WorkerNode(GatewayId(worker_id), f"[{worker_id}] runset worker") if worker_id else None
         )
-        props = _properties(run_dir, entry)
-        sections = _sections(run_dir, entry)
+        props = properties(run_dir, entry)
+        extra_sections = sections(run_dir, entry)
         if status == "error":
             reports = [
                 _report(item, "setup", "failed", _longrepr(item, entry, last), 0.0, start, node),
@@ -158,10 +158,10 @@ class Replay:
                 # Like pytest's own xfailed reports, the failure stays readable (TeamCity's
                 # testIgnored message, json-report's longrepr).
                 "xfailed": ("skipped", _longrepr(item, entry, last), xfail_reason or "xfailed"),
-                "skipped": ("skipped", _skip_repr(item, entry["message"]), None),
+                "skipped": ("skipped", skip_repr(item, entry["message"]), None),
             }.get(status, ("failed", _longrepr(item, entry, last), None))
             call = _report(item, "call", outcome, longrepr, duration, start, node)
-            call.sections.extend(sections)
+            call.sections.extend(extra_sections)
             if wasxfail is not None:
                 call.wasxfail = wasxfail
             reports = [
@@ -211,10 +211,10 @@ class Replay:
         """Reports for a flow skipped before it ran (``skip`` key or skip markers)."""
         self.hook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         now = time.time()
-        setup = _report(item, "setup", "skipped", _skip_repr(item, reason), 0.0, now, None)
+        setup = _report(item, "setup", "skipped", skip_repr(item, reason), 0.0, now, None)
         self.hook.pytest_runtest_logreport(report=setup)
         teardown = _report(item, "teardown", "passed", None, 0.0, now, None)
-        teardown.user_properties.extend(_properties(run_dir, entry))
+        teardown.user_properties.extend(properties(run_dir, entry))
         self.hook.pytest_runtest_logreport(report=teardown)
         self.hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
 
@@ -252,7 +252,8 @@ def _seconds(duration: float) -> str:
     return f"{duration:.2f}s"
 
 
-def _longrepr(item: RunsetItem, entry: dict[str, Any], last: dict[str, Any]) -> FlowFailure:
+def failure_text(entry: dict[str, Any], last: dict[str, Any]) -> str:
+    """A failed flow's whole failure text: status and message first, then details."""
     lines = [f"{entry['status']}: {entry['message']}".rstrip(": ")]
     # A browser step's full Playwright message, or a callable's traceback.
     details = str(last.get("details") or "").rstrip()
@@ -268,17 +269,21 @@ def _longrepr(item: RunsetItem, entry: dict[str, Any], last: dict[str, Any]) -> 
         lines.append(f"artifacts: {', '.join(entry['artifacts'])}")
     if entry.get("dir"):
         lines.append(f"flow directory: {entry['dir']}")
+    return "\n".join(lines)
+
+
+def _longrepr(item: RunsetItem, entry: dict[str, Any], last: dict[str, Any]) -> FlowFailure:
+    text = failure_text(entry, last)
     path, lineno, _ = item.location
-    crash = FlowCrash(path, (lineno or 0) + 1, lines[0])
-    return FlowFailure("\n".join(lines), crash)
+    return FlowFailure(text, FlowCrash(path, (lineno or 0) + 1, text.splitlines()[0]))
 
 
-def _skip_repr(item: RunsetItem, reason: str) -> tuple[str, int, str]:
+def skip_repr(item: RunsetItem, reason: str) -> tuple[str, int, str]:
     path, lineno, _ = item.location
     return (path, (lineno or 0) + 1, f"Skipped: {reason}")
 
 
-def _properties(run_dir: str, entry: dict[str, Any]) -> list[tuple[str, object]]:
+def properties(run_dir: str, entry: dict[str, Any]) -> list[tuple[str, object]]:
     slug_dir = os.path.join(run_dir, entry["dir"]) if entry.get("dir") else ""
     # Names are part of the contract (docs/ide-and-tools.md); CI dashboards key on them.
     return [
@@ -289,7 +294,7 @@ def _properties(run_dir: str, entry: dict[str, Any]) -> list[tuple[str, object]]
     ]
 
 
-def _sections(run_dir: str, entry: dict[str, Any]) -> list[tuple[str, str]]:
+def sections(run_dir: str, entry: dict[str, Any]) -> list[tuple[str, str]]:
     if not entry.get("dir"):
         return []
     text = f"flow directory: {os.path.join(run_dir, entry['dir'])}"

@@ -11,34 +11,30 @@ import contextlib
 import functools
 import os
 import queue
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
+from _pytest.skipping import evaluate_skip_marks
 
 from . import proctree
-from .attempt import AttemptError, build_attempt, make_flow_dir
+from .attempt import AttemptError
 from .entries import flow_entry, local_result, unstarted_entry
 from .interrupts import InterruptGate, sigint_ignored
 from .leases import Leaser, lock_directory
-from .masking import mask_data
-from .placeholders import PlaceholderError, substitute
+from .lifecycle import CANNOT_START, conclude, prepare_attempt, record_attempt
 from .pool import Event, Pool
 from .progress import Counts, LiveStatus, live_status
 from .remote import Scaleout, remote_spec
 from .replay import Replay, through_protocol
-from .report import build_report, iso_utc
 from .resources import acquire, needs_leases
+from .runs import start_services, stop_services, write_run_report
 from .scheduler import Scheduler, Task
-from .services import ServiceError, Services
-from .slugs import UnsafePathError, attempt_dir_name
+from .services import ServiceError
 from .state import FlowState, RunsetRun
 from .transfer import Receiver
-from .workspace import GIT_LOCAL_ENV_VARS, WorkspaceError, create_workspace, remove_workspace
 
 if TYPE_CHECKING:
     from .collect import RunsetItem
@@ -192,36 +188,17 @@ class FlowRunLoop:
     def _start_services(self) -> None:
         """Start each run's services before its first flow; a failure fails its flows."""
         for run in self.runs.values():
-            specs = run.runset.settings.services
-            if not specs:
-                continue
-            base_env = {**os.environ, **_service_runset_env(run, self.run_id)}
-            run.services = Services(
-                specs,
-                run_dir=run.directory.path,
-                run_id=run.directory.run_id,
-                base_dir=run.runset.directory,
-                base_env=base_env,
-                default_grace_s=run.runset.settings.kill_grace,
-                lease_ports=functools.partial(self._service_ports, run),
-            )
             try:
-                run.services.start()
+                start_services(run, self.run_id, self._leaser)
             except ServiceError as exc:
                 if exc.cancelled:
                     raise KeyboardInterrupt from None
                 self._service_failed(run, exc)
-                continue
-            run.service_values = run.services.placeholder_values()
 
-    def _service_ports(self, run: RunsetRun, count: int) -> list[int]:
+    def _leaser(self) -> Leaser:
         if self.leaser is None:
             self.leaser = Leaser(lock_directory())
-        before = len(run.service_lease.ports)
-        if not self.leaser.take_ports(count, run.runset.settings.ports.range, run.service_lease):
-            low, high = run.runset.settings.ports.range
-            raise RuntimeError(f"no {count} free port(s) in {low}-{high}")
-        return run.service_lease.ports[before:]
+        return self.leaser
 
     def _check_services(self) -> None:
         for run in self.runs.values():
@@ -249,9 +226,7 @@ class FlowRunLoop:
 
     def _stop_services(self) -> None:
         for run in self.runs.values():
-            if run.services is not None:
-                run.services.stop()
-            run.service_lease.release()
+            stop_services(run)
 
     # -- the loop --------------------------------------------------------------------------
     def _pump(self, block: bool) -> None:
@@ -348,13 +323,7 @@ class FlowRunLoop:
             state = self.states[task.key]
             try:
                 spec = self._spec(state, slot, task.attempt)
-            except (
-                PlaceholderError,
-                UnsafePathError,
-                OSError,
-                AttemptError,
-                WorkspaceError,
-            ) as exc:
+            except CANNOT_START as exc:
                 self._attempt_done(state, slot, local_result(task.attempt, "error", str(exc)))
                 continue
             if not self.pool.send(slot, "run", spec):
@@ -372,56 +341,22 @@ class FlowRunLoop:
         return self.timeout_override or self.states[key].flow.timeout_s
 
     def _spec(self, state: FlowState, slot: int, attempt: int) -> dict[str, Any]:
-        state.dispatched_at = time.monotonic()
         handle = self.pool.workers[slot]
-        state.slot = slot
-        state.worker_id = handle.worker_id
-        flow = state.flow
-        run = state.run
-        lease = state.lease
-        state.persona = lease.persona if lease is not None else None
-        state.ports = list(lease.ports) if lease is not None else []
-        persona = run.runset.personas[state.persona] if state.persona else None
-        workdir = None
-        if handle.remote and flow.workspace != "none":
+        if handle.remote and state.flow.workspace != "none":
             raise AttemptError(
-                f"workspace = {flow.workspace!r} needs a gateway on this machine "
+                f"workspace = {state.flow.workspace!r} needs a gateway on this machine "
                 f"({handle.worker_id} is remote)"
             )
-        if flow.workspace != "none":
-            target = run.directory.path / attempt_dir_name(flow.slug, attempt)
-            make_flow_dir(target)
-            state.workspace = create_workspace(
-                flow.workspace,
-                source_dir=run.runset.directory,
-                flow_dir=target,
-                lock_dir=self._lock_dir(),
-                exclude=[run.directory.output_root],
-            )
-            workdir = state.workspace.path
-            # The checkout is controller time, not the flow's: its clock starts now.
-            state.dispatched_at = time.monotonic()
-        built = build_attempt(
+        built = prepare_attempt(
             self.config,
-            flow=state.flow,
-            runset=state.run.runset,
-            run_id=self.run_id,
-            run_dir=state.run.directory.path,
-            base_url=state.run.base_url,
+            state,
             slot=slot,
             worker_id=handle.worker_id,
             attempt=attempt,
+            run_id=self.run_id,
             timeout_override=self.timeout_override,
-            persona=persona,
-            ports=state.ports,
-            service_values=run.service_values,
-            workdir=workdir,
+            lock_dir=self._lock_dir,
         )
-        if state.workspace is not None and state.workspace.kind == "worktree":
-            built.spec["env_unset"] = list(GIT_LOCAL_ENV_VARS)
-        state.cookie = built.cookie
-        state.env = built.env
-        state.secrets = built.secrets
         if built.spec.get("browser"):
             self.browser_workers.add(handle.worker_id)
         state.backstop = (
@@ -580,38 +515,10 @@ class FlowRunLoop:
 
     # -- results ---------------------------------------------------------------------------
     def _lock_dir(self) -> Path:
-        if self.leaser is None:
-            self.leaser = Leaser(lock_directory())
-        return self.leaser.lock_dir
-
-    def _release(self, state: FlowState, status: str) -> list[str]:
-        """Give back what the attempt held; return warnings worth reporting."""
-        warnings: list[str] = []
-        if state.lease is not None:
-            state.lease.release()
-            state.lease = None
-        if state.workspace is not None:
-            problem = remove_workspace(
-                state.workspace, lock_dir=self._lock_dir(), keep=status != "passed"
-            )
-            if problem:
-                warnings.append(problem)
-            state.workspace = None
-        return warnings
+        return self._leaser().lock_dir
 
     def _attempt_done(self, state: FlowState, slot: int, result: dict[str, Any]) -> None:
-        if state.secrets:
-            result = mask_data(result, state.secrets)
-        warnings = self._release(state, str(result.get("status")))
-        if warnings:
-            result["warnings"] = [*result.get("warnings", []), *warnings]
-        result.setdefault("started_at", time.time())
-        result.setdefault("duration_s", round(time.monotonic() - state.dispatched_at, 6))
-        attempt = int(result.get("attempt") or len(state.attempts) + 1)
-        result["attempt"] = attempt
-        result["dir"] = attempt_dir_name(state.flow.slug, attempt)
-        result["worker"] = state.worker_id
-        state.attempts.append(result)
+        result = record_attempt(state, result, self._lock_dir)
         status = str(result["status"])
         # A flow whose service died is not retried against the dead service.
         retry = self.scheduler.finished(slot, "aborted" if state.run.service_error else status)
@@ -619,26 +526,8 @@ class FlowRunLoop:
             self._finalize(state)
 
     def _finalize(self, state: FlowState) -> None:
-        last = state.attempts[-1]
-        status = str(last["status"])
-        flaky = status == "passed" and len(state.attempts) > 1
-        xfail = evaluate_xfail_marks(state.item)
-        message = str(last.get("message") or "")
-        if xfail is not None and status in ("passed", "failed", "error", "timeout"):
-            if status == "passed":
-                if xfail.strict:
-                    status, message = "failed", f"[XPASS(strict)] {xfail.reason}".strip()
-                else:
-                    status = "xpassed"
-            else:
-                status, message = (
-                    "xfailed",
-                    f"{xfail.reason}: {message}" if xfail.reason else message,
-                )
-        if flaky and self.fail_on_flaky and status == "passed":
-            status = "failed"
-            message = f"flaky: passed on attempt {len(state.attempts)} (--runset-fail-on-flaky)"
-        entry = flow_entry(state, status, message, flaky, self.started_at)
+        outcome = conclude(state, fail_on_flaky=self.fail_on_flaky, session_started=self.started_at)
+        entry = outcome.entry
         state.run.entries[state.flow.slug] = entry
         state.entry = entry
         # Durable first: once pytest (and the user) hear of it, the journal has it.
@@ -653,10 +542,10 @@ class FlowRunLoop:
             functools.partial(
                 self.replay.finished,
                 state.item,
-                status=status,
+                status=outcome.status,
                 entry=entry,
-                last=last,
-                xfail_reason=xfail.reason if xfail else "",
+                last=outcome.last,
+                xfail_reason=outcome.xfail_reason,
                 worker_id=state.worker_id,
                 run_dir=state.run.run_dir,
             ),
@@ -674,7 +563,7 @@ class FlowRunLoop:
         )
 
     def _skip(self, state: FlowState, reason: str) -> None:
-        entry = unstarted_entry(state, "skipped", reason)
+        entry = unstarted_entry(state.flow, state.item.nodeid, "skipped", reason)
         state.entry = entry
         state.run.directory.journal({"event": "flow", **entry})
         state.run.entries[state.flow.slug] = entry
@@ -733,7 +622,7 @@ class FlowRunLoop:
     def _entry_not_run(self, state: FlowState, reason: str) -> dict[str, Any]:
         if state.attempts:
             return flow_entry(state, "interrupted", "interrupted", False, self.started_at)
-        return unstarted_entry(state, "not_run", reason)
+        return unstarted_entry(state.flow, state.item.nodeid, "not_run", reason)
 
     def write_reports(self) -> None:
         """One ``report.json`` per run-set; a second Ctrl-C cannot cut this short."""
@@ -745,49 +634,14 @@ class FlowRunLoop:
         self._finish_unstarted()
         finished = time.time()
         for run in self.runs.values():
-            flows = [run.entries[slug] for slug in sorted(run.entries, key=run.order.__getitem__)]
-            report = build_report(
-                run_id=run.directory.run_id,
-                runset={
-                    "name": run.runset.name,
-                    "file": str(run.runset.path),
-                    "sha256": run.runset.sha256,
-                },
-                flows=flows,
-                started_at=run.started_at or self.started_at,
-                finished_at=finished,
+            write_run_report(
+                self.config,
+                run,
+                session_started=self.started_at,
                 workers=self.workers,
                 interrupted=self.interrupted,
+                finished_at=finished,
             )
-            run.report_path = str(run.directory.write_report(report))
-            run.report = report
-            run.directory.journal({"event": "report", "finished_at": iso_utc(finished)})
-            self.hook.pytest_runset_report(config=self.config, report=report)
-
-
-def _service_runset_env(run: RunsetRun, run_id: str) -> dict[str, str]:
-    """``[runset] env`` for services: filled with what is known before any flow starts.
-
-    A value using a flow-only placeholder (``{slot}``, ``{services.x.port}``...) reaches the
-    services as written.
-    """
-    values = {
-        "run_id": run_id,
-        "run_dir": str(run.directory.path),
-        "python": sys.executable,
-        "name": run.runset.name,
-    }
-    env: dict[str, str] = {}
-    for key, value in run.runset.settings.env.items():
-        try:
-            env[key] = substitute(value, values, {**os.environ, **env})
-        except PlaceholderError:
-            env[key] = value
-    return env
-
-
-# Problems that end an attempt before it reaches a worker (the flow is ``error``).
-_CANNOT_START = (PlaceholderError, UnsafePathError, OSError, AttemptError, WorkspaceError)
 
 
 def _pairs(items: list[pytest.Item]) -> Iterator[tuple[pytest.Item, pytest.Item | None]]:

@@ -61,6 +61,9 @@ class RunsetRun:
         self.service_values: dict[str, str] = {}
         # Set when a service failed: every flow of the run that has not ended is an error.
         self.service_error: str | None = None
+        # The failed service's log tail and its path in the run directory.
+        self.service_tail = ""
+        self.service_log = ""
         self.services: Services | None = None
         # The ports the run's services hold, for the whole run.
         self.service_lease = Lease()
