@@ -53,7 +53,9 @@ def write_runset(directory: Path, isolation: str, flows: int) -> Path:
     return path
 
 
-def run(directory: Path, runset: Path, run_id: str, workers: int, base_url: str, extra: list[str]) -> dict[str, Any]:
+def run(
+    directory: Path, runset: Path, run_id: str, workers: int, base_url: str, extra: list[str]
+) -> dict[str, Any]:
     command = [
         sys.executable, "-m", "pytest", "--runset", str(runset), "--runset-workers", str(workers),
         "--runset-base-url", base_url, "--runset-run-id", run_id, "-p", "no:cacheprovider",
@@ -92,7 +94,10 @@ def main() -> int:
         f"{args.flows} browser flows of 3 steps, {args.workers} workers, example app, "
         f"Python {sys.version.split()[0]}"
     )
-    for mode, label in (("context", "warm browser, fresh context"), ("process", "browser per flow")):
+    for mode, label in (
+        ("context", "warm browser, fresh context"),
+        ("process", "browser per flow"),
+    ):
         report = best[mode]
         durations = [flow["duration_s"] for flow in report["flows"]]
         print(

@@ -41,7 +41,14 @@ def _flow_lines(path: Path) -> list[int]:
         data = path.read_bytes()
     except OSError:
         return []
-    return [data.count(b"\n", 0, match.start()) for match in _FLOWS_HEADER.finditer(data)]
+    lines: list[int] = []
+    line = position = 0
+    for match in _FLOWS_HEADER.finditer(data):
+        # Counted from the previous header on: linear in the file, even for 10,000 flows.
+        line += data.count(b"\n", position, match.start())
+        position = match.start()
+        lines.append(line)
+    return lines
 
 
 class RunsetFile(pytest.File):

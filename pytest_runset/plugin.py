@@ -122,6 +122,13 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
         metavar="URL",
         help="base URL given to flows ({base_url}, RUNSET_BASE_URL) and browser pages.",
     )
+    group.addoption(
+        "--runset-shard",
+        default=None,
+        metavar="K/N",
+        help="run only shard K (1-based) of N: deterministic, balanced by the duration "
+        "history when there is one (else round-robin in file order).",
+    )
     _add_browser_options(group)
     parser.addini(
         "runset_backstop_margin",
@@ -225,6 +232,13 @@ def pytest_configure(config: pytest.Config) -> None:
             except RunDirError as exc:
                 message = str(exc).replace("--runset-run-id", "--runset-resume")
                 raise pytest.UsageError(message) from None
+    if config.option.runset_shard is not None:
+        from .shards import ShardError, parse_shard
+
+        try:
+            parse_shard(config.option.runset_shard)
+        except ShardError as exc:
+            raise pytest.UsageError(str(exc)) from None
     _ini_number(config, "runset_max_restarts", int)
     _ini_number(config, "runset_backstop_margin", float)
     if config.option.runset_retries is not None and config.option.runset_retries < 0:
@@ -272,6 +286,24 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     errors = session.config.stash.get(LOAD_ERRORS, [])
     if errors:
         raise pytest.UsageError(errors[0])
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Last, so that -k, -m and --lf have chosen first: shards split what is selected.
+    if config.option.runset_shard is not None:
+        from .shards import select_shard
+
+        select_shard(config, items)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runset_report(config: pytest.Config, report: dict[str, Any]) -> None:
+    """Teach the duration history; a sharded run leaves it alone (see shards.py)."""
+    if config.option.runset_shard is None:
+        from .history import record
+
+        record(config, report["flows"])
 
 
 def _xdist_distributing(config: pytest.Config) -> bool:
