@@ -1,4 +1,4 @@
-"""P1 dispatch overhead: many trivial flows, pytest-runset vs. xdist, xargs and asyncio (not a test).
+"""P1 dispatch: many trivial flows, pytest-runset vs. xdist, xargs and asyncio (not a test).
 
     PYTHONPATH=$PWD python benchmarks/dispatch.py [--flows 400] [--workers 4] [--repeat 3]
         [--xdist-python /work/venv-xdist/bin/python]
@@ -104,9 +104,8 @@ def main() -> int:
         "asyncio": "asyncio + semaphore",
     }
     for name, label in labels.items():
-        print(
-            f"  {label:<22} wall {wall[name]:6.2f}s   ({ratio(wall[name], wall['runset'])} of runset)"
-        )
+        shown = ratio(wall[name], wall["runset"])
+        print(f"  {label:<22} wall {wall[name]:6.2f}s   ({shown} of runset)")
     per_flow_ms = (wall["runset"] - wall["xargs"]) * 1000 / n
     print(f"  runset loop wall (report.json wall_s): {median(inner):.2f}s")
     print(

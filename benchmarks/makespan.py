@@ -51,7 +51,9 @@ import pytest
 
 DURATIONS = {durations!r}
 
-@pytest.mark.parametrize("seconds", DURATIONS, ids=[f"flow{{i:02d}}" for i in range(len(DURATIONS))])
+IDS = [f"flow{{i:02d}}" for i in range(len(DURATIONS))]
+
+@pytest.mark.parametrize("seconds", DURATIONS, ids=IDS)
 def test_sleep(seconds):
     subprocess.run(["sleep", str(seconds)], check=True)
 """

@@ -29,7 +29,7 @@ from .masking import mask_data
 from .placeholders import PlaceholderError, substitute
 from .pool import Event, Pool
 from .replay import Replay
-from .report import build_report, iso_utc
+from .report import FAILING_STATUSES, build_report, iso_utc
 from .resources import acquire, needs_leases
 from .scheduler import Scheduler, Task, order_keys
 from .services import ServiceError, Services
@@ -261,6 +261,10 @@ class FlowRunLoop:
                         event = self.pool.events.get_nowait()
                     except queue.Empty:
                         event = None
+                if not any(entry[1] in FAILING_STATUSES for entry in self._unannounced):
+                    # Freed workers start their next flow during the fsync; not when a failure
+                    # waits to be reported, which may stop dispatch (-x, --maxfail).
+                    self._dispatch()
             finally:
                 self._group_commit = False
                 self._announce()
