@@ -184,7 +184,8 @@ def main() -> int:
     if walls["playwright"]:
         ratio = median(walls["context"]) / median(walls["playwright"])
         print(
-            f"  runset warm / pytest-playwright + xdist = {ratio:.2f}x (whole commands; target <= 1.0x)"
+            f"  runset warm / pytest-playwright + xdist = {ratio:.2f}x "
+            "(whole commands; target <= 1.0x)"
         )
     return 0
 

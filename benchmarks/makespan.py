@@ -96,7 +96,7 @@ def main() -> int:
     xdist = xdist_python(args.xdist_python)
     durations = skewed_durations(args.scale)
     workers = args.workers
-    ideal = max(max(durations), sum(durations) / workers)
+    ideal = max(*durations, sum(durations) / workers)
     walls: dict[str, list[float]] = {
         name: [] for name in ("first", "second", "load", "worksteal", "fifo")
     }
