@@ -1,5 +1,7 @@
 """How long each flow took in earlier runs, kept in pytest's cache (``.pytest_cache``).
 
+Registered as a plugin by ``plugin.py``: it learns from each run's report.
+
 The history orders dispatch (longest first) and balances shards. Each flow keeps its last
 :data:`KEEP` durations under its node id (run-set path relative to the rootdir + slug); its
 estimate is their median, so one slow or fast outlier does not move it. Only flows that ran to
@@ -86,3 +88,10 @@ def record(config: pytest.Config, entries: Iterable[Mapping[str, Any]]) -> None:
     if cache is None:
         return
     cache.set(CACHE_KEY, updated(load(config), entries))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runset_report(config: pytest.Config, report: dict[str, Any]) -> None:
+    """Teach the history from the run's report; a sharded run leaves it alone (shards.py)."""
+    if config.getoption("runset_shard", None) is None:
+        record(config, report["flows"])

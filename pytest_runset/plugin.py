@@ -232,6 +232,11 @@ def pytest_configure(config: pytest.Config) -> None:
             except RunDirError as exc:
                 message = str(exc).replace("--runset-run-id", "--runset-resume")
                 raise pytest.UsageError(message) from None
+    if not config.pluginmanager.has_plugin("runset-history"):
+        from . import history
+
+        # Records durations from each run's report (its pytest_runset_report).
+        config.pluginmanager.register(history, "runset-history")
     if config.option.runset_shard is not None:
         from .shards import ShardError, parse_shard
 
@@ -295,15 +300,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         from .shards import select_shard
 
         select_shard(config, items)
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_runset_report(config: pytest.Config, report: dict[str, Any]) -> None:
-    """Teach the duration history; a sharded run leaves it alone (see shards.py)."""
-    if config.option.runset_shard is None:
-        from .history import record
-
-        record(config, report["flows"])
 
 
 def _xdist_distributing(config: pytest.Config) -> bool:
