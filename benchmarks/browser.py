@@ -11,9 +11,11 @@ against the example app on 2 workers, median of ``--repeat`` runs each:
 - pytest-runset with ``browser_isolation = "process"`` (a new browser per flow);
 - the same journeys written as pytest-playwright tests (``page`` fixture: one browser per
   worker, a fresh context per test) under pytest-xdist ``-n 2``, with the same Chromium and
-  flags (a generated ``conftest.py`` sets ``executable_path``). Needs an interpreter with
-  pytest-xdist and pytest-playwright (``--playwright-python``); without one, this contender
-  is left out with a one-line note.
+  flags (a generated ``conftest.py`` sets ``executable_path``) and the same tracing
+  (``--trace``: pytest-runset's ``--runset-trace`` and pytest-playwright's ``--tracing``;
+  default ``retain-on-failure``, pytest-runset's default; pytest-playwright's is ``off``).
+  Needs an interpreter with pytest-xdist and pytest-playwright (``--playwright-python``);
+  without one, this contender is left out with a one-line note.
 
 Prints each contender's whole-command wall (interpreter start-up included) and, for
 pytest-runset, the run's wall from ``report.json`` (first dispatch to last result) and the
@@ -81,6 +83,8 @@ def start_app() -> tuple[Any, str]:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     server = module.make_server(0)
+    # A browser that closes a connection early (a favicon) is no news here.
+    server.handle_error = lambda request, address: None
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
@@ -113,6 +117,13 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3, help="runs per contender (median)")
     parser.add_argument("--playwright-python", default=None, help="python with pytest-playwright")
+    parser.add_argument(
+        "--trace",
+        default="retain-on-failure",
+        choices=("retain-on-failure", "off", "on"),
+        help="Playwright tracing of every contender: --runset-trace and pytest-playwright's "
+        "--tracing (default: retain-on-failure, pytest-runset's default)",
+    )
     parser.add_argument("extra", nargs="*", help="more pytest options for pytest-runset, after --")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
@@ -144,7 +155,7 @@ def main() -> int:
                         sys.executable, "-m", "pytest", "--runset", str(runset),
                         "--runset-workers", str(args.workers), "--runset-base-url", base_url,
                         "--runset-run-id", run_id, "-p", "no:cacheprovider", "-q",
-                        *UNRELATED_PLUGINS, *args.extra,
+                        "--runset-trace", args.trace, *UNRELATED_PLUGINS, *args.extra,
                     ]  # fmt: skip
                     walls[isolation].append(run_timed(command, directory, env).wall_s)
                     reports[isolation].append(read_report(directory, run_id))
@@ -152,14 +163,14 @@ def main() -> int:
                     command = [
                         python, "-m", "pytest", "-q", "-n", str(args.workers), "-p", "no:runset",
                         "-p", "no:cacheprovider", *UNRELATED_PLUGINS, "--base-url", base_url,
-                        "test_journeys.py",
+                        "--tracing", args.trace, "test_journeys.py",
                     ]  # fmt: skip
                     walls["playwright"].append(run_timed(command, pw_dir, env).wall_s)
     finally:
         server.shutdown()
     print(
         f"P3 browser: {args.flows} journeys of 3 steps, {args.workers} workers, example app, "
-        f"{executable}, median of {args.repeat}; {machine_line()}"
+        f"{executable}, tracing {args.trace}, median of {args.repeat}; {machine_line()}"
     )
     loop: dict[str, float] = {}
     for mode, label in (
