@@ -131,6 +131,13 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
         metavar="URL",
         help="base URL given to flows ({base_url}, RUNSET_BASE_URL) and browser pages.",
     )
+    group.addoption(
+        "--runset-shard",
+        default=None,
+        metavar="K/N",
+        help="run only shard K (1-based) of N: deterministic, balanced by the duration "
+        "history when there is one (else round-robin in file order).",
+    )
     _add_browser_options(group)
     _add_scaleout_options(group)
     parser.addini(
@@ -280,6 +287,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
     check_options(config)
     warn_open_sockets(config)
+    if not config.pluginmanager.has_plugin("runset-history"):
+        from . import history
+
+        # Records durations from each run's report (its pytest_runset_report).
+        config.pluginmanager.register(history, "runset-history")
+    if config.option.runset_shard is not None:
+        from .shards import ShardError, parse_shard
+
+        try:
+            parse_shard(config.option.runset_shard)
+        except ShardError as exc:
+            raise pytest.UsageError(str(exc)) from None
     _ini_number(config, "runset_max_restarts", int)
     _ini_number(config, "runset_backstop_margin", float)
     if xdist_controller_session(config):
@@ -353,6 +372,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def xdist_controller_session(config: pytest.Config) -> bool:
     """Whether this process is the controller of a pytest-xdist session that distributes."""
     return not hasattr(config, "workerinput") and _xdist_distributing(config)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Last, so that -k, -m and --lf have chosen first: shards split what is selected.
+    if config.option.runset_shard is not None:
+        from .shards import select_shard
+
+        select_shard(config, items)
 
 
 def _xdist_distributing(config: pytest.Config) -> bool:

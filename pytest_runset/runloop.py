@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from _pytest.skipping import evaluate_skip_marks
 
-from . import proctree
+from . import history, proctree
 from .attempt import AttemptError
 from .entries import flow_entry, local_result, unstarted_entry
 from .interrupts import InterruptGate, sigint_ignored
@@ -29,9 +29,10 @@ from .pool import Event, Pool
 from .progress import Counts, LiveStatus, live_status
 from .remote import Scaleout, remote_spec
 from .replay import Replay, through_protocol
+from .report import FAILING_STATUSES
 from .resources import acquire, needs_leases
 from .runs import start_services, stop_services, write_run_report
-from .scheduler import Scheduler, Task
+from .scheduler import Scheduler, Task, order_keys
 from .services import ServiceError
 from .state import FlowState, RunsetRun
 from .transfer import Receiver
@@ -109,6 +110,9 @@ class FlowRunLoop:
             state.run.order[item.flow.slug] = (item.flow.index, item.flow.slug)
         # Workers that were given browser flows: their warm browsers are swept with them.
         self.browser_workers: set[str] = set()
+        # Flows journaled (not yet fsynced) that pytest has not heard of yet.
+        self._unannounced: list[tuple[FlowState, str, dict[str, Any], str]] = []
+        self._group_commit = False
 
     # -- entry point -----------------------------------------------------------------------
     def run(self, others: list[pytest.Item]) -> None:
@@ -157,6 +161,8 @@ class FlowRunLoop:
             )
             for nodeid in to_run
         }
+        # Longest first by the duration history (reports keep file order).
+        to_run = order_keys(to_run, history.durations(self.config, to_run))
         exclusive = [key for key in to_run if self.states[key].flow.exclusive]
         self.scheduler = Scheduler(to_run, self.workers, retries, exclusive=exclusive)
         for run in self.runs.values():
@@ -240,12 +246,23 @@ class FlowRunLoop:
                 event = self.pool.events.get(timeout=timeout)
             except queue.Empty:
                 event = None
-            while event is not None:
-                self._handle(event)
-                try:
-                    event = self.pool.events.get_nowait()
-                except queue.Empty:
-                    event = None
+            # Every event already queued is handled before pytest hears of any: their flows'
+            # journal lines then share one fsync (a group commit).
+            self._group_commit = True
+            try:
+                while event is not None:
+                    self._handle(event)
+                    try:
+                        event = self.pool.events.get_nowait()
+                    except queue.Empty:
+                        event = None
+                if not any(entry[1] in FAILING_STATUSES for entry in self._unannounced):
+                    # Freed workers start their next flow during the fsync; not when a failure
+                    # waits to be reported, which may stop dispatch (-x, --maxfail).
+                    self._dispatch()
+            finally:
+                self._group_commit = False
+                self._announce()
             self._check_global_timeout()
             self._check_services()
             self._check_backstops()
@@ -530,26 +547,41 @@ class FlowRunLoop:
         entry = outcome.entry
         state.run.entries[state.flow.slug] = entry
         state.entry = entry
-        # Durable first: once pytest (and the user) hear of it, the journal has it.
-        state.run.directory.journal({"event": "flow", **entry})
-        self._before_output()
-        self.hook.pytest_runset_flow_finished(config=self.config, result=entry)
-        if not state.logstarted:
-            state.logstarted = True
-            self.replay.logstart(state.item)
-        through_protocol(
-            state.item,
-            functools.partial(
-                self.replay.finished,
+        # Durable first: once pytest (and the user) hear of it, the journal has it. Flows that
+        # end together share one fsync (see _pump); pytest hears of them after it.
+        state.run.directory.journal({"event": "flow", **entry}, sync=False)
+        self._unannounced.append((state, outcome.status, outcome.last, outcome.xfail_reason))
+        if not self._group_commit:
+            self._announce()
+
+    def _announce(self) -> None:
+        """Make the journal durable, then tell pytest about every flow that ended since."""
+        if not self._unannounced:
+            return
+        for run in self.runs.values():
+            run.directory.sync()
+        pending, self._unannounced = self._unannounced, []
+        for state, status, last, xfail_reason in pending:
+            entry = state.entry
+            assert entry is not None
+            self._before_output()
+            self.hook.pytest_runset_flow_finished(config=self.config, result=entry)
+            if not state.logstarted:
+                state.logstarted = True
+                self.replay.logstart(state.item)
+            through_protocol(
                 state.item,
-                status=outcome.status,
-                entry=entry,
-                last=outcome.last,
-                xfail_reason=outcome.xfail_reason,
-                worker_id=state.worker_id,
-                run_dir=state.run.run_dir,
-            ),
-        )
+                functools.partial(
+                    self.replay.finished,
+                    state.item,
+                    status=status,
+                    entry=entry,
+                    last=last,
+                    xfail_reason=xfail_reason,
+                    worker_id=state.worker_id,
+                    run_dir=state.run.run_dir,
+                ),
+            )
 
     def _resumed(self, state: FlowState, entry: dict[str, Any]) -> None:
         """A flow an earlier session of this run finished: reported again, never re-run."""

@@ -92,6 +92,10 @@ class Scheduler:
         idle = sorted(self._idle)
         keep: deque[Task] = deque()
         while self._pending:
+            if not idle and not self._blocked:
+                # The rest keeps its place untouched: a round costs what it starts, not the
+                # length of the queue (10,000 flows would make every round slow).
+                break
             task = self._pending.popleft()
             if not idle:
                 # Not asked this round: it waits for a worker now, not for a lease.
@@ -119,7 +123,8 @@ class Scheduler:
                 keep.extend(self._pending)
                 self._pending.clear()
                 break
-        self._pending = keep
+        # What was looked at goes back in front of what was not, in its order.
+        self._pending.extendleft(reversed(keep))
         return started
 
     def expired_waits(
@@ -128,6 +133,8 @@ class Scheduler:
         """Remove and return tasks that waited for a lease longer than ``limit(key)`` seconds,
         with what they waited for and how long."""
         expired: list[tuple[Task, str, float]] = []
+        if not self._blocked:
+            return expired
         keep: deque[Task] = deque()
         for task in self._pending:
             blocked = self._blocked.get(task.key)
@@ -151,7 +158,7 @@ class Scheduler:
     @property
     def waiting(self) -> bool:
         """Some pending task is waiting for a lease (the caller should poll again soon)."""
-        return any(task.key in self._blocked for task in self._pending)
+        return bool(self._blocked) and any(task.key in self._blocked for task in self._pending)
 
     def finished(self, slot: int, status: str) -> Task | None:
         """Record the end of the task on ``slot``; return the retry queued for it, if any.

@@ -97,6 +97,8 @@ def flow_dir(run_dir: Path, dir_name: str) -> Path:
     if not dir_name or dir_name in (".", "..") or any(s in dir_name for s in separators):
         raise UnsafePathError(f"unsafe flow directory name {dir_name!r}")
     candidate = run_dir / dir_name
-    if candidate.resolve().parent != run_dir.resolve():
+    # A plain name lies directly inside run_dir, unless a link was planted under it: only
+    # then is it resolved (resolving every flow's path costs a syscall per path component).
+    if os.path.islink(candidate) and candidate.resolve().parent != run_dir.resolve():
         raise UnsafePathError(f"flow directory {candidate} resolves outside {run_dir}")
     return candidate

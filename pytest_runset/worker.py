@@ -34,7 +34,8 @@ _ABANDON_GRACE_S = 1.0
 def _write_json(path: str, data: dict[str, Any]) -> None:
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, ensure_ascii=False)
+        # json.dumps without indent runs the C encoder; json.dump and indent the Python one.
+        handle.write(json.dumps(data, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
 
 

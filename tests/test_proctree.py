@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import process_alive, processes_with_cookie_prefix, wait_for
+from pytest_runset import proctree
 from pytest_runset.proctree import (
     group_alive,
     pids_with_cookie,
@@ -218,3 +219,39 @@ def test_signal_group_reaches_a_live_group(
     assert group_alive(proc.pid)
     assert signal_group(proc.pid, 9) is True
     assert proc.wait(30) == -9
+
+
+def test_last_pid_moves_when_a_process_is_created() -> None:
+    before = proctree.last_pid()
+    assert isinstance(before, int)
+    child = subprocess.Popen(["true"])
+    child.wait()
+    after = proctree.last_pid()
+    assert after is not None
+    assert after != before
+
+
+def test_one_quiet_scan_is_enough_when_no_process_was_created(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scans: list[str] = []
+    monkeypatch.setattr(proctree, "pids_with_cookie", lambda cookie: scans.append(cookie) or [])
+    monkeypatch.setattr(proctree, "last_pid", lambda: 4242)
+    assert sweep_cookie("quiet") == 0
+    assert scans == ["quiet"]
+
+
+def test_a_process_created_during_a_scan_asks_for_a_second_scan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scans: list[str] = []
+    pids = iter(range(1000, 2000))
+    monkeypatch.setattr(proctree, "pids_with_cookie", lambda cookie: scans.append(cookie) or [])
+    monkeypatch.setattr(proctree, "last_pid", lambda: next(pids))
+    assert sweep_cookie("busy") == 0
+    assert scans == ["busy", "busy"]
+    # Without /proc/loadavg: two quiet scans, as before.
+    scans.clear()
+    monkeypatch.setattr(proctree, "last_pid", lambda: None)
+    assert sweep_cookie("unknown") == 0
+    assert scans == ["unknown", "unknown"]

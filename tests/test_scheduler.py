@@ -515,3 +515,40 @@ def test_exclusive_and_busy_flows_never_break_the_invariants(
             scheduler.finished(slot, "passed")
     assert sorted(finished) == sorted(keys)
     assert scheduler.done()
+
+
+def simulate_makespan(order: list[str], durations: dict[str, float], slots: int) -> float:
+    """Run a scheduler to its end on a virtual clock: each task takes its duration."""
+    scheduler = Scheduler(order, slots)
+    clock = 0.0
+    ends: dict[int, float] = {}
+    while not scheduler.done():
+        for slot, task in scheduler.assignments(now=clock):
+            ends[slot] = clock + durations[task.key]
+        slot = min(ends, key=lambda s: (ends[s], s))
+        clock = ends.pop(slot)
+        scheduler.finished(slot, "passed")
+    return clock
+
+
+def test_longest_first_shortens_the_makespan_of_a_skewed_run() -> None:
+    # Many short flows listed before a few long ones: file order leaves the long ones to run
+    # alone at the end; longest first starts them at once and fills in with short ones.
+    durations = {f"short{i:02d}": 1.0 for i in range(12)}
+    durations.update({"long1": 8.0, "long2": 7.0})
+    keys = list(durations)
+    lower_bound = max(*durations.values(), sum(durations.values()) / 3)
+    fifo = simulate_makespan(order_keys(keys), durations, slots=3)
+    lpt = simulate_makespan(order_keys(keys, durations), durations, slots=3)
+    assert fifo == 12.0
+    assert lpt == lower_bound == 9.0
+
+
+def test_a_retry_still_goes_before_longer_flows_that_have_not_started() -> None:
+    durations = {"a": 1.0, "b": 9.0, "c": 5.0}
+    scheduler = Scheduler(order_keys(["a", "b", "c"], durations), 1, retries={"b": 1})
+    assert scheduler.assignments() == [(0, Task("b"))]
+    assert scheduler.finished(0, "failed") == Task("b", 2)
+    assert scheduler.assignments() == [(0, Task("b", 2))]
+    scheduler.finished(0, "passed")
+    assert [task.key for _, task in scheduler.assignments()] == ["c"]
