@@ -161,8 +161,11 @@ class FlowRunLoop:
             )
             for nodeid in to_run
         }
-        # Longest first by the duration history (reports keep file order).
-        to_run = order_keys(to_run, history.durations(self.config, to_run))
+        # Longest first by the duration history (reports keep file order); with --ff, the
+        # flows that failed last time go first.
+        to_run = order_keys(
+            to_run, history.durations(self.config, to_run), first=self._failed_last_time(to_run)
+        )
         exclusive = [key for key in to_run if self.states[key].flow.exclusive]
         self.scheduler = Scheduler(to_run, self.workers, retries, exclusive=exclusive)
         for run in self.runs.values():
@@ -352,6 +355,13 @@ class FlowRunLoop:
                 state.logstarted = True
                 self._before_output()
                 self.replay.logstart(state.item)
+
+    def _failed_last_time(self, keys: list[str]) -> set[str]:
+        cache = getattr(self.config, "cache", None)
+        if cache is None or not self.config.getoption("failedfirst", False):
+            return set()
+        lastfailed = cache.get("cache/lastfailed", {})
+        return {key for key in keys if key in lastfailed}
 
     def _lease_wait_limit(self, key: str) -> float:
         # A flow waits for its leases at most as long as it may run.

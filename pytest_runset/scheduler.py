@@ -8,7 +8,7 @@ decision here makes ordering, retries and stop rules testable in microseconds.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 RETRYABLE = frozenset({"failed", "timeout", "error"})
@@ -211,21 +211,28 @@ class Scheduler:
         return any(task.key == key for task in self._pending)
 
 
-def order_keys(keys: Iterable[str], durations: Mapping[str, float] | None = None) -> list[str]:
+def order_keys(
+    keys: Iterable[str],
+    durations: Mapping[str, float] | None = None,
+    first: Collection[str] = (),
+) -> list[str]:
     """Dispatch order: longest known duration first, then unknown ones in file order.
 
     Unknown flows go first of all: with no history they might be the longest, and running them
-    early teaches the next run the most.
+    early teaches the next run the most. Keys in ``first`` (pytest's ``--ff``: the flows that
+    failed last time) go before every other key, longest first among themselves.
     """
     listed = list(keys)
-    if not durations:
+    if not durations and not first:
         return listed
+    known = durations or {}
     position = {key: index for index, key in enumerate(listed)}
     return sorted(
         listed,
         key=lambda key: (
-            key in durations,
-            -durations.get(key, 0.0),
+            key not in first,
+            key in known,
+            -known.get(key, 0.0),
             position[key],
         ),
     )

@@ -289,6 +289,14 @@ def test_order_ties_keep_file_order() -> None:
     assert order_keys(keys, durations) == ["d", "b", "a", "c"]
 
 
+def test_order_puts_last_failed_first_then_longest_first() -> None:
+    keys = ["short", "failed-short", "long", "failed-long", "new"]
+    durations = {"short": 1.0, "failed-short": 2.0, "long": 30.0, "failed-long": 9.0}
+    ordered = order_keys(keys, durations, first={"failed-short", "failed-long"})
+    assert ordered == ["failed-long", "failed-short", "new", "long", "short"]
+    assert order_keys(["a", "b"], None, first={"b"}) == ["b", "a"]
+
+
 @given(
     st.lists(st.text(min_size=1, max_size=4), unique=True, max_size=12),
     st.dictionaries(st.text(min_size=1, max_size=4), st.floats(0, 1e6), max_size=12),
