@@ -11,7 +11,9 @@ import hashlib
 import html
 import inspect
 import json
+import os
 import re
+import shutil
 import signal
 import struct
 import subprocess
@@ -379,7 +381,15 @@ def test_report_html_in_a_browser(html_run: tuple[pytest.RunResult, dict[str, An
                 assert target.is_file()
             assert "boom <img src=x onerror=alert(2)>" in page.locator("#flows").inner_text()
 
-            page.screenshot(path=str(run_dir / "report-html-screenshot.png"), full_page=True)
+            shot = run_dir / "report-html-screenshot.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 0
+            # CI keeps what lands in $CI_ARTIFACTS_DIR (see .ci/run), beside the run dir's copy.
+            if os.environ.get("CI_ARTIFACTS_DIR"):
+                keep = Path(os.environ["CI_ARTIFACTS_DIR"])
+                keep.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(shot, keep / shot.name)
+                shutil.copy2(page_file, keep / "report-html-example.html")
 
             # Without JavaScript the page still reads: every row is there, filters hidden.
             context = browser.new_context(java_script_enabled=False)
