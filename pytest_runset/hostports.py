@@ -29,7 +29,8 @@ def _lock_dir() -> str:
     return path
 
 
-def _bindable(port: int) -> bool:
+def port_is_bindable(port: int) -> bool:
+    """Nothing listens on 127.0.0.1:port (a lease alone cannot know about foreign servers)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -61,7 +62,7 @@ def hold_ports(ports: list[int], controller_marker: str) -> tuple[list[int], str
                 release(held)
                 return [], f"port {port} is leased by another session on {socket.gethostname()}"
             held.append(fd)
-            if not _bindable(port):
+            if not port_is_bindable(port):
                 release(held)
                 return [], f"port {port} is in use on {socket.gethostname()}"
     except OSError as exc:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import socket
 import stat
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -19,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import filelock
+
+from .hostports import port_is_bindable
 
 LOCK_DIR_ENV = "RUNSET_LOCK_DIR"
 
@@ -67,17 +68,6 @@ class Lease:
             lock = self.locks.pop()
             with contextlib.suppress(Exception):
                 lock.release(force=True)
-
-
-def _port_is_free(port: int) -> bool:
-    """Nothing listens on 127.0.0.1:port (a lease alone cannot know about foreign servers)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 class Leaser:
@@ -133,7 +123,7 @@ class Leaser:
             lock = self._try(f"port-{port}")
             if lock is None:
                 continue
-            if not _port_is_free(port):
+            if not port_is_bindable(port):
                 lock.release(force=True)
                 continue
             lease.locks.append(lock)

@@ -31,7 +31,7 @@ from .remote import Scaleout, remote_spec
 from .replay import Replay, through_protocol
 from .report import FAILING_STATUSES
 from .resources import acquire, needs_leases
-from .runs import start_services, stop_services, write_run_report
+from .runs import journal_start, start_services, stop_services, write_run_report
 from .scheduler import Scheduler, Task, order_keys
 from .services import ServiceError
 from .state import FlowState, RunsetRun
@@ -170,14 +170,7 @@ class FlowRunLoop:
         self.scheduler = Scheduler(to_run, self.workers, retries, exclusive=exclusive)
         for run in self.runs.values():
             if run.started_at is None:
-                run.directory.journal(
-                    {
-                        "event": "start",
-                        "run_id": run.directory.run_id,
-                        "started_at": self.started_at,
-                        "runset": {"name": run.runset.name, "sha256": run.runset.sha256},
-                    }
-                )
+                journal_start(run, self.started_at)
             else:
                 run.directory.journal({"event": "resume", "at": time.time()})
         for slot in range(self.workers):

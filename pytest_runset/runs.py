@@ -21,6 +21,18 @@ from .services import ServiceError, Services
 from .state import RunsetRun
 
 
+def journal_start(run: RunsetRun, started_at: float) -> None:
+    """The journal's first line of a run: what a later --runset-resume checks against."""
+    run.directory.journal(
+        {
+            "event": "start",
+            "run_id": run.directory.run_id,
+            "started_at": started_at,
+            "runset": {"name": run.runset.name, "sha256": run.runset.sha256},
+        }
+    )
+
+
 def start_services(run: RunsetRun, run_id: str, leaser: Callable[[], Leaser]) -> None:
     """Start the run's services (if any) before its first flow.
 

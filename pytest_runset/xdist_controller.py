@@ -30,6 +30,7 @@ from .leases import LeaseError, Leaser, lock_directory
 from .model import Flow, RunSet, RunsetError
 from .report import JOURNAL_NAME, write_json_atomic
 from .runs import (
+    journal_start,
     service_problem_parts,
     start_services,
     stop_services,
@@ -90,14 +91,7 @@ class XdistRun:
             _open_runs(self.config, self.runsets, self.run_id, self.resume, self.runs)
             for run in self.runs.values():
                 if run.started_at is None:
-                    run.directory.journal(
-                        {
-                            "event": "start",
-                            "run_id": run.directory.run_id,
-                            "started_at": self.started_at,
-                            "runset": {"name": run.runset.name, "sha256": run.runset.sha256},
-                        }
-                    )
+                    journal_start(run, self.started_at)
                     run.started_at = self.started_at
                 else:
                     run.directory.journal({"event": "resume", "at": time.time()})
