@@ -184,6 +184,14 @@ def test_a_gateway_of_another_release_is_refused_and_the_others_run(
     pytester: pytest.Pytester, write_runset: Callable[..., Path], sshd: Sshd
 ) -> None:
     _mixed_runset(write_runset)
+    # The refused gateway answers its probe while the other one still runs flows: a run that
+    # ends before a slow ssh start-up has answered never hears of it.
+    runset = pytester.path / "run-set.toml"
+    runset.write_text(
+        runset.read_text().replace(
+            "\"print('ok')\"", "\"import time; time.sleep(4); print('ok')\""
+        ),
+    )
     result = pytester.runpytest_subprocess(
         "--runset",
         "run-set.toml",
