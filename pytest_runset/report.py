@@ -187,11 +187,13 @@ class RunDirectory:
         else:
             self._unsynced = True
 
-    def sync(self) -> None:
-        """Make every line written so far durable (one fsync, only if something is pending)."""
-        if self._unsynced and self._journal is not None:
+    def sync(self, *, force: bool = False) -> None:
+        """Make every line written so far durable (one fsync, only if something is pending;
+        ``force`` for a syncing thread, which cannot trust the flag the writer sets)."""
+        journal = self._journal
+        if (self._unsynced or force) and journal is not None:
             self._unsynced = False
-            os.fsync(self._journal.fileno())
+            os.fsync(journal.fileno())
 
     def write_report(self, report: Mapping[str, Any]) -> Path:
         """Write ``report.json``, then ``report.html`` beside it, then point ``latest`` here."""

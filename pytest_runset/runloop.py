@@ -35,6 +35,7 @@ from .runs import journal_start, start_services, stop_services, write_run_report
 from .scheduler import Scheduler, Task, order_keys
 from .services import ServiceError
 from .state import FlowState, RunsetRun
+from .syncer import JournalSyncer
 from .transfer import Receiver
 
 if TYPE_CHECKING:
@@ -110,9 +111,11 @@ class FlowRunLoop:
             state.run.order[item.flow.slug] = (item.flow.index, item.flow.slug)
         # Workers that were given browser flows: their warm browsers are swept with them.
         self.browser_workers: set[str] = set()
-        # Flows journaled (not yet fsynced) that pytest has not heard of yet.
-        self._unannounced: list[tuple[FlowState, str, dict[str, Any], str]] = []
+        # Flows journaled (not yet fsynced) that pytest has not heard of yet, numbered.
+        self._unannounced: list[tuple[int, FlowState, str, dict[str, Any], str]] = []
+        self._journaled = 0
         self._group_commit = False
+        self._syncer: JournalSyncer | None = None
 
     # -- entry point -----------------------------------------------------------------------
     def run(self, others: list[pytest.Item]) -> None:
@@ -127,10 +130,12 @@ class FlowRunLoop:
         except KeyboardInterrupt:
             self._before_output()
             self.interrupted = True
+            self._stop_syncer()
             self._interrupt()
             raise
         finally:
             try:
+                self._stop_syncer()
                 self.pool.shutdown()
                 for worker_id in sorted(self.browser_workers):
                     self._sweep_browser(worker_id)
@@ -183,8 +188,20 @@ class FlowRunLoop:
             self.hook.pytest_runtest_protocol(item=other, nextitem=nextitem)
             self._check_stop()
             self._pump(block=False)
+        self._syncer = JournalSyncer([run.directory for run in self.runs.values()], self._on_synced)
         while to_run and not self.scheduler.done():
             self._pump(block=True)
+        self._stop_syncer()
+        self._announce()
+
+    def _on_synced(self, upto: int, problem: str) -> None:
+        # The syncer's thread: only an event for the loop.
+        self.pool.events.put(Event(-1, 0, "synced", {"upto": upto, "problem": problem}))
+
+    def _stop_syncer(self) -> None:
+        if self._syncer is not None:
+            self._syncer.close()
+            self._syncer = None
 
     # -- services --------------------------------------------------------------------------
     def _start_services(self) -> None:
@@ -252,13 +269,14 @@ class FlowRunLoop:
                         event = self.pool.events.get_nowait()
                     except queue.Empty:
                         event = None
-                if not any(entry[1] in FAILING_STATUSES for entry in self._unannounced):
-                    # Freed workers start their next flow during the fsync; not when a failure
-                    # waits to be reported, which may stop dispatch (-x, --maxfail).
-                    self._dispatch()
+                # Freed workers start their next flow before the fsync.
+                self._dispatch()
             finally:
                 self._group_commit = False
-                self._announce()
+                if self._syncer is not None:
+                    self._syncer.request(self._journaled)
+                else:
+                    self._announce()
             self._check_global_timeout()
             self._check_services()
             self._check_backstops()
@@ -328,6 +346,11 @@ class FlowRunLoop:
         return reason
 
     def _dispatch(self) -> None:
+        if any(entry[2] in FAILING_STATUSES for entry in self._unannounced):
+            # A failure waits to be reported, which may stop dispatch (-x, --maxfail).
+            return
+        # A failure reported a moment ago (a "synced" event) may have stopped the session.
+        self._check_stop()
         now = time.monotonic()
         limit = self._lease_wait_limit
         for task, reason, waited in self.scheduler.expired_waits(now, limit):
@@ -409,6 +432,9 @@ class FlowRunLoop:
 
     # -- events ----------------------------------------------------------------------------
     def _handle(self, event: Event) -> None:
+        if event.kind == "synced":
+            self._announce(None if event.data["problem"] else int(event.data["upto"]))
+            return
         if not self.pool.current(event.slot, event.generation):
             return  # a replaced gateway's last words
         if event.kind == "ready":
@@ -553,18 +579,28 @@ class FlowRunLoop:
         # Durable first: once pytest (and the user) hear of it, the journal has it. Flows that
         # end together share one fsync (see _pump); pytest hears of them after it.
         state.run.directory.journal({"event": "flow", **entry}, sync=False)
-        self._unannounced.append((state, outcome.status, outcome.last, outcome.xfail_reason))
+        self._journaled += 1
+        self._unannounced.append(
+            (self._journaled, state, outcome.status, outcome.last, outcome.xfail_reason)
+        )
         if not self._group_commit:
             self._announce()
 
-    def _announce(self) -> None:
-        """Make the journal durable, then tell pytest about every flow that ended since."""
+    def _announce(self, durable: int | None = None) -> None:
+        """Tell pytest about the flows that ended, once their journal lines are durable.
+
+        ``durable`` is how far the syncer's thread made the journal durable; without it, the
+        journal is synced here first and every pending flow is told.
+        """
         if not self._unannounced:
             return
-        for run in self.runs.values():
-            run.directory.sync()
-        pending, self._unannounced = self._unannounced, []
-        for state, status, last, xfail_reason in pending:
+        if durable is None:
+            for run in self.runs.values():
+                run.directory.sync(force=True)
+            durable = self._journaled
+        pending = [entry for entry in self._unannounced if entry[0] <= durable]
+        self._unannounced = self._unannounced[len(pending) :]
+        for _, state, status, last, xfail_reason in pending:
             entry = state.entry
             assert entry is not None
             self._before_output()
@@ -623,6 +659,8 @@ class FlowRunLoop:
         )
         deadline = time.monotonic() + min(grace, 10.0) + INTERRUPT_WAIT_S
         with sigint_ignored():
+            # Flows that ended before the interrupt are reported first, as they ended.
+            self._announce()
             while self.scheduler.running and time.monotonic() < deadline:
                 try:
                     event = self.pool.events.get(timeout=max(0.0, deadline - time.monotonic()))
