@@ -186,6 +186,7 @@ def merge_reports(shards: list[Shard], out_path: Path, *, force: bool = False) -
                 "use --force to merge them anyway"
             )
     result = MergeResult(report={})
+    _check_plans(shards, result)
     out_dir = out_path.parent
     chosen: dict[str, tuple[Shard, Mapping[str, Any]]] = {}
     appearance: dict[str, int] = {}
@@ -209,6 +210,34 @@ def merge_reports(shards: list[Shard], out_path: Path, *, force: bool = False) -
     flows = [_rewritten_flow(chosen[slug][1], chosen[slug][0], out_dir) for slug in order]
     result.report = _merged_report(shards, flows, out_dir)
     return result
+
+
+def _check_plans(shards: list[Shard], result: MergeResult) -> None:
+    """Shards of one split agree on N and on the plan; a missing shard is noted."""
+    planned = [
+        (shard, shard.report["shard"])
+        for shard in shards
+        if isinstance(shard.report.get("shard"), Mapping)
+    ]
+    if not planned:
+        return
+    first, info = planned[0]
+    for shard, other in planned[1:]:
+        if (other.get("total"), other.get("plan")) != (info.get("total"), info.get("plan")):
+            result.conflicts.append(
+                f"conflict: {first.path} (shard {info.get('index')}/{info.get('total')}) and "
+                f"{shard.path} (shard {other.get('index')}/{other.get('total')}) were split by "
+                "different plans (different flows selected, or different duration histories): "
+                "flows may be missing or run twice"
+            )
+    total = info.get("total")
+    if isinstance(total, int) and len(planned) == len(shards):
+        missing = sorted(set(range(1, total + 1)) - {other.get("index") for _, other in planned})
+        if missing:
+            result.notes.append(
+                f"note: shard{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(f'{k}/{total}' for k in missing)} not given: their flows are missing"
+            )
 
 
 def _order(

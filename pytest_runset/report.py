@@ -353,8 +353,10 @@ def build_report(
     finished_at: float,
     workers: int,
     interrupted: bool,
+    shard: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     wall = max(0.0, finished_at - started_at)
+    extra = {"shard": dict(shard)} if shard else {}
     return {
         "schema": REPORT_SCHEMA,
         "run_id": run_id,
@@ -366,6 +368,7 @@ def build_report(
         "workers": workers,
         "flows": flows,
         "summary": summarize(flows, wall, workers),
+        **extra,
     }
 
 

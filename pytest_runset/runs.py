@@ -18,6 +18,7 @@ from .leases import Leaser
 from .placeholders import PlaceholderError, substitute
 from .report import build_report, iso_utc
 from .services import ServiceError, Services
+from .shards import SHARD_INFO
 from .state import RunsetRun
 
 
@@ -122,6 +123,7 @@ def write_run_report(
         finished_at=finished,
         workers=workers,
         interrupted=interrupted,
+        shard=config.stash.get(SHARD_INFO, None),
     )
     run.report_path = str(run.directory.write_report(report))
     run.report = report

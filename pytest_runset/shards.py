@@ -16,7 +16,9 @@ every shard of a cycle, even when the shards run one after another in one direct
 
 from __future__ import annotations
 
+import hashlib
 import heapq
+import json
 import re
 import statistics
 from collections.abc import Mapping, Sequence
@@ -24,6 +26,16 @@ from collections.abc import Mapping, Sequence
 import pytest
 
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+# What a sharded session ran: {"index", "total", "balanced_by", "plan"}; report.json carries it.
+SHARD_INFO = pytest.StashKey[dict[str, object]]()
+
+
+def plan_digest(assigned: Mapping[str, int]) -> str:
+    """A fingerprint of a whole partition: shards of one plan agree on it, others do not."""
+    text = json.dumps(sorted(assigned.items()), separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class ShardError(ValueError):
@@ -96,7 +108,16 @@ def select_shard(config: pytest.Config, items: list[pytest.Item]) -> None:
 
     index, count = parse_shard(raw)
     keys = [item.nodeid for item in items if isinstance(item, RunsetItem)]
-    assigned = assign_shards(keys, count, durations(config, keys))
+    history = durations(config, keys)
+    assigned = assign_shards(keys, count, history)
+    # Shards computed from different histories split differently: merge compares the plans.
+    info: dict[str, object] = {
+        "index": index,
+        "total": count,
+        "balanced_by": "history" if history else "file order",
+        "plan": plan_digest(assigned),
+    }
+    config.stash[SHARD_INFO] = info
     kept: list[pytest.Item] = []
     deselected: list[pytest.Item] = []
     for item in items:

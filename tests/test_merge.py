@@ -142,6 +142,60 @@ def test_merged_shards_equal_the_unsharded_run(
     assert "run-set shards, run s2+s1: failed" in capsys.readouterr().out
 
 
+def test_merged_runset_shards_equal_the_unsharded_run(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--runset-shard 1/2 and 2/2 merge back to the unsharded run, and carry their plan."""
+    pytester.path.joinpath("run-set.toml").write_text(RUNSET, encoding="utf-8")
+    pytester.path.joinpath("artifact.py").write_text(ARTIFACT_SCRIPT, encoding="utf-8")
+    whole = run(pytester, "whole")
+    first = run(pytester, "k1", "--runset-shard", "1/2")
+    second = run(pytester, "k2", "--runset-shard", "2/2")
+    one, two = load_report(first.parent), load_report(second.parent)
+    assert {f["slug"] for f in one["flows"]}.isdisjoint(f["slug"] for f in two["flows"])
+    assert one["shard"]["index"] == 1
+    assert two["shard"]["index"] == 2
+    assert one["shard"]["plan"] == two["shard"]["plan"]
+    assert one["shard"]["balanced_by"] == "file order"  # no history without the cache
+
+    out = pytester.path / "merged" / "report.json"
+    assert main(["merge", str(first), str(second), "-o", str(out)]) == 0
+    assert "conflict" not in capsys.readouterr().err
+    merged = json.loads(out.read_text(encoding="utf-8"))
+    expected = load_report(whole.parent)
+    fields = ("index", "name", "slug", "nodeid", "status", "tags", "attempts")
+    assert [[f[k] for k in fields] for f in merged["flows"]] == [
+        [f[k] for k in fields] for f in expected["flows"]
+    ]
+    assert {k: merged["summary"][k] for k in COUNTS} == {k: expected["summary"][k] for k in COUNTS}
+    assert merged["status"] == expected["status"]
+
+
+def test_shards_of_different_plans_are_a_conflict_and_a_missing_shard_a_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = shard_report("a", [entry(0, "alpha")])
+    b = shard_report("b", [entry(1, "bravo")])
+    a["shard"] = {"index": 1, "total": 3, "balanced_by": "history", "plan": "1111"}
+    b["shard"] = {"index": 2, "total": 3, "balanced_by": "history", "plan": "2222"}
+    out = tmp_path / "out" / "report.json"
+    code = main(["merge", str(save(tmp_path / "a.json", a)), str(save(tmp_path / "b.json", b)),
+                 "-o", str(out)])  # fmt: skip
+    printed = capsys.readouterr().err
+    assert code == 1
+    assert "were split by different plans" in printed
+    assert "shard 3/3 not given" in printed
+    assert out.is_file()
+
+    b["shard"]["plan"] = "1111"
+    code = main(["merge", str(save(tmp_path / "a.json", a)), str(save(tmp_path / "b.json", b)),
+                 "-o", str(out)])  # fmt: skip
+    printed = capsys.readouterr().err
+    assert code == 0
+    assert "different plans" not in printed
+    assert "shard 3/3 not given" in printed
+
+
 # --- hand-written reports --------------------------------------------------------------------
 
 
