@@ -533,3 +533,18 @@ def test_the_example_run_set_passes_under_xdist(tmp_path: Path) -> None:
     assert statuses["skipped when no sandbox"] == "skipped"
     assert report["workers"] == 2
     assert time.monotonic() - started < 300
+
+
+@pytest.mark.parametrize(
+    "option",
+    [["--runset-tx", "popen"], ["--runset-px", "popen"], ["--runset-remote-root", "/srv/work"]],
+)
+def test_gateway_options_and_xdist_n_together_are_refused(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path], option: list[str]
+) -> None:
+    write_runset('[[flows]]\nname = "a"\ncommand = ["true"]\n')
+    result = run_pytest(pytester, "--runset", "run-set.toml", "-n", "2", *option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.errlines if option[0] in line]
+    assert len(errors) == 1, result.errlines
+    assert "Traceback" not in result.stderr.str()
