@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .collect import RunsetItem
+from .options import timeout_value
 from .plugin import (
     RUN_ID,
     RUNS,
-    _timeout_value,
     output_root,
     session_run_id,
     xdist_controller_session,
@@ -55,7 +55,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     xrun.workers = xdist_controller.xdist_worker_count(config)
     global_timeout = config.option.runset_global_timeout
     if global_timeout is not None:
-        xrun.global_timeout = _timeout_value(global_timeout, "--runset-global-timeout")
+        xrun.global_timeout = timeout_value(global_timeout, "--runset-global-timeout")
     config.stash[XDIST_RUN] = xrun
     config.stash[RUNS] = xrun.runs
     # Its hooks hear of the flows' starts and reports (on the main thread, from xdist's loop).
