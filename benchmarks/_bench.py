@@ -104,7 +104,7 @@ def xdist_python(option: str | None) -> str:
         where = f"--xdist-python {option}" if option else f"this interpreter ({sys.executable})"
         sys.exit(
             f"pytest-xdist is not importable by {where}; pass --xdist-python PATH "
-            "(e.g. --xdist-python /work/venv-xdist/bin/python)"
+            "(e.g. --xdist-python /path/to/bench-venv/bin/python)"
         )
     return python
 

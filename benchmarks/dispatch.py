@@ -1,7 +1,7 @@
 """P1 dispatch: many trivial flows, pytest-runset vs. xdist, xargs and asyncio (not a test).
 
     PYTHONPATH=$PWD python benchmarks/dispatch.py [--flows 400] [--workers 4] [--repeat 3]
-        [--xdist-python /work/venv-xdist/bin/python]
+        [--xdist-python /path/to/bench-venv/bin/python]
 
 Runs 400 command flows of ``true`` on 4 workers and, on the same machine in the same
 invocation, the same work done by:

@@ -1,7 +1,7 @@
 """P2 makespan: skewed flow durations, first run vs. a run with duration history (not a test).
 
     PYTHONPATH=$PWD python benchmarks/makespan.py [--workers 4] [--repeat 3] [--scale 1.0]
-        [--xdist-python /work/venv-xdist/bin/python]
+        [--xdist-python /path/to/bench-venv/bin/python]
 
 32 flows ``sleep`` a skewed set of durations (4 long, 28 short, fixed seed, listed in an
 order where long flows come late) on 4 workers. Each repetition runs, on the same machine:

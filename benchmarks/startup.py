@@ -1,7 +1,7 @@
 """Start-up: how soon the first flow runs, and what gateways cost (not a test).
 
     PYTHONPATH=$PWD python benchmarks/startup.py [--repeat 5]
-        [--xdist-python /work/venv-xdist/bin/python]
+        [--xdist-python /path/to/bench-venv/bin/python]
 
 Measures, median of ``--repeat`` runs each:
 
