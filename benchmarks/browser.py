@@ -1,7 +1,7 @@
 """P3 browser: warm browser vs. a browser per flow vs. pytest-playwright + xdist (not a test).
 
     PYTHONPATH=$PWD python benchmarks/browser.py [--flows 24] [--workers 2] [--repeat 3]
-        [--playwright-python /work/venv-perf/bin/python] [-- extra pytest args]
+        [--playwright-python /path/to/bench-venv/bin/python] [-- extra pytest args]
 
 Runs the same 24 journeys of 3 steps (``goto /login``, ``fill #username``, ``expect_title``)
 against the example app on 2 workers, median of ``--repeat`` runs each:
