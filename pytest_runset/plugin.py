@@ -390,6 +390,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     runs = config.stash.get(RUNS, None)
     if runs is None:
         return
+    from .report import STATUSES
+
     for run in runs.values():
         report = run.report
         if report is None:
@@ -397,17 +399,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         summary = report["summary"]
         parts = [
             f"{summary[status]} {status.replace('_', ' ')}"
-            for status in (
-                "passed",
-                "failed",
-                "error",
-                "timeout",
-                "skipped",
-                "xfailed",
-                "xpassed",
-                "interrupted",
-                "not_run",
-            )
+            for status in STATUSES
             if summary.get(status)
         ]
         if summary.get("flaky"):

@@ -498,6 +498,18 @@ class Session:
                 console.close()
 
 
+def open_session(spec: dict[str, Any], control: Any) -> tuple[Session, dict[str, Any] | None]:
+    """A flow's browser session, opened. When no browser can run, the session is already
+    finished and the second value is the flow's ``error`` result."""
+    session = Session(spec, control)
+    try:
+        session.open()
+    except BrowserUnavailable as exc:
+        session.finish(failed=True)
+        return session, {"status": "error", "message": str(exc)}
+    return session, None
+
+
 def _screenshot_with_retry(page: Any, *, path: str, timeout: float) -> None:
     """Chromium sometimes cannot capture a page that is still settling (an error page right
     after a refused connection, say): one more try a moment later usually works."""

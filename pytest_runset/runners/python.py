@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import Control
-from .browser import BrowserUnavailable, Session, first_lines, kill_flow
+from .browser import Session, first_lines, kill_flow, open_session
 from .command import SKIP_EXIT_CODE, read_flow_report
 from .inproc import flow_environment, flow_output, run_inprocess, touch_logs
 
@@ -244,12 +244,9 @@ def _body(spec: dict[str, Any], control: Control) -> dict[str, Any]:
     session: Session | None = None
     if spec.get("browser"):
         # The browser starts before the flow's environment applies (see browser.Host).
-        session = Session(spec, control)
-        try:
-            session.open()
-        except BrowserUnavailable as exc:
-            session.finish(failed=True)
-            return {"status": "error", "message": str(exc)}
+        session, unavailable = open_session(spec, control)
+        if unavailable is not None:
+            return unavailable
     result: dict[str, Any] = {"status": "error", "message": "not run"}
     try:
         result = _call(spec, control, session)

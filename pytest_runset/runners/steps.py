@@ -19,10 +19,10 @@ from . import Control
 from .browser import (
     ACTION_TIMEOUT_S,
     EXPECT_TIMEOUT_S,
-    BrowserUnavailable,
     Session,
     first_lines,
     kill_flow,
+    open_session,
 )
 from .inproc import run_inprocess, touch_logs
 
@@ -131,12 +131,9 @@ def execute(page: Any, step: dict[str, Any], timeout: float, spec: dict[str, Any
 def _body(spec: dict[str, Any], control: Control) -> dict[str, Any]:
     flow_dir = spec["flow_dir"]
     touch_logs(flow_dir)
-    session = Session(spec, control)
-    try:
-        session.open()
-    except BrowserUnavailable as exc:
-        session.finish(failed=True)
-        return {"status": "error", "message": str(exc)}
+    session, unavailable = open_session(spec, control)
+    if unavailable is not None:
+        return unavailable
     result: dict[str, Any] = {"status": "passed", "message": ""}
     try:
         with open(os.path.join(flow_dir, "stdout.log"), "a", encoding="utf-8", buffering=1) as log:
