@@ -160,8 +160,8 @@ def main() -> int:
 
 def _print_shards(raw_history: dict[str, Any], count: int) -> None:
     sys.path.insert(0, str(REPO))
-    from pytest_runset.history import clean, estimate
-    from pytest_runset.shards import assign_shards, contiguous_shards, shard_loads
+    from pytest_runset.session.history import clean, estimate
+    from pytest_runset.session.shards import assign_shards, contiguous_shards, shard_loads
 
     history = {key: estimate(samples) for key, samples in clean(raw_history).items()}
     keys = sorted(history)  # node ids of flowNN sort in file order

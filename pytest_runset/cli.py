@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from . import __version__
-from .report import LATEST_NAME, REPORT_NAME, REPORT_SCHEMA, STATUSES
+from pytest_runset import __version__
+from pytest_runset.results.report import LATEST_NAME, REPORT_NAME, REPORT_SCHEMA, STATUSES
 
 if TYPE_CHECKING:
-    from .model import RunSet
+    from pytest_runset.model.loader import RunSet
 
 OK = 0
 FAILED = 1
@@ -65,7 +65,9 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int
 
 
 def _load(file: str) -> RunSet:
-    from .model import load_runset  # pydantic is loaded only by the commands that need it
+    from pytest_runset.model.loader import (
+        load_runset,
+    )  # pydantic is loaded only by the commands that need it
 
     return load_runset(file)
 
@@ -74,7 +76,7 @@ def _load(file: str) -> RunSet:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .model import RunsetError
+    from pytest_runset.model.loader import RunsetError
 
     code = OK
     for file in args.files:
@@ -94,7 +96,7 @@ def _seconds(value: float) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .model import RunsetError
+    from pytest_runset.model.loader import RunsetError
 
     try:
         runset = _load(args.file)
@@ -283,9 +285,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from .html import html_path_for
-    from .merge import MergeError, Shard, check_report, merge_reports
-    from .report import write_html_beside, write_json_atomic
+    from pytest_runset.results.html import html_path_for
+    from pytest_runset.results.merge import MergeError, Shard, check_report, merge_reports
+    from pytest_runset.results.report import write_html_beside, write_json_atomic
 
     out = Path(args.output)
     if html_path_for(out) == out:

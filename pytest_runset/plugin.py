@@ -10,13 +10,20 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .collect import EXPLICIT, LOAD_ERRORS, RunsetFile, RunsetItem, get_runset, is_runset_path
-from .model import RunSet, RunsetError
-from .options import timeout_value, workers_value, xdist_available
+from pytest_runset.model.loader import RunSet, RunsetError
+from pytest_runset.session.collect import (
+    EXPLICIT,
+    LOAD_ERRORS,
+    RunsetFile,
+    RunsetItem,
+    get_runset,
+    is_runset_path,
+)
+from pytest_runset.session.options import timeout_value, workers_value, xdist_available
 
 if TYPE_CHECKING:
-    from .runloop import FlowRunLoop
-    from .state import RunsetRun
+    from pytest_runset.engine.state import RunsetRun
+    from pytest_runset.session.runloop import FlowRunLoop
 
 LOOP = pytest.StashKey["FlowRunLoop"]()
 # The runs of this session, whoever ran them (the run loop or the xdist controller).
@@ -26,13 +33,13 @@ OWN_N = pytest.StashKey[bool]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    from . import hookspecs
+    from pytest_runset import hookspecs
 
     pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
-    from .options import register
+    from pytest_runset.session.options import register
 
     register(parser, pluginmanager)
 
@@ -59,24 +66,24 @@ def pytest_configure(config: pytest.Config) -> None:
                 f"--runset-resume {resume} and --runset-run-id {run_id}: give one of them"
             )
         if resume != "last":
-            from .report import RunDirError, check_run_id
+            from pytest_runset.results.report import RunDirError, check_run_id
 
             try:
                 check_run_id(resume)
             except RunDirError as exc:
                 message = str(exc).replace("--runset-run-id", "--runset-resume")
                 raise pytest.UsageError(message) from None
-    from .remote import check_options, warn_open_sockets
+    from pytest_runset.session.scaleout import check_options, warn_open_sockets
 
     check_options(config)
     warn_open_sockets(config)
     if not config.pluginmanager.has_plugin("runset-history"):
-        from . import history
+        from pytest_runset.session import history
 
         # Records durations from each run's report (its pytest_runset_report).
         config.pluginmanager.register(history, "runset-history")
     if config.option.runset_shard is not None:
-        from .shards import ShardError, parse_shard
+        from pytest_runset.session.shards import ShardError, parse_shard
 
         try:
             parse_shard(config.option.runset_shard)
@@ -103,7 +110,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.option.runset_retries is not None and config.option.runset_retries < 0:
         raise pytest.UsageError("--runset-retries: must not be negative")
     if config.option.runset_run_id is not None:
-        from .report import RunDirError, check_run_id
+        from pytest_runset.results.report import RunDirError, check_run_id
 
         try:
             check_run_id(config.option.runset_run_id)
@@ -126,7 +133,7 @@ def pytest_configure(config: pytest.Config) -> None:
             paths.append(str(resolved))
     config.stash[EXPLICIT] = explicit
     # pytest-xdist's side: the controller keeps the run, its workers run the flows.
-    from . import xdist_hooks
+    from pytest_runset.xdist import hooks as xdist_hooks
 
     if not config.pluginmanager.is_registered(xdist_hooks):
         config.pluginmanager.register(xdist_hooks, "runset-xdist")
@@ -161,7 +168,7 @@ def xdist_controller_session(config: pytest.Config) -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Last, so that -k, -m and --lf have chosen first: shards split what is selected.
     if config.option.runset_shard is not None:
-        from .shards import select_shard
+        from pytest_runset.session.shards import select_shard
 
         select_shard(config, items)
 
@@ -198,9 +205,9 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
             f"{session.testsfailed} error{'s' if session.testsfailed != 1 else ''} "
             "during collection"
         )
-    from .interrupts import deferred_interrupts
-    from .resume import resolve_resume
-    from .runloop import FlowRunLoop
+    from pytest_runset.engine.interrupts import deferred_interrupts
+    from pytest_runset.session.resume import resolve_resume
+    from pytest_runset.session.runloop import FlowRunLoop
 
     others = [item for item in session.items if not isinstance(item, RunsetItem)]
     runsets = {str(item.runset.path): item.runset for item in flows}
@@ -211,7 +218,7 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     run_id = session_run_id(config)
     timeout = config.option.runset_timeout
     global_timeout = config.option.runset_global_timeout
-    from .remote import check_workers, resolve
+    from pytest_runset.session.scaleout import check_workers, resolve
 
     scaleout = resolve(config, list(runsets.values()))
     if scaleout is not None:
@@ -276,15 +283,15 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     """A flow's results arrive here from the run loop (see ``replay.through_protocol``)."""
     if not isinstance(item, RunsetItem):
         return None
-    from .replay import deliver_pending
+    from pytest_runset.session.replay import deliver_pending
 
     return deliver_pending(item)
 
 
 def _leaser(flows: list[RunsetItem]) -> Any:
     """A leaser on the per-user lock directory, when some flow or service needs one."""
-    from .leases import LeaseError, Leaser, lock_directory
-    from .resources import needs_leases
+    from pytest_runset.resources.leases import LeaseError, Leaser, lock_directory
+    from pytest_runset.resources.requirements import needs_leases
 
     needed = any(
         needs_leases(item.flow, item.runset) or item.flow.workspace != "none" for item in flows
@@ -305,9 +312,9 @@ def _open_runs(
     runs: dict[str, RunsetRun],
 ) -> None:
     """Open (or reopen) one run directory per run-set into ``runs``; usage errors on failure."""
-    from .report import RunDirectory, RunDirError
-    from .resume import notice_unfinished, resumed_run
-    from .state import RunsetRun
+    from pytest_runset.engine.state import RunsetRun
+    from pytest_runset.results.report import RunDirectory, RunDirError
+    from pytest_runset.session.resume import notice_unfinished, resumed_run
 
     used: set[Path] = set()
     try:
@@ -315,7 +322,7 @@ def _open_runs(
             root = output_root(config, runset)
             name = run_id
             if (root / name) in used:
-                from .slugs import slugify
+                from pytest_runset.model.slugs import slugify
 
                 name = f"{run_id}-{slugify(runset.name)}"
             used.add(root / name)
@@ -365,7 +372,7 @@ def session_run_id(config: pytest.Config) -> str:
         elif config.option.runset_run_id:
             run_id = str(config.option.runset_run_id)
         else:
-            from .report import new_run_id
+            from pytest_runset.results.report import new_run_id
 
             run_id = new_run_id()
         config.stash[RUN_ID] = run_id
@@ -373,7 +380,7 @@ def session_run_id(config: pytest.Config) -> str:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    from .xdist_worker import shutdown
+    from pytest_runset.xdist.worker import shutdown
 
     shutdown(config)
 
@@ -390,7 +397,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     runs = config.stash.get(RUNS, None)
     if runs is None:
         return
-    from .report import STATUSES
+    from pytest_runset.results.report import STATUSES
 
     for run in runs.values():
         report = run.report
@@ -426,6 +433,6 @@ def pytest_runset_report(config: pytest.Config, report: dict[str, Any]) -> None:
     """``--runset-html PATH``: a copy of the run's HTML page, its links relative to PATH."""
     if not config.option.runset_html:
         return
-    from .html import write_html_copy
+    from pytest_runset.results.html import write_html_copy
 
     write_html_copy(config, report, Path(config.option.runset_html))

@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
-from pytest_runset.callables import CallableError, inspect_callable, split_reference
-from pytest_runset.model import RunsetError, load_runset
-from pytest_runset.runners.browser import (
+from pytest_runset.gateway.callables import CallableError, inspect_callable, split_reference
+from pytest_runset.gateway.runners.browser import (
     BrowserUnavailable,
     find_system_chromium,
     first_lines,
     resolve_executable,
 )
-from pytest_runset.steps import ACTIONS, SpecError, load_spec, parse_step, step_label
+from pytest_runset.model.loader import RunsetError, load_runset
+from pytest_runset.model.steps import ACTIONS, SpecError, load_spec, parse_step, step_label
 
 
 def load(tmp_path: Path, text: str) -> Any:
@@ -401,7 +401,7 @@ def test_cli_lists_and_validates_browser_flows(
 
 
 def test_step_urls_and_paths(tmp_path: Path) -> None:
-    from pytest_runset.runners.steps import StepProblem, _absolute, _inside
+    from pytest_runset.gateway.runners.steps import StepProblem, _absolute, _inside
 
     assert _absolute("/items", "http://127.0.0.1:8000") == "http://127.0.0.1:8000/items"
     assert _absolute("http://other/x", "http://127.0.0.1:8000") == "http://other/x"
@@ -414,8 +414,8 @@ def test_step_urls_and_paths(tmp_path: Path) -> None:
 
 
 def test_step_waits_are_bounded_by_the_flow(tmp_path: Path) -> None:
-    from pytest_runset.runners import Control
-    from pytest_runset.runners.steps import _timeout_ms
+    from pytest_runset.gateway.runners import Control
+    from pytest_runset.gateway.runners.steps import _timeout_ms
 
     long = Control(600)
     assert _timeout_ms({"action": "click", "timeout_s": None}, long) == (30000.0, False)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_runset.model import load_runset
+from pytest_runset.model.loader import load_runset
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -340,7 +340,7 @@ def documented_keys() -> set[str]:
 
 
 def test_every_runset_key_is_in_the_reference() -> None:
-    from pytest_runset import schema
+    from pytest_runset.model.loader import schema
 
     models = [
         schema.RunsetSettings,

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_runset.model import RunSet, RunsetError, parse_runset
+from pytest_runset.model.loader import RunSet, RunsetError, parse_runset
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = (REPO / "examples" / "run-set.toml").read_bytes()

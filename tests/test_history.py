@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import flows_by_name, load_report
-from pytest_runset.history import CACHE_KEY, COMPLETED, KEEP, clean, estimate, updated
+from pytest_runset.session.history import CACHE_KEY, COMPLETED, KEEP, clean, estimate, updated
 
 
 def entry(nodeid: str, status: str, duration: object) -> dict[str, object]:

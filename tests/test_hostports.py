@@ -11,7 +11,7 @@ from pathlib import Path
 import filelock
 import pytest
 
-from pytest_runset.hostports import hold_ports, release
+from pytest_runset.gateway.hostports import hold_ports, release
 
 
 @pytest.fixture

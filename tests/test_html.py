@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import flows_by_name, load_report, wait_for
-from pytest_runset.html import (
+from pytest_runset.results.html import (
     INLINE_IMAGE_LIMIT,
     html_copy_target,
     render_html,
@@ -478,7 +478,7 @@ command = [{sys.executable!r}, "-c", "import os, time; os.path.exists('go') or t
 def test_a_page_that_cannot_be_written_costs_only_itself(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pytest_runset.report import RunDirectory
+    from pytest_runset.results.report import RunDirectory
 
     directory = RunDirectory(tmp_path, "r1")
     directory.open()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import wait_for
-from pytest_runset.leases import LOCK_DIR_ENV, Lease, LeaseError, Leaser, lock_directory
+from pytest_runset.resources.leases import LOCK_DIR_ENV, Lease, LeaseError, Leaser, lock_directory
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_ports_are_distinct_and_skip_ports_in_use(leaser: Leaser) -> None:
 HOLDER = r"""
 import sys, time
 from pathlib import Path
-from pytest_runset.leases import Lease, Leaser
+from pytest_runset.resources.leases import Lease, Leaser
 lease = Lease()
 assert Leaser(Path(sys.argv[1])).take_persona(["alice"], lease)
 print("held", flush=True)

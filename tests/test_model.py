@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_runset.model import (
+from pytest_runset.model.loader import (
     DEFAULT_KILL_GRACE_S,
     DEFAULT_TIMEOUT_S,
     MAX_DURATION_S,
@@ -388,7 +388,7 @@ def test_loader_does_not_import_pytest(tmp_path: Path) -> None:
     path.write_text(FLOW_A)
     code = (
         "import sys\n"
-        "from pytest_runset.model import load_runset, RunsetError\n"
+        "from pytest_runset.model.loader import load_runset, RunsetError\n"
         f"rs = load_runset({str(path)!r})\n"
         "assert rs.flows[0].name == 'a', rs\n"
         "try:\n"

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_runset.placeholders import (
+from pytest_runset.model.placeholders import (
     SIMPLE_NAMES,
     PlaceholderError,
     check_name,

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from conftest import TREE_SCRIPT, flow_spec, process_alive, processes_with_cookie_prefix, wait_for
-from pytest_runset.pool import Event, Pool
-from pytest_runset.proctree import sweep_cookie
+from pytest_runset.engine.pool import Event, Pool
+from pytest_runset.gateway.proctree import sweep_cookie
 
 EVENT_TIMEOUT_S = 60.0
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import process_alive, processes_with_cookie_prefix, wait_for
-from pytest_runset import proctree
-from pytest_runset.proctree import (
+from pytest_runset.gateway import proctree
+from pytest_runset.gateway.proctree import (
     group_alive,
     pids_with_cookie,
     signal_group,
@@ -97,7 +97,7 @@ def test_pids_with_cookie_finds_a_child_and_its_grandchild(
 def test_the_caller_is_never_listed_nor_swept(cookie: str) -> None:
     code = (
         "import os, subprocess, sys\n"
-        "from pytest_runset.proctree import pids_with_cookie, sweep_cookie\n"
+        "from pytest_runset.gateway.proctree import pids_with_cookie, sweep_cookie\n"
         "child = subprocess.Popen(['sleep', '600'])\n"
         "import time\n"
         "deadline = time.monotonic() + 30\n"

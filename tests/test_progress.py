@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_runset.progress import Counts, LiveStatus, live_status, status_texts
+from pytest_runset.session.progress import Counts, LiveStatus, live_status, status_texts
 
 _COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 _CONTROL = re.compile(r"\x1b\[(\d*)([A-Za-z])")

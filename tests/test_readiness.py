@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from conftest import process_alive, processes_with_cookie_prefix, wait_for
-from pytest_runset.proctree import sweep_cookie
-from pytest_runset.readiness import log_tail, start_process, stop_process, wait_ready
+from pytest_runset.gateway.proctree import sweep_cookie
+from pytest_runset.gateway.readiness import log_tail, start_process, stop_process, wait_ready
 
 # Listens on 127.0.0.1:<argv[1]> after <argv[2]> seconds and accepts forever.
 TCP_SERVER = r"""

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from conftest import CONTRACT_SUMMARY_FIELDS
-from pytest_runset.report import (
+from pytest_runset.results.report import (
     REPORT_SCHEMA,
     RunDirectory,
     RunDirError,
@@ -116,7 +116,7 @@ def test_a_second_session_on_the_same_run_is_refused(run_dir: RunDirectory) -> N
 def test_another_process_cannot_take_a_run_in_use(run_dir: RunDirectory) -> None:
     code = (
         "import sys; from pathlib import Path\n"
-        "from pytest_runset.report import RunDirectory, RunDirError\n"
+        "from pytest_runset.results.report import RunDirectory, RunDirError\n"
         "try:\n"
         "    RunDirectory(Path(sys.argv[1]), sys.argv[2]).open()\n"
         "except RunDirError as exc:\n"

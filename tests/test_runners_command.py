@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from conftest import processes_with_cookie_prefix, wait_for
-from pytest_runset.proctree import sweep_cookie
-from pytest_runset.runners import Control
-from pytest_runset.runners.command import run
+from pytest_runset.gateway.proctree import sweep_cookie
+from pytest_runset.gateway.runners import Control
+from pytest_runset.gateway.runners.command import run
 
 SpecFactory = Callable[..., dict[str, Any]]
 

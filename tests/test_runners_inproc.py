@@ -15,9 +15,9 @@ from typing import Any
 import execnet
 import pytest
 
-import pytest_runset.worker
-from pytest_runset.runners import Control
-from pytest_runset.runners.inproc import (
+import pytest_runset.gateway.worker
+from pytest_runset.gateway.runners import Control
+from pytest_runset.gateway.runners.inproc import (
     FlowThread,
     flow_environment,
     flow_output,
@@ -166,7 +166,7 @@ STUCK = (
 @pytest.fixture
 def channel() -> Iterator[Any]:
     gateway = execnet.makegateway("popen")
-    channel = gateway.remote_exec(pytest_runset.worker)
+    channel = gateway.remote_exec(pytest_runset.gateway.worker)
     channel.send({"sys_path": []})
     kind, _ = channel.receive(60)
     assert kind == "ready"

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_runset.scheduler import Scheduler, Task, order_keys
+from pytest_runset.engine.scheduler import Scheduler, Task, order_keys
 
 # -- assignments ---------------------------------------------------------------------------------
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from conftest import process_alive, processes_with_cookie_prefix, wait_for
-from pytest_runset.schema import ServiceSpec
-from pytest_runset.services import ServiceError, Services
+from pytest_runset.model.schema import ServiceSpec
+from pytest_runset.resources.services import ServiceError, Services
 
 # Writes its environment to <argv[2]>, says hello, then accepts on 127.0.0.1:<argv[1]>.
 ENV_SERVER = r"""

@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import load_report
-from pytest_runset.history import CACHE_KEY
-from pytest_runset.shards import (
+from pytest_runset.session.history import CACHE_KEY
+from pytest_runset.session.shards import (
     ShardError,
     assign_shards,
     contiguous_shards,

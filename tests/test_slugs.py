@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_runset.slugs import (
+from pytest_runset.model.slugs import (
     MAX_SLUG_LENGTH,
     RESERVED_SLUGS,
     UnsafePathError,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_runset.report import RunDirectory
-from pytest_runset.syncer import JournalSyncer
+from pytest_runset.results.report import RunDirectory
+from pytest_runset.results.syncer import JournalSyncer
 
 
 @pytest.fixture

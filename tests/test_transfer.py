@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pytest_runset.transfer import (
+from pytest_runset.gateway.transfer import (
     CHUNK_BYTES,
     Receiver,
     UnsafeName,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_runset.txspec import (
+from pytest_runset.model.txspec import (
     GatewaySpec,
     TxSpecError,
     is_loopback,

@@ -16,9 +16,9 @@ from typing import Any
 import execnet
 import pytest
 
-import pytest_runset.worker
+import pytest_runset.gateway.worker
 from conftest import TREE_SCRIPT, flow_spec, process_alive, processes_with_cookie_prefix, wait_for
-from pytest_runset.proctree import sweep_cookie
+from pytest_runset.gateway.proctree import sweep_cookie
 
 RECEIVE_TIMEOUT_S = 60.0
 
@@ -30,10 +30,10 @@ RECEIVE_TIMEOUT_S = 60.0
 CONTROLLER_SCRIPT = r"""
 import json, sys, time
 import execnet
-import pytest_runset.worker
+import pytest_runset.gateway.worker
 spec = json.loads(sys.argv[1])
 gateway = execnet.makegateway("popen")
-channel = gateway.remote_exec(pytest_runset.worker)
+channel = gateway.remote_exec(pytest_runset.gateway.worker)
 channel.send({"sys_path": []})
 kind, info = channel.receive(60)
 assert kind == "ready", kind
@@ -77,7 +77,7 @@ class Gateway:
     def __init__(self) -> None:
         self.group = execnet.Group()
         self.gateway = self.group.makegateway("popen")
-        self.channel = self.gateway.remote_exec(pytest_runset.worker)
+        self.channel = self.gateway.remote_exec(pytest_runset.gateway.worker)
         self.channel.send({"sys_path": []})
         kind, self.info = self.channel.receive(RECEIVE_TIMEOUT_S)
         assert kind == "ready"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_runset.workspace import (
+from pytest_runset.resources.workspace import (
     Workspace,
     WorkspaceError,
     create_workspace,
@@ -331,7 +331,7 @@ def test_eight_threads_create_and_remove_worktrees_at_once(repo: Path, lock_dir:
 _SESSION_SCRIPT = """
 import sys, time
 from pathlib import Path
-from pytest_runset.workspace import create_workspace, remove_workspace
+from pytest_runset.resources.workspace import create_workspace, remove_workspace
 
 repo, lock_dir, out, go = (Path(arg) for arg in sys.argv[1:5])
 # Start together with the other sessions, so that their git commands really overlap.

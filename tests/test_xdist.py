@@ -278,7 +278,7 @@ def test_an_exclusive_flow_runs_alone_across_xdist_workers(
 def test_a_busy_persona_fails_the_flow_after_its_timeout_with_the_pool_message(
     pytester: pytest.Pytester, write_runset: Callable[..., Path], private_lock_dir: Path
 ) -> None:
-    from pytest_runset.leases import Lease, Leaser, lock_directory
+    from pytest_runset.resources.leases import Lease, Leaser, lock_directory
 
     write_runset(
         '[personas.alice]\nusername = "alice"\n'

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_runset.xdist_controller import (
+from pytest_runset.xdist.controller import (
     controller_runsets,
     global_timeout_reason,
     xdist_worker_count,

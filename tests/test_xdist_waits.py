@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from conftest import wait_for
-from pytest_runset.xdist_waits import Exclusion, GlobalDeadline
+from pytest_runset.xdist.waits import Exclusion, GlobalDeadline
 
 # Holds a lock on a run's exclusive.lock (shared or exclusive) until stdin closes.
 HOLDER = """

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from pytest_runset.xdist_controller import SERVICE_FAILED_NAME
-from pytest_runset.xdist_worker import _service_failed, worker_slot
+from pytest_runset.xdist.controller import SERVICE_FAILED_NAME
+from pytest_runset.xdist.worker import _service_failed, worker_slot
 
 
 def test_the_xdist_worker_id_gives_the_slot(pytester: pytest.Pytester) -> None:

@@ -1,0 +1,106 @@
+"""Report entries of flows and the plain results of attempts that never reached a worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pytest_runset.engine.state import FlowState
+from pytest_runset.model.loader import Flow
+
+
+def flow_entry(
+    state: FlowState, status: str, message: str, flaky: bool, session_started: float
+) -> dict[str, Any]:
+    """The report entry of a flow that ran (its last attempt decides the fields)."""
+    last = state.attempts[-1]
+    flow = state.flow
+    dir_name = last.get("dir")
+    run_started = state.run.started_at or session_started
+    started_s = round(max(0.0, float(last.get("started_at") or run_started) - run_started), 6)
+    artifacts = [f"{dir_name}/{path}" for path in last.get("artifacts", [])]
+    logs = (
+        {"stdout": f"{dir_name}/stdout.log", "stderr": f"{dir_name}/stderr.log"} if dir_name else {}
+    )
+    return {
+        "name": flow.name,
+        "slug": flow.slug,
+        "nodeid": state.item.nodeid,
+        "kind": flow.kind,
+        "status": status,
+        "attempts": len(state.attempts),
+        "flaky": flaky,
+        "index": flow.index,
+        "duration_s": round(float(last.get("duration_s") or 0.0), 6),
+        "started_s": started_s,
+        "worker": state.worker_id,
+        "slot": state.slot,
+        "exit_code": last.get("exit_code"),
+        "message": message,
+        "dir": dir_name,
+        "logs": logs,
+        "result": f"{dir_name}/result.json" if dir_name else None,
+        "artifacts": artifacts,
+        "persona": state.persona,
+        "ports": list(state.ports),
+        "tags": list(flow.tags),
+        "leftover_processes": int(last.get("leftover_processes") or 0),
+        "metrics": last.get("metrics", {}),
+        "warnings": last.get("warnings", []),
+        "definition_sha256": flow.sha256,
+        "history": [
+            {
+                "attempt": attempt["attempt"],
+                "status": attempt["status"],
+                "dir": attempt["dir"],
+                "duration_s": attempt.get("duration_s"),
+                "exit_code": attempt.get("exit_code"),
+                "message": attempt.get("message", ""),
+            }
+            for attempt in state.attempts
+        ],
+    }
+
+
+def unstarted_entry(flow: Flow, nodeid: str, status: str, message: str) -> dict[str, Any]:
+    """The report entry of a flow that never started (skipped, not run)."""
+    return {
+        "name": flow.name,
+        "slug": flow.slug,
+        "nodeid": nodeid,
+        "kind": flow.kind,
+        "status": status,
+        "attempts": 0,
+        "flaky": False,
+        "index": flow.index,
+        "duration_s": 0.0,
+        "started_s": None,
+        "worker": None,
+        "slot": None,
+        "exit_code": None,
+        "message": message,
+        "dir": None,
+        "logs": {},
+        "result": None,
+        "artifacts": [],
+        "persona": None,
+        "ports": [],
+        "tags": list(flow.tags),
+        "leftover_processes": 0,
+        "metrics": {},
+        "warnings": [],
+        "definition_sha256": flow.sha256,
+        "history": [],
+    }
+
+
+def local_result(attempt: int, status: str, message: str) -> dict[str, Any]:
+    return {
+        "attempt": attempt,
+        "status": status,
+        "exit_code": None,
+        "message": message,
+        "metrics": {},
+        "artifacts": [],
+        "warnings": [],
+        "leftover_processes": 0,
+    }

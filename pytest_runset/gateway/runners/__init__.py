@@ -1,0 +1,66 @@
+"""Flow runners: one module per flow kind, run inside a worker gateway (stdlib only).
+
+A runner is a function ``run(spec, control) -> dict``. ``spec`` is the plain-data flow attempt
+the controller sent (see :mod:`pytest_runset.gateway.worker`), ``control`` tells the runner
+when to stop early (:class:`Control`). The returned dict has at least ``status``, ``message``
+and ``exit_code``; the worker adds timing, the cookie sweep and ``result.json``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+
+class Control:
+    """Deadline and cancellation of one flow attempt, shared by the worker and the runner."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.deadline = time.monotonic() + timeout_s
+        self.timeout_s = timeout_s
+        self.wake = threading.Event()
+        self.cancel_reason: str | None = None
+        self.cancel_status = "interrupted"
+        self.grace_cap: float | None = None
+
+    def cancel(
+        self, reason: str, grace_cap: float | None = None, status: str = "interrupted"
+    ) -> None:
+        """Ask the runner to stop now (interrupt, controller gone).
+
+        ``grace_cap`` shortens the SIGTERM grace when there is no time to be polite.
+        """
+        if self.cancel_reason is None:
+            self.cancel_reason = reason
+            # "timeout" when the run's global timeout stops the flow, else "interrupted".
+            self.cancel_status = status
+        if grace_cap is not None:
+            self.grace_cap = grace_cap
+        self.wake.set()
+
+    def kill_grace(self, configured: float) -> float:
+        return configured if self.grace_cap is None else min(configured, self.grace_cap)
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+
+RUNNERS = {
+    "command": "pytest_runset.gateway.runners.command",
+    "steps": "pytest_runset.gateway.runners.steps",
+    "callable": "pytest_runset.gateway.runners.python",
+}
+
+
+def shutdown_runners() -> None:
+    """The worker stops: let runners that keep state between flows (the warm browser) close
+    it. Only modules already imported are asked, so a worker that ran no browser flow never
+    imports Playwright here. Never raises."""
+    import sys
+
+    module = sys.modules.get("pytest_runset.gateway.runners.browser")
+    if module is not None:
+        try:
+            module.shutdown()
+        except Exception:
+            pass

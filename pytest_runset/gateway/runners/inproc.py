@@ -1,0 +1,281 @@
+"""Flows that run inside the worker process (steps, callables), on one long-lived thread.
+
+Playwright's sync API belongs to the thread that started it, and a warm browser outlives single
+flows, so each worker runs every in-process flow body on the same *flow thread*. The runner's
+own thread only watches the clock:
+
+1. It waits for the body until the flow's deadline (or a cancel).
+2. On expiry it gives the body ``kill_grace`` to end by itself. Its Playwright waits are
+   bounded by the flow's remaining time, so it usually does, and still takes its failure
+   screenshot and saves its trace.
+3. Then it kills what the flow runs on (``kill``: its browser's processes, anything carrying
+   the flow's cookie), which makes a blocked Playwright call raise.
+4. If the body is still stuck (Python code that sleeps), the flow thread is lost for good: the
+   result says ``retire`` and the controller replaces this worker.
+
+Stdlib only, like every runner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
+
+from pytest_runset.gateway.runners import Control
+
+# How long a body may take to return once what it runs on was killed (a Playwright call whose
+# browser died raises within milliseconds). Past it the worker retires; the flow's result is
+# the same either way.
+STUCK_WAIT_S = 1.0
+# Files of a flow directory that are not artifacts.
+NOT_ARTIFACTS = frozenset({"stdout.log", "stderr.log", "result.json", "flow-report.json"})
+
+Body = Callable[[], dict[str, Any]]
+
+
+class Job:
+    """One body submitted to the flow thread."""
+
+    def __init__(self, body: Body, wake: threading.Event) -> None:
+        self.body = body
+        self.wake = wake
+        self.done = threading.Event()
+        self.result: dict[str, Any] | None = None
+        self.error: str | None = None
+        self.finished_at = 0.0
+
+
+class FlowThread:
+    """The worker's one thread for in-process flow bodies (and Playwright)."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[Job] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.current: Job | None = None
+        # Set when a body never returned: this thread is gone for good.
+        self.stuck = False
+
+    def submit(self, body: Body, wake: threading.Event) -> Job:
+        job = Job(body, wake)
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="runset-inproc", daemon=True
+                )
+                self._thread.start()
+        self._jobs.put(job)
+        return job
+
+    def _loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            self.current = job
+            try:
+                job.result = job.body()
+            except BaseException:
+                job.error = traceback.format_exc(limit=8).strip()
+            finally:
+                job.finished_at = time.monotonic()
+                self.current = None
+                job.done.set()
+                job.wake.set()
+
+    def idle(self) -> bool:
+        return self._thread is not None and self.current is None and not self.stuck
+
+    def call(self, body: Body, timeout: float) -> bool:
+        """Run ``body`` on the flow thread when it is idle; False if it did not finish in time."""
+        if not self.idle():
+            return False
+        job = self.submit(body, threading.Event())
+        return job.done.wait(timeout)
+
+
+FLOW_THREAD = FlowThread()
+
+
+def _seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def run_inprocess(
+    spec: dict[str, Any],
+    control: Control,
+    body: Body,
+    kill: Callable[[], int],
+    flow_thread: FlowThread | None = None,
+) -> dict[str, Any]:
+    """Run ``body`` on the flow thread under the flow's deadline; see the module docstring."""
+    thread = flow_thread if flow_thread is not None else FLOW_THREAD
+    if thread.stuck:
+        return {
+            "status": "error",
+            "exit_code": None,
+            "message": "worker retired: an earlier flow's code is still running",
+            "retire": True,
+        }
+    job = thread.submit(body, control.wake)
+    while not job.done.is_set():
+        if control.cancel_reason is not None or control.remaining() <= 0:
+            break
+        control.wake.wait(control.remaining())
+    stopped = not job.done.is_set()
+    killed = 0
+    if stopped:
+        configured = float(spec["kill_grace_s"])
+        started = time.monotonic()
+        while not job.done.wait(0.02):
+            if time.monotonic() - started >= control.kill_grace(configured):
+                break
+        if not job.done.is_set():
+            killed = kill()
+            job.done.wait(STUCK_WAIT_S)
+    result: dict[str, Any]
+    if not job.done.is_set():
+        thread.stuck = True
+        result = {
+            "retire": True,
+            "warnings": [
+                f"the flow's code did not return {_seconds(STUCK_WAIT_S)}s after its processes "
+                "were killed; this worker is replaced"
+            ],
+        }
+    elif job.error is not None:
+        result = {"status": "error", "message": "runner failed: " + job.error}
+    else:
+        result = dict(job.result or {})
+    result.setdefault("exit_code", None)
+    result.setdefault("warnings", [])
+    if killed:
+        result["warnings"].append(
+            f"killed {killed} process(es) the flow ran on (its browser or its children)"
+        )
+    late = job.done.is_set() and job.finished_at > control.deadline
+    if stopped and control.cancel_reason is not None:
+        result["status"] = "interrupted"
+        result["message"] = control.cancel_reason
+    elif (stopped or late or result.pop("deadline_hit", False)) and result.get("status") not in (
+        "error",
+    ):
+        where = result.get("where")
+        result["status"] = "timeout"
+        result["message"] = f"timeout after {_seconds(control.timeout_s)}s" + (
+            f" in {where}" if where else ""
+        )
+    result.pop("deadline_hit", None)
+    result.pop("where", None)
+    result.setdefault("status", "error")
+    result.setdefault("message", "")
+    result["artifacts"] = list_artifacts(spec["flow_dir"])
+    return result
+
+
+def list_artifacts(flow_dir: str) -> list[str]:
+    """Files the flow left in its directory (relative paths), logs and results excepted."""
+    found: list[str] = []
+    for root, dirs, files in os.walk(flow_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = os.path.relpath(os.path.join(root, name), flow_dir)
+            if path not in NOT_ARTIFACTS and not name.endswith(".tmp"):
+                found.append(path)
+    return found
+
+
+@contextlib.contextmanager
+def flow_output(flow_dir: str) -> Iterator[None]:
+    """Send this process's stdout and stderr (Python's and the file descriptors, so child
+    processes too) to the flow's ``stdout.log`` and ``stderr.log`` while the flow runs.
+
+    A worker runs one flow at a time and its channel to the controller does not use these
+    descriptors, so the redirection is safe for the flow's duration.
+    """
+    saved_fds: list[tuple[int, int]] = []
+    saved_streams = (sys.stdout, sys.stderr)
+    with (
+        open(os.path.join(flow_dir, "stdout.log"), "ab") as out,
+        open(os.path.join(flow_dir, "stderr.log"), "ab") as err,
+    ):
+        for stream in saved_streams:
+            with contextlib.suppress(Exception):
+                if stream is not None:
+                    stream.flush()
+        for fd, target in ((1, out), (2, err)):
+            try:
+                saved_fds.append((fd, os.dup(fd)))
+                os.dup2(target.fileno(), fd)
+            except OSError:
+                pass
+        ours = (_text(out), _text(err))
+        sys.stdout, sys.stderr = ours
+        try:
+            yield
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            sys.stdout, sys.stderr = saved_streams
+            for stream in ours:
+                with contextlib.suppress(Exception):
+                    stream.close()
+            for fd, copy in saved_fds:
+                with contextlib.suppress(OSError):
+                    os.dup2(copy, fd)
+                with contextlib.suppress(OSError):
+                    os.close(copy)
+
+
+def _text(handle: Any) -> TextIO:
+    import io
+
+    return io.TextIOWrapper(
+        open(os.dup(handle.fileno()), "wb", buffering=0),
+        encoding="utf-8",
+        errors="replace",
+        line_buffering=True,
+        write_through=True,
+    )
+
+
+@contextlib.contextmanager
+def flow_environment(
+    env: dict[str, str], cwd: str | None, unset: tuple[str, ...] | list[str] = ()
+) -> Iterator[None]:
+    """The flow's environment variables and working directory for the flow's duration, so code
+    that reads ``os.environ`` and processes it starts see what a command flow would (including
+    the cookie that finds those processes later)."""
+    saved = dict(os.environ)
+    old_cwd = os.getcwd()
+    for name in unset:
+        os.environ.pop(name, None)
+    os.environ.update(env)
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        with contextlib.suppress(OSError):
+            os.chdir(old_cwd)
+
+
+def touch_logs(flow_dir: str) -> None:
+    """Every flow directory has both logs, even when the flow writes nothing to them."""
+    for name in ("stdout.log", "stderr.log"):
+        with open(os.path.join(flow_dir, name), "ab"):
+            pass
+
+
+def shutdown(close: Body | None, timeout: float) -> None:
+    """Run ``close`` on the flow thread if it is idle (used when the worker stops)."""
+    if close is not None:
+        FLOW_THREAD.call(close, timeout)

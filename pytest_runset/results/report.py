@@ -1,0 +1,377 @@
+"""Run directories, the crash-safe journal, ``report.json`` and the ``report.html`` beside it.
+
+Durability order: a finished flow is appended to ``journal.jsonl`` and fsynced before pytest
+hears about it, so a crash at any later point loses nothing that was reported. ``report.json``
+is written once at the end (temp file + rename), never rewritten per flow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import secrets
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import filelock
+
+REPORT_SCHEMA = "pytest-runset/report@1"
+JOURNAL_NAME = "journal.jsonl"
+REPORT_NAME = "report.json"
+LOCK_NAME = "run.lock"
+LATEST_NAME = "latest"
+STATUSES = (
+    "passed",
+    "failed",
+    "error",
+    "timeout",
+    "skipped",
+    "xfailed",
+    "xpassed",
+    "interrupted",
+    "not_run",
+)
+FAILING_STATUSES = frozenset({"failed", "error", "timeout"})
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class RunDirError(Exception):
+    """The run directory cannot be used (bad id, busy, not writable); one-line message."""
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    """``20261122T063501Z-3fa2``: sortable UTC time plus a short random suffix."""
+    moment = now or dt.datetime.now(dt.UTC)
+    return moment.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+
+
+def check_run_id(run_id: str) -> str:
+    if not _RUN_ID.fullmatch(run_id) or run_id in (LATEST_NAME,):
+        raise RunDirError(
+            f"--runset-run-id {run_id!r}: use letters, digits, '.', '_' and '-' "
+            "(at most 128, not starting with a separator)"
+        )
+    return run_id
+
+
+def iso_utc(timestamp: float) -> str:
+    moment = dt.datetime.fromtimestamp(timestamp, dt.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def json_chunks(data: Mapping[str, Any]) -> Iterator[str]:
+    """JSON for people and programs, in pieces: one top-level key per line, and each element
+    of a top-level list (a report's flows) on a line of its own.
+
+    Every piece goes through the C encoder: ``json.dump`` with ``indent`` runs the pure-Python
+    encoder, several seconds for a report of 10,000 flows.
+    """
+    if not data:
+        yield "{}\n"
+        return
+    separator = "{\n"
+    for key, value in data.items():
+        yield f"{separator}  {json.dumps(key, ensure_ascii=False)}: "
+        separator = ",\n"
+        if isinstance(value, list) and value:
+            yield "[\n    " + json.dumps(value[0], ensure_ascii=False)
+            for element in value[1:]:
+                yield ",\n    " + json.dumps(element, ensure_ascii=False)
+            yield "\n  ]"
+        else:
+            yield json.dumps(value, ensure_ascii=False)
+    yield "\n}\n"
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.writelines(json_chunks(data))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def point_latest(output_root: Path, run_id: str) -> None:
+    """Make ``<output>/latest`` point at ``run_id`` (relative symlink, swapped atomically)."""
+    link = output_root / LATEST_NAME
+    tmp = output_root / f".{LATEST_NAME}.{os.getpid()}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        os.symlink(run_id, tmp)
+        os.replace(tmp, link)
+    except OSError:
+        # Filesystems without symlinks: a plain file naming the run still helps humans.
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        with contextlib.suppress(OSError):
+            link.write_text(run_id + "\n", encoding="utf-8")
+
+
+class RunDirectory:
+    """``<output>/<run_id>/``: created, locked against a second session, journaled."""
+
+    def __init__(self, output_root: Path, run_id: str) -> None:
+        self.output_root = output_root
+        self.run_id = check_run_id(run_id)
+        self.path = output_root / run_id
+        self._lock: filelock.BaseFileLock | None = None
+        self._journal: Any = None
+        self._unsynced = False
+
+    def open(self, *, resume: bool = False) -> None:
+        """Create (or, with ``resume``, reopen) the run directory and take its lock."""
+        try:
+            self.output_root.mkdir(parents=True, exist_ok=True)
+            if resume and not (self.path / JOURNAL_NAME).is_file():
+                raise RunDirError(
+                    f"--runset-resume {self.run_id}: no run with a journal at {self.path}"
+                )
+            # Not group/world-writable: nobody else may plant files or links in a run.
+            self.path.mkdir(mode=0o755, exist_ok=True)
+        except OSError as exc:
+            raise RunDirError(
+                f"cannot create run directory {self.path}: {exc.strerror or exc}"
+            ) from None
+        if self.path.is_symlink() or not self.path.is_dir():
+            raise RunDirError(f"run directory {self.path} is not a plain directory")
+        lock = filelock.FileLock(str(self.path / LOCK_NAME))
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            raise RunDirError(
+                f"run {self.run_id!r} is in use by another pytest session "
+                f"(lock {self.path / LOCK_NAME}); choose another --runset-run-id"
+            ) from None
+        except OSError as exc:
+            raise RunDirError(
+                f"cannot lock {self.path / LOCK_NAME}: {exc.strerror or exc}"
+            ) from None
+        if not resume and (
+            (self.path / JOURNAL_NAME).exists() or (self.path / REPORT_NAME).exists()
+        ):
+            lock.release()
+            raise RunDirError(
+                f"run {self.run_id!r} already exists in {self.output_root}; "
+                "choose another --runset-run-id (its results are kept as they are)"
+            )
+        self._lock = lock
+        try:
+            self._journal = open(self.path / JOURNAL_NAME, "a", encoding="utf-8")  # noqa: SIM115
+            if resume and self._journal.tell() > 0 and not _ends_with_newline(self._journal.name):
+                # A torn last line (the controller died mid-write) stays apart, ignored.
+                self._journal.write("\n")
+        except OSError as exc:
+            lock.release()
+            raise RunDirError(f"cannot write {self.path / JOURNAL_NAME}: {exc.strerror}") from None
+
+    def journal(self, entry: Mapping[str, Any], *, sync: bool = True) -> None:
+        """Append one line and make it durable before returning.
+
+        With ``sync=False`` the line is written but not yet durable: the caller must call
+        :meth:`sync` before anyone hears of it. That lets the run loop make several flows
+        durable with one fsync (a group commit) when they finish together.
+        """
+        line = json.dumps(entry, ensure_ascii=False, default=str)
+        self._journal.write(line + "\n")
+        self._journal.flush()
+        if sync:
+            os.fsync(self._journal.fileno())
+        else:
+            self._unsynced = True
+
+    def sync(self, *, force: bool = False) -> None:
+        """Make every line written so far durable (one fsync, only if something is pending;
+        ``force`` for a syncing thread, which cannot trust the flag the writer sets)."""
+        journal = self._journal
+        if (self._unsynced or force) and journal is not None:
+            self._unsynced = False
+            os.fsync(journal.fileno())
+
+    def write_report(self, report: Mapping[str, Any]) -> Path:
+        """Write ``report.json``, then ``report.html`` beside it, then point ``latest`` here."""
+        target = self.path / REPORT_NAME
+        write_json_atomic(target, report)
+        write_html_beside(report, target)
+        point_latest(self.output_root, self.run_id)
+        return target
+
+    def close(self) -> None:
+        if self._journal is not None:
+            with contextlib.suppress(OSError):
+                self._journal.close()
+            self._journal = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+def write_html_beside(report: Mapping[str, Any], report_path: Path) -> Path | None:
+    """``report.html`` next to ``report_path``; a page that cannot be written costs only itself.
+
+    The JSON report is the record of the run, so a problem with the page (full disk, a report
+    field the renderer chokes on) is one line on stderr, never a lost ``report.json``.
+    """
+    from pytest_runset.results.html import html_path_for, write_html
+
+    try:
+        return write_html(report, report_path.parent, html_path_for(report_path))
+    except Exception as exc:  # see the docstring
+        print(f"pytest-runset: cannot write {html_path_for(report_path)}: {exc}", file=sys.stderr)
+        return None
+
+
+def _ends_with_newline(path: str) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
+
+
+def read_journal(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The events of a journal and how many lines were unreadable (a torn last line, say)."""
+    events: list[dict[str, Any]] = []
+    bad = 0
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return events, 0
+    for raw in data.split(b"\n"):
+        if not raw.strip():
+            continue
+        try:
+            event = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            bad += 1
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+        else:
+            bad += 1
+    return events, bad
+
+
+def lock_is_free(run_dir: Path) -> bool:
+    """Whether no live session holds the run's lock (a dead controller's lock is free)."""
+    lock = filelock.FileLock(str(run_dir / LOCK_NAME))
+    try:
+        lock.acquire(timeout=0)
+    except (filelock.Timeout, OSError):
+        return False
+    lock.release()
+    return True
+
+
+def unfinished_runs(output_root: Path) -> list[str]:
+    """Run ids under ``output_root`` that have a journal, no report and nobody running them."""
+    found: list[str] = []
+    try:
+        candidates = sorted(output_root.iterdir())
+    except OSError:
+        return found
+    for run_dir in candidates:
+        if run_dir.is_symlink() or not run_dir.is_dir():
+            continue
+        journal = run_dir / JOURNAL_NAME
+        if journal.is_file() and not (run_dir / REPORT_NAME).exists() and lock_is_free(run_dir):
+            found.append(run_dir.name)
+    return found
+
+
+def _finished_cleanly(run_dir: Path) -> bool:
+    try:
+        report = json.loads((run_dir / REPORT_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(report, dict) and report.get("status") == "passed"
+
+
+def newest_run(output_root: Path) -> str | None:
+    """The run ``--runset-resume last`` means: the newest one with something left to do.
+
+    Runs are ordered by when their journal last changed; a run whose report says ``passed``
+    has nothing to resume and is passed over.
+    """
+    candidates: list[tuple[float, str]] = []
+    try:
+        entries = list(output_root.iterdir())
+    except OSError:
+        return None
+    for run_dir in entries:
+        journal = run_dir / JOURNAL_NAME
+        if run_dir.is_symlink() or not journal.is_file():
+            continue
+        candidates.append((journal.stat().st_mtime, run_dir.name))
+    for _, run_id in sorted(candidates, reverse=True):
+        if not _finished_cleanly(output_root / run_id):
+            return run_id
+    return None
+
+
+def summarize(flows: Iterable[Mapping[str, Any]], wall_s: float, workers: int) -> dict[str, Any]:
+    entries = list(flows)
+    counts = {status: 0 for status in STATUSES}
+    for entry in entries:
+        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+    durations = [float(entry.get("duration_s") or 0.0) for entry in entries]
+    total_time = sum(durations)
+    workers = max(1, workers)
+    lower_bound = max([*durations, total_time / workers]) if durations else 0.0
+    return {
+        "total": len(entries),
+        **counts,
+        "flaky": sum(1 for entry in entries if entry.get("flaky")),
+        "sum_duration_s": round(total_time, 6),
+        "lower_bound_s": round(lower_bound, 6),
+        "parallelism_efficiency": round(total_time / (max(wall_s, 0.001) * workers), 6),
+    }
+
+
+def run_status(flows: Iterable[Mapping[str, Any]], interrupted: bool) -> str:
+    statuses = [entry["status"] for entry in flows]
+    if interrupted or "interrupted" in statuses:
+        return "interrupted"
+    if any(status in FAILING_STATUSES for status in statuses):
+        return "failed"
+    if "not_run" in statuses:
+        return "incomplete"
+    return "passed"
+
+
+def build_report(
+    *,
+    run_id: str,
+    runset: Mapping[str, Any],
+    flows: list[dict[str, Any]],
+    started_at: float,
+    finished_at: float,
+    workers: int,
+    interrupted: bool,
+    shard: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    wall = max(0.0, finished_at - started_at)
+    extra = {"shard": dict(shard)} if shard else {}
+    return {
+        "schema": REPORT_SCHEMA,
+        "run_id": run_id,
+        "runset": dict(runset),
+        "status": run_status(flows, interrupted),
+        "started_at": iso_utc(started_at),
+        "finished_at": iso_utc(finished_at),
+        "wall_s": round(wall, 6),
+        "workers": workers,
+        "flows": flows,
+        "summary": summarize(flows, wall, workers),
+        **extra,
+    }
+
+
+def monotonic_to_wall(monotonic_value: float) -> float:
+    """Convert a ``time.monotonic()`` reading of this process to wall-clock seconds."""
+    return time.time() - (time.monotonic() - monotonic_value)

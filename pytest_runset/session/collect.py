@@ -1,0 +1,133 @@
+"""Run-set files as pytest collectors, flows as pytest items."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_runset.model.loader import Flow, RunSet, RunsetError, load_runset
+
+RUNSET_PATTERNS = ("run-set*.toml", "*.runset.toml")
+LOADED = pytest.StashKey[dict[Path, RunSet]]()
+LOAD_ERRORS = pytest.StashKey[list[str]]()
+EXPLICIT = pytest.StashKey[set[Path]]()
+_FLOWS_HEADER = re.compile(rb"^\s*\[\[\s*flows\s*\]\]", re.MULTILINE)
+
+
+def is_runset_path(path: Path) -> bool:
+    return any(fnmatch.fnmatch(path.name, pattern) for pattern in RUNSET_PATTERNS)
+
+
+def get_runset(config: pytest.Config, path: Path) -> RunSet:
+    """Load (once per session) and cache a run-set file; raises :class:`RunsetError`."""
+    cache = config.stash.setdefault(LOADED, {})
+    key = path.resolve()
+    if key not in cache:
+        try:
+            shown = str(key.relative_to(config.invocation_params.dir))
+        except ValueError:
+            shown = str(path)
+        cache[key] = load_runset(key, display=shown)
+    return cache[key]
+
+
+def _flow_lines(path: Path) -> list[int]:
+    """0-based line of each ``[[flows]]`` header, for report locations and IDE jumps."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return []
+    lines: list[int] = []
+    line = position = 0
+    for match in _FLOWS_HEADER.finditer(data):
+        # Counted from the previous header on: linear in the file, even for 10,000 flows.
+        line += data.count(b"\n", position, match.start())
+        position = match.start()
+        lines.append(line)
+    return lines
+
+
+class RunsetFile(pytest.File):
+    """A run-set TOML file; each of its flows becomes a :class:`RunsetItem`."""
+
+    def collect(self) -> list[pytest.Item]:
+        config = self.config
+        try:
+            runset = get_runset(config, self.path)
+        except RunsetError as exc:
+            # Reported as a usage error (exit 4) once collection is over: a collector that
+            # raised would become an ordinary collection error instead.
+            config.stash.setdefault(LOAD_ERRORS, []).append(str(exc))
+            return []
+        flows = list(runset.flows)
+        replaced = config.hook.pytest_runset_modify_flows(config=config, flows=flows)
+        if replaced is not None:
+            flows = list(replaced)
+        lines = _flow_lines(self.path)
+        items: list[pytest.Item] = []
+        for flow in flows:
+            line = lines[flow.index] if flow.index < len(lines) else 0
+            item = RunsetItem.from_parent(self, name=flow.slug, flow=flow, runset=runset, line=line)
+            items.append(item)
+        return items
+
+
+class RunsetItem(pytest.Item):
+    """One flow. Run by the run-set pool; :meth:`setup` and :meth:`runtest` run it through
+    pytest's own protocol when pytest-runset's loop is not in charge (inside pytest-xdist
+    workers)."""
+
+    def __init__(self, *, flow: Flow, runset: RunSet, line: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.flow = flow
+        self.runset = runset
+        self._line = line
+        # One shared marker object: 10,000 flows would otherwise carry 20,000 more objects
+        # through every garbage collection of the session.
+        self.add_marker(self.config.stash.setdefault(_RUNSET_MARK, pytest.mark.runset))
+        for tag in flow.tags:
+            _register_marker(self.config, tag)
+            self.add_marker(tag)
+        if flow.skip is not None:
+            self.add_marker(pytest.mark.skip(reason=flow.skip))
+        if flow.xfail is not None:
+            self.add_marker(pytest.mark.xfail(reason=flow.xfail))
+
+    def setup(self) -> None:
+        from pytest_runset.xdist.worker import setup_flow
+
+        setup_flow(self)
+
+    def runtest(self) -> None:
+        from pytest_runset.xdist.worker import call_flow
+
+        call_flow(self)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, self._line, f"flow {self.flow.name!r}"
+
+    def repr_failure(
+        self,
+        excinfo: pytest.ExceptionInfo[BaseException],
+        style: Any = None,
+    ) -> str:
+        from pytest_runset.xdist.worker import FlowFailed
+
+        if isinstance(excinfo.value, FlowFailed):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo, style=style))
+
+
+def _register_marker(config: pytest.Config, tag: str) -> None:
+    known = config.stash.setdefault(_REGISTERED, set())
+    if tag not in known:
+        known.add(tag)
+        config.addinivalue_line("markers", f"{tag}: run-set tag")
+
+
+_REGISTERED = pytest.StashKey[set[str]]()
+_RUNSET_MARK = pytest.StashKey[pytest.MarkDecorator]()

@@ -1,0 +1,131 @@
+"""A run-set's run as a whole: its services and its final report.
+
+Shared by the run loop (own pool) and the pytest-xdist controller, so that both start services
+the same way and write the same ``report.json``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from collections.abc import Callable
+
+import pytest
+
+from pytest_runset.engine.state import RunsetRun
+from pytest_runset.model.placeholders import PlaceholderError, substitute
+from pytest_runset.resources.leases import Leaser
+from pytest_runset.resources.services import ServiceError, Services
+from pytest_runset.results.report import build_report, iso_utc
+from pytest_runset.session.shards import SHARD_INFO
+
+
+def journal_start(run: RunsetRun, started_at: float) -> None:
+    """The journal's first line of a run: what a later --runset-resume checks against."""
+    run.directory.journal(
+        {
+            "event": "start",
+            "run_id": run.directory.run_id,
+            "started_at": started_at,
+            "runset": {"name": run.runset.name, "sha256": run.runset.sha256},
+        }
+    )
+
+
+def start_services(run: RunsetRun, run_id: str, leaser: Callable[[], Leaser]) -> None:
+    """Start the run's services (if any) before its first flow.
+
+    Raises :class:`ServiceError` when one cannot start (``cancelled`` when interrupted);
+    on success ``run.service_values`` holds the ``{services.<name>.port}`` values.
+    """
+    specs = run.runset.settings.services
+    if not specs:
+        return
+    base_env = {**os.environ, **service_runset_env(run, run_id)}
+    run.services = Services(
+        specs,
+        run_dir=run.directory.path,
+        run_id=run.directory.run_id,
+        base_dir=run.runset.directory,
+        base_env=base_env,
+        default_grace_s=run.runset.settings.kill_grace,
+        lease_ports=functools.partial(_service_ports, run, leaser),
+    )
+    run.services.start()
+    run.service_values = run.services.placeholder_values()
+
+
+def _service_ports(run: RunsetRun, leaser: Callable[[], Leaser], count: int) -> list[int]:
+    before = len(run.service_lease.ports)
+    if not leaser().take_ports(count, run.runset.settings.ports.range, run.service_lease):
+        low, high = run.runset.settings.ports.range
+        raise RuntimeError(f"no {count} free port(s) in {low}-{high}")
+    return run.service_lease.ports[before:]
+
+
+def stop_services(run: RunsetRun) -> None:
+    if run.services is not None:
+        run.services.stop()
+    run.service_lease.release()
+
+
+def service_problem_parts(problem: ServiceError) -> tuple[str, str]:
+    """A failed service's one-line summary and the log tail that follows it."""
+    text = str(problem)
+    summary, _, tail = text.partition("\n")
+    return summary, tail
+
+
+def service_runset_env(run: RunsetRun, run_id: str) -> dict[str, str]:
+    """``[runset] env`` for services: filled with what is known before any flow starts.
+
+    A value using a flow-only placeholder (``{slot}``, ``{services.x.port}``...) reaches the
+    services as written.
+    """
+    values = {
+        "run_id": run_id,
+        "run_dir": str(run.directory.path),
+        "python": sys.executable,
+        "name": run.runset.name,
+    }
+    env: dict[str, str] = {}
+    for key, value in run.runset.settings.env.items():
+        try:
+            env[key] = substitute(value, values, {**os.environ, **env})
+        except PlaceholderError:
+            env[key] = value
+    return env
+
+
+def write_run_report(
+    config: pytest.Config,
+    run: RunsetRun,
+    *,
+    session_started: float,
+    workers: int,
+    interrupted: bool,
+    finished_at: float | None = None,
+) -> None:
+    """``report.json`` of one run (flows in file order), ``latest``, and the report hook."""
+    finished = finished_at if finished_at is not None else time.time()
+    flows = [run.entries[slug] for slug in sorted(run.entries, key=run.order.__getitem__)]
+    report = build_report(
+        run_id=run.directory.run_id,
+        runset={
+            "name": run.runset.name,
+            "file": str(run.runset.path),
+            "sha256": run.runset.sha256,
+        },
+        flows=flows,
+        started_at=run.started_at or session_started,
+        finished_at=finished,
+        workers=workers,
+        interrupted=interrupted,
+        shard=config.stash.get(SHARD_INFO, None),
+    )
+    run.report_path = str(run.directory.write_report(report))
+    run.report = report
+    run.directory.journal({"event": "report", "finished_at": iso_utc(finished)})
+    config.hook.pytest_runset_report(config=config, report=report)

@@ -1,0 +1,364 @@
+"""The pytest-xdist controller's side of a run: run directories, services, journal, report.
+
+Under ``pytest -n N`` with pytest-xdist, flows run inside xdist's workers (see
+:mod:`pytest_runset.xdist.worker`). The controller collects nothing, so it loads the run-set
+files named on the command line itself, opens one run directory per run-set, starts the
+run-sets' services before any worker starts, and hands run id, run directories and service ports
+to the workers through ``workerinput``. Each finished flow comes back as the plain-data report
+entry a worker attached to its teardown report; the controller journals it, calls the flow hook,
+and at the end writes the one ``report.json`` per run-set, exactly as the run loop would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import json
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_runset.engine.entries import unstarted_entry
+from pytest_runset.engine.interrupts import deferred_interrupts, sigint_ignored
+from pytest_runset.engine.state import RunsetRun
+from pytest_runset.model.loader import Flow, RunSet, RunsetError
+from pytest_runset.resources.leases import LeaseError, Leaser, lock_directory
+from pytest_runset.resources.services import ServiceError
+from pytest_runset.results.report import JOURNAL_NAME, write_json_atomic
+from pytest_runset.session.collect import EXPLICIT, get_runset, is_runset_path
+from pytest_runset.session.runs import (
+    journal_start,
+    service_problem_parts,
+    start_services,
+    stop_services,
+    write_run_report,
+)
+
+ENTRY_ATTRIBUTE = "runset_entry"
+# Written into the run directory when a service dies mid-run: xdist workers read it before
+# each attempt and while a flow runs (workerinput cannot change once workers started).
+SERVICE_FAILED_NAME = "services/failed.json"
+SERVICE_WATCH_INTERVAL_S = 0.25
+GLOBAL_TIMEOUT_MARK = "the run's global timeout of"
+
+
+def global_timeout_reason(seconds: float, *, not_run: bool) -> str:
+    """The same words the run loop uses for flows its global timeout ended."""
+    reason = f"{GLOBAL_TIMEOUT_MARK} {seconds:g}s expired"
+    return f"not run: {reason}" if not_run else reason
+
+
+WORKERINPUT_KEY = "runset_runs"
+
+
+class XdistRun:
+    """Everything the xdist controller keeps for the run-sets of this session."""
+
+    def __init__(
+        self,
+        config: pytest.Config,
+        runsets: dict[str, RunSet],
+        run_id: str,
+        resume: str | None = None,
+    ) -> None:
+        self.config = config
+        self.resume = resume
+        self.runsets = runsets
+        self.run_id = run_id
+        self.runs: dict[str, RunsetRun] = {}
+        self.started_at = time.time()
+        self.leaser: Leaser | None = None
+        # (run key, slug) -> flow, after pytest_runset_modify_flows, as the workers collect them.
+        self.flows: dict[tuple[str, str], tuple[Flow, str]] = {}
+        self.collected: list[tuple[str, str]] | None = None
+        self.started: dict[str, str] = {}
+        self.workers = 1
+        self.global_timeout: float | None = None
+        self._watch_stop = threading.Event()
+        self._watch: threading.Thread | None = None
+
+    # -- session start ---------------------------------------------------------------------
+    def open(self) -> None:
+        """Open the run directories and start the services (usage errors as one line)."""
+        from pytest_runset.plugin import _open_runs
+
+        with deferred_interrupts():
+            _open_runs(self.config, self.runsets, self.run_id, self.resume, self.runs)
+            for run in self.runs.values():
+                if run.started_at is None:
+                    journal_start(run, self.started_at)
+                    run.started_at = self.started_at
+                else:
+                    run.directory.journal({"event": "resume", "at": time.time()})
+                run.order.update({flow.slug: (flow.index, flow.slug) for flow in run.runset.flows})
+        for key, run in self.runs.items():
+            flows = list(run.runset.flows)
+            replaced = self.config.hook.pytest_runset_modify_flows(config=self.config, flows=flows)
+            if replaced is not None:
+                flows = list(replaced)
+            for flow in flows:
+                self.flows[(key, flow.slug)] = (flow, "")
+                run.order.setdefault(flow.slug, (flow.index, flow.slug))
+        for run in self.runs.values():
+            try:
+                start_services(run, self.run_id, self._leaser)
+            except ServiceError as exc:
+                if exc.cancelled:
+                    raise KeyboardInterrupt from None
+                _set_service_failed(run, exc)
+        if any(run.services is not None for run in self.runs.values()):
+            self._watch = threading.Thread(
+                target=self._watch_services, name="runset-service-watch", daemon=True
+            )
+            self._watch.start()
+
+    def _watch_services(self) -> None:
+        """Notice a service that dies while xdist's workers run flows (no pytest hooks here)."""
+        while not self._watch_stop.wait(SERVICE_WATCH_INTERVAL_S):
+            for run in self.runs.values():
+                if run.services is None or run.service_error is not None:
+                    continue
+                problem = run.services.check_alive()
+                if problem is None:
+                    continue
+                _set_service_failed(run, problem)
+                with contextlib.suppress(OSError):
+                    write_json_atomic(
+                        run.directory.path / SERVICE_FAILED_NAME,
+                        {
+                            "message": run.service_error,
+                            "tail": run.service_tail,
+                            "log": run.service_log,
+                        },
+                    )
+
+    def _leaser(self) -> Leaser:
+        if self.leaser is None:
+            try:
+                self.leaser = Leaser(lock_directory())
+            except LeaseError as exc:
+                raise pytest.UsageError(str(exc)) from None
+        return self.leaser
+
+    def workerinput(self) -> dict[str, Any]:
+        """What every xdist worker needs to run flows into this run (plain data only)."""
+        return {
+            key: {
+                "output_root": str(run.directory.output_root),
+                "run_name": run.directory.run_id,
+                "started_at": run.started_at or self.started_at,
+                "base_url": run.base_url,
+                # Flows an earlier session of this run finished: reported again, not run.
+                "previous": dict(run.previous),
+                "global_timeout": self.global_timeout,
+                "global_deadline": (
+                    self.started_at + self.global_timeout
+                    if self.global_timeout is not None
+                    else None
+                ),
+                "service_values": dict(run.service_values),
+                "service_error": run.service_error,
+                "service_tail": run.service_tail,
+                "service_log": run.service_log,
+            }
+            for key, run in self.runs.items()
+        }
+
+    # -- while xdist runs ------------------------------------------------------------------
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        self.node_collected(list(ids))
+
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        key = self._flow_key(nodeid)
+        if key is not None:
+            self.started[nodeid] = ""
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.logreport(report)
+
+    def node_collected(self, ids: list[str]) -> None:
+        """The flows the workers collected (after -k/-m): each must end with an entry."""
+        if self.collected is not None:
+            return
+        found: list[tuple[str, str]] = []
+        for nodeid in ids:
+            key = self._flow_key(nodeid)
+            if key is not None:
+                found.append(key)
+                flow, _ = self.flows[key]
+                self.flows[key] = (flow, nodeid)
+        self.collected = found
+
+    def _flow_key(self, nodeid: str) -> tuple[str, str] | None:
+        path, sep, rest = nodeid.partition("::")
+        if not sep or "::" in rest:
+            return None
+        key = str((self.config.rootpath / path).resolve())
+        if (key, rest) in self.flows:
+            return key, rest
+        return None
+
+    def logreport(self, report: pytest.TestReport) -> None:
+        raw = getattr(report, ENTRY_ATTRIBUTE, None)
+        if isinstance(raw, str):
+            data = json.loads(raw)
+            self._record(str(data["runset"]), dict(data["entry"]), bool(data.get("resumed")))
+            return
+        if str(report.when) == "???" and report.failed:
+            # pytest-xdist's report for a worker that died while running the flow.
+            key = self._flow_key(report.nodeid)
+            if key is not None and key[1] not in self.runs[key[0]].entries:
+                node = getattr(report, "node", None)
+                worker = str(getattr(getattr(node, "gateway", None), "id", "") or "")
+                flow, nodeid = self.flows[key]
+                entry = unstarted_entry(
+                    flow,
+                    nodeid or report.nodeid,
+                    "error",
+                    f"worker crashed ({worker} exited while running the flow)",
+                )
+                entry["worker"] = worker
+                self._record(key[0], entry)
+
+    def _record(self, run_key: str, entry: dict[str, Any], resumed: bool = False) -> None:
+        run = self.runs.get(run_key)
+        if run is None:
+            return
+        run.entries[str(entry["slug"])] = entry
+        if not resumed:
+            # Durable first, as in the run loop: once a hook hears of it, the journal has it.
+            run.directory.journal({"event": "flow", **entry})
+        self.config.hook.pytest_runset_flow_finished(config=self.config, result=entry)
+
+    # -- session end -----------------------------------------------------------------------
+    def finish(self, *, interrupted: bool, stopped: bool) -> None:
+        """Stop services, account for unfinished flows, write the reports; close the runs."""
+        with sigint_ignored():
+            try:
+                self._watch_stop.set()
+                if self._watch is not None:
+                    self._watch.join()
+                for run in self.runs.values():
+                    stop_services(run)
+                self._finish_unstarted(interrupted=interrupted, stopped=stopped)
+                finished = time.time()
+                total = len(self.collected) if self.collected is not None else 0
+                workers = max(1, min(self.workers, total)) if total else max(1, self.workers)
+                for key, run in self.runs.items():
+                    if not self._has_flows(key):
+                        continue
+                    write_run_report(
+                        self.config,
+                        run,
+                        session_started=self.started_at,
+                        workers=workers,
+                        interrupted=interrupted,
+                        finished_at=finished,
+                    )
+            finally:
+                for key, run in self.runs.items():
+                    run.directory.close()
+                    if self.resume is None and not self._has_flows(key):
+                        # No flow of this run-set was selected (or collected): like the run
+                        # loop, leave no run behind.
+                        with contextlib.suppress(OSError):
+                            shutil.rmtree(run.directory.path)
+
+    def global_expired(self) -> bool:
+        """Whether the run's global timeout ended flows (killed or never started)."""
+        if self.global_timeout is None:
+            return False
+        return any(
+            GLOBAL_TIMEOUT_MARK in str(entry.get("message") or "")
+            for run in self.runs.values()
+            for entry in run.entries.values()
+        )
+
+    def _has_flows(self, key: str) -> bool:
+        collected = self.collected or []
+        return any(run_key == key for run_key, _ in collected) or bool(self.runs[key].entries)
+
+    def _finish_unstarted(self, *, interrupted: bool, stopped: bool) -> None:
+        reason = "not run: run interrupted" if interrupted else "not run: dispatch stopped"
+        if not interrupted and not stopped:
+            reason = "not run: no xdist worker ran it"
+        limit = self.global_timeout
+        if not interrupted and limit is not None and time.time() >= self.started_at + limit:
+            reason = global_timeout_reason(limit, not_run=True)
+        for key, slug in self.collected or []:
+            run = self.runs[key]
+            if slug in run.entries:
+                continue
+            flow, nodeid = self.flows[(key, slug)]
+            if nodeid in self.started:
+                entry = unstarted_entry(flow, nodeid, "interrupted", "interrupted")
+            else:
+                entry = unstarted_entry(flow, nodeid, "not_run", reason)
+            run.entries[slug] = entry
+            with contextlib.suppress(Exception):
+                run.directory.journal({"event": "flow", **entry})
+
+
+def _set_service_failed(run: RunsetRun, problem: ServiceError) -> None:
+    summary, tail = service_problem_parts(problem)
+    run.service_tail = tail
+    run.service_log = f"services/{problem.name}.log"
+    run.service_error = summary
+
+
+def xdist_worker_count(config: pytest.Config) -> int:
+    """How many xdist workers this session starts (``-n N`` or ``--tx`` specs)."""
+    count = 0
+    for spec in config.getoption("tx", None) or []:
+        head, star, _ = str(spec).partition("*")
+        count += int(head) if star and head.isdigit() else 1
+    return max(1, count)
+
+
+def controller_runsets(config: pytest.Config) -> dict[str, RunSet]:
+    """The run-sets this session's flows come from, as the workers will collect them.
+
+    ``--runset`` files, positional run-set files, and run-set files found below positional
+    directories (skipping ``norecursedirs`` and virtualenvs, as pytest's collection does).
+    """
+    explicit = config.stash.get(EXPLICIT, set())
+    found: list[Path] = []
+    for arg in config.args:
+        path = Path(arg.split("::")[0])
+        if not path.is_absolute():
+            path = config.invocation_params.dir / path
+        if path.is_file():
+            if path.resolve() in explicit or is_runset_path(path):
+                found.append(path)
+        elif path.is_dir():
+            found.extend(_runset_files_below(config, path))
+    runsets: dict[str, RunSet] = {}
+    for path in found:
+        try:
+            runset = get_runset(config, path)
+        except RunsetError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        runsets.setdefault(str(runset.path), runset)
+    return runsets
+
+
+def _runset_files_below(config: pytest.Config, top: Path) -> list[Path]:
+    patterns = [str(p) for p in config.getini("norecursedirs")]
+    found: list[Path] = []
+    for current, dirs, files in os.walk(top):
+        dirs[:] = sorted(
+            name
+            for name in dirs
+            if not any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
+            and not (Path(current) / name / "pyvenv.cfg").exists()
+            # A run directory holds copies of run-sets (workspaces), never run-sets to run.
+            and not (Path(current) / name / JOURNAL_NAME).exists()
+        )
+        found.extend(Path(current) / name for name in sorted(files) if is_runset_path(Path(name)))
+    return found

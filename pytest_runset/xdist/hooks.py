@@ -1,0 +1,102 @@
+"""pytest-xdist's side of pytest-runset: hooks of the xdist controller and of its workers.
+
+The controller (see :mod:`pytest_runset.xdist.controller`) opens the run before xdist starts its
+workers, hands the run to them through ``workerinput``, hears of every finished flow through the
+reports xdist relays, and writes the report at the end. A worker (see
+:mod:`pytest_runset.xdist.worker`) puts each flow's report entry on its teardown report.
+Registered by :func:`pytest_runset.plugin.pytest_configure`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_runset.plugin import (
+    RUN_ID,
+    RUNS,
+    output_root,
+    session_run_id,
+    xdist_controller_session,
+)
+from pytest_runset.session.collect import RunsetItem
+from pytest_runset.session.options import timeout_value
+
+if TYPE_CHECKING:
+    from pytest_runset.xdist.controller import XdistRun
+
+XDIST_RUN = pytest.StashKey["XdistRun"]()
+
+
+def xdist_run(config: pytest.Config) -> XdistRun | None:
+    """The xdist controller's run of this session (``None`` elsewhere)."""
+    return config.stash.get(XDIST_RUN, None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """xdist controller: open the run and start services before xdist starts its workers."""
+    config = session.config
+    if not xdist_controller_session(config) or config.option.collectonly:
+        return
+    from pytest_runset.xdist import controller as xdist_controller
+
+    runsets = xdist_controller.controller_runsets(config)
+    if not runsets:
+        return
+    resume = config.option.runset_resume
+    if resume is not None:
+        from pytest_runset.session.resume import resolve_resume
+
+        root = output_root(config, next(iter(runsets.values())))
+        config.stash[RUN_ID] = resolve_resume(config, resume, root)
+    xrun = xdist_controller.XdistRun(config, runsets, session_run_id(config), resume=resume)
+    xrun.workers = xdist_controller.xdist_worker_count(config)
+    global_timeout = config.option.runset_global_timeout
+    if global_timeout is not None:
+        xrun.global_timeout = timeout_value(global_timeout, "--runset-global-timeout")
+    config.stash[XDIST_RUN] = xrun
+    config.stash[RUNS] = xrun.runs
+    # Its hooks hear of the flows' starts and reports (on the main thread, from xdist's loop).
+    config.pluginmanager.register(xrun, "runset-xdist-controller")
+    xrun.open()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist: every worker uses the controller's run id, run directories and services."""
+    from pytest_runset.xdist.controller import WORKERINPUT_KEY
+
+    node.workerinput["runset_run_id"] = session_run_id(node.config)
+    xrun = xdist_run(node.config)
+    node.workerinput[WORKERINPUT_KEY] = xrun.workerinput() if xrun is not None else {}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if isinstance(item, RunsetItem) and hasattr(item.config, "workerinput"):
+        from pytest_runset.xdist.worker import attach_entry
+
+        attach_entry(item, call, report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
+    # Inside every other wrapper and after xdist has torn its workers down, before the
+    # terminal summary: the report then holds every flow that reported.
+    try:
+        return (yield)
+    finally:
+        xrun = xdist_run(session.config)
+        if xrun is not None:
+            dsession = session.config.pluginmanager.get_plugin("dsession")
+            stop = getattr(dsession, "shouldstop", False)
+            stopped = bool(stop) and "keyboard-interrupt" not in str(stop)
+            interrupted = session.exitstatus == pytest.ExitCode.INTERRUPTED and not stopped
+            xrun.finish(interrupted=interrupted, stopped=stopped)
+            if xrun.global_expired() and session.exitstatus == pytest.ExitCode.OK:
+                # Unstarted flows are a failure of the run even when nothing that ran failed.
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED

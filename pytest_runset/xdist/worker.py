@@ -1,0 +1,452 @@
+"""Running flows inside pytest-xdist workers, one at a time, through pytest's own protocol.
+
+Each xdist worker runs its flows through one local gateway of its own (started at the first flow
+and kept warm), with the same runner, timeouts and process-tree kills as the run loop's pool.
+A flow takes the same leases as in the pool (persona, ports, tag limits: file locks shared by
+every process on the host), waiting for them at most its own timeout; it runs in its slug
+directory inside the run directory the xdist controller opened, and its finished report entry
+travels back to the controller on the flow's teardown report (see
+:mod:`pytest_runset.xdist.controller`).
+
+The flow runs during the item's setup, so that a flow that could not run (``error``) is a pytest
+error exactly like in the run loop; the call phase then passes, fails or skips accordingly.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from _pytest.skipping import evaluate_skip_marks
+
+from pytest_runset.engine.entries import local_result, unstarted_entry
+from pytest_runset.engine.lifecycle import (
+    CANNOT_START,
+    Outcome,
+    conclude,
+    prepare_attempt,
+    record_attempt,
+)
+from pytest_runset.engine.pool import Pool
+from pytest_runset.engine.scheduler import RETRYABLE
+from pytest_runset.engine.state import FlowState, RunsetRun
+from pytest_runset.gateway import proctree
+from pytest_runset.resources.leases import LeaseError, Leaser, lock_directory
+from pytest_runset.results.report import RunDirectory
+from pytest_runset.session.replay import failure_text, properties, sections, skip_repr
+from pytest_runset.xdist.controller import (
+    ENTRY_ATTRIBUTE,
+    SERVICE_FAILED_NAME,
+    WORKERINPUT_KEY,
+    global_timeout_reason,
+)
+from pytest_runset.xdist.waits import Exclusion, GlobalDeadline, take_leases
+
+if TYPE_CHECKING:
+    from pytest_runset.session.collect import RunsetItem
+
+SINGLE_POOL = pytest.StashKey[Pool]()
+WORKER_RUNS = pytest.StashKey[dict[str, RunsetRun]]()
+WORKER_LEASER = pytest.StashKey[Leaser]()
+FLOW_OUTCOME = pytest.StashKey["FinishedFlow"]()
+READY_TIMEOUT_S = 120.0
+# How often a running flow looks for the controller's note that a service died.
+SERVICE_POLL_S = 0.5
+
+
+class FlowFailed(Exception):
+    """A flow that did not pass; ``str()`` is the failure text pytest shows."""
+
+
+@dataclass(frozen=True)
+class FinishedFlow:
+    run: RunsetRun
+    outcome: Outcome
+    # Finished by an earlier session of this run (--runset-resume): not run again.
+    resumed: bool = False
+
+
+# What pytest is told again for a flow a resumed run already finished (as the run loop does).
+_RESUMED_RAW = {"passed": "passed", "xpassed": "passed", "skipped": "skipped", "xfailed": "failed"}
+
+
+def worker_slot(config: pytest.Config) -> tuple[int, str]:
+    """``(N, "gwN")`` of this xdist worker: its ``RUNSET_SLOT`` and ``RUNSET_WORKER``."""
+    workerinput = getattr(config, "workerinput", None)
+    worker_id = str(workerinput.get("workerid", "gw0")) if workerinput else "gw0"
+    digits = "".join(ch for ch in worker_id if ch.isdigit())
+    return (int(digits) if digits else 0), worker_id
+
+
+def _pool(config: pytest.Config) -> Pool:
+    pool = config.stash.get(SINGLE_POOL, None)
+    if pool is None:
+        pool = Pool(1)
+        pool.start()
+        config.stash[SINGLE_POOL] = pool
+    return pool
+
+
+def shutdown(config: pytest.Config) -> None:
+    pool = config.stash.get(SINGLE_POOL, None)
+    if pool is not None:
+        pool.shutdown()
+        _sweep_browser(config)
+
+
+def _run_id(config: pytest.Config) -> str:
+    from pytest_runset.plugin import session_run_id
+
+    return session_run_id(config)
+
+
+def _sweep_browser(config: pytest.Config) -> None:
+    """This xdist worker's warm browser runs in a process group of its own: find it by cookie."""
+    proctree.sweep_cookie(proctree.browser_cookie(_run_id(config), worker_slot(config)[1]))
+
+
+def _wait_ready(pool: Pool) -> str | None:
+    """``None`` once the gateway is up, else why it is not."""
+    handle = pool.workers[0]
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not handle.ready:
+        try:
+            event = pool.events.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return "the flow's worker did not start in time"
+        if event.kind == "spawn_failed":
+            return f"the flow's worker could not start: {event.data['error']}"
+        handle = pool.workers[0]
+    return None
+
+
+def _worker_run(item: RunsetItem) -> RunsetRun:
+    """The controller's run of the item's run-set, as seen from this worker."""
+    config = item.config
+    runs = config.stash.setdefault(WORKER_RUNS, {})
+    key = str(item.runset.path)
+    run = runs.get(key)
+    if run is not None:
+        return run
+    workerinput = getattr(config, "workerinput", None) or {}
+    data = (workerinput.get(WORKERINPUT_KEY) or {}).get(key)
+    if data is None:
+        raise FlowFailed(
+            f"error: the xdist controller did not load {item.runset.path}; "
+            "name run-set files with --runset or as paths on the command line"
+        )
+    directory = RunDirectory(Path(data["output_root"]), str(data["run_name"]))
+    run = RunsetRun(
+        item.runset,
+        directory,
+        data.get("base_url"),
+        previous=dict(data.get("previous") or {}),
+        started_at=data["started_at"],
+    )
+    run.service_values = dict(data.get("service_values") or {})
+    run.service_error = data.get("service_error")
+    run.service_tail = str(data.get("service_tail") or "")
+    run.service_log = str(data.get("service_log") or "")
+    runs[key] = run
+    return run
+
+
+def _global_deadline(item: RunsetItem) -> GlobalDeadline | None:
+    workerinput = getattr(item.config, "workerinput", None) or {}
+    data = (workerinput.get(WORKERINPUT_KEY) or {}).get(str(item.runset.path)) or {}
+    if data.get("global_deadline") is None:
+        return None
+    return GlobalDeadline(float(data["global_deadline"]), float(data["global_timeout"]))
+
+
+def _service_failed(run: RunsetRun) -> bool:
+    """Whether a service of the run failed (at start, or since: the controller's note)."""
+    if run.service_error:
+        return True
+    try:
+        note = json.loads((run.directory.path / SERVICE_FAILED_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    run.service_tail = str(note.get("tail") or "")
+    run.service_log = str(note.get("log") or "")
+    run.service_error = str(note.get("message") or "a service of the run failed")
+    return True
+
+
+def _leaser(config: pytest.Config) -> Leaser:
+    leaser = config.stash.get(WORKER_LEASER, None)
+    if leaser is None:
+        try:
+            leaser = Leaser(lock_directory())
+        except LeaseError as exc:
+            raise FlowFailed(f"error: {exc}") from None
+        config.stash[WORKER_LEASER] = leaser
+    return leaser
+
+
+def _backstop_margin(config: pytest.Config) -> float:
+    """The ini ``runset_backstop_margin``, as the run loop reads it."""
+    from pytest_runset.plugin import _ini_number
+
+    return float(_ini_number(config, "runset_backstop_margin", float) or 0.0)
+
+
+def _timeout_override(config: pytest.Config) -> float | None:
+    raw = config.option.runset_timeout
+    if raw is None:
+        return None
+    from pytest_runset.model.loader import parse_duration
+
+    return parse_duration(raw)
+
+
+def _end_unstarted(state: FlowState, attempt: int, message: str, **extra: Any) -> None:
+    """An attempt that ends as ``error`` before it reached the gateway (as in the run loop)."""
+    result = local_result(attempt, "error", message)
+    result.update(duration_s=0.0, started_at=time.time(), dir=None, worker="", **extra)
+    state.attempts.append(result)
+
+
+def _run_on_gateway(
+    state: FlowState, attempt: int, deadline: GlobalDeadline | None
+) -> dict[str, Any]:
+    """One attempt: prepared here, run by this worker's gateway, recorded in ``state``."""
+    config = state.item.config
+    slot, worker_id = worker_slot(config)
+    pool = _pool(config)
+    problem = _wait_ready(pool)
+    lock_dir = lambda: _leaser(config).lock_dir  # noqa: E731
+    try:
+        built = prepare_attempt(
+            config,
+            state,
+            slot=slot,
+            worker_id=worker_id,
+            attempt=attempt,
+            run_id=_run_id(config),
+            timeout_override=_timeout_override(config),
+            lock_dir=lock_dir,
+        )
+    except CANNOT_START as exc:
+        return record_attempt(state, local_result(attempt, "error", str(exc)), lock_dir)
+    if problem is not None:
+        return record_attempt(state, local_result(attempt, "error", problem), lock_dir)
+    generation = pool.workers[0].generation
+    if not pool.send(0, "run", built.spec):
+        return record_attempt(state, local_result(attempt, "error", "worker unreachable"), lock_dir)
+    flow = state.flow
+    margin = _backstop_margin(config)
+    backstop = state.dispatched_at + built.timeout_s + flow.kill_grace_s + margin
+    cancelled = False
+    run = state.run
+    while True:
+        wait = min(backstop - time.monotonic(), SERVICE_POLL_S)
+        if deadline is not None and not cancelled:
+            wait = min(wait, deadline.left())
+        try:
+            event = pool.events.get(timeout=max(0.0, wait))
+        except queue.Empty:
+            if not cancelled and _service_failed(run):
+                # A service the flow relies on died: the flow ends as error, as in the pool.
+                cancelled = True
+                pool.send(0, "cancel", {"reason": run.service_error, "status": "error"})
+                backstop = min(backstop, time.monotonic() + flow.kill_grace_s + margin)
+                continue
+            if time.monotonic() < backstop and (
+                deadline is None or cancelled or deadline.left() > 0
+            ):
+                continue
+            if deadline is not None and not cancelled and deadline.left() <= 0:
+                # The run's global deadline: the flow is stopped as a timeout, like in the pool;
+                # the worker now has its kill grace to answer before the backstop takes over.
+                cancelled = True
+                reason = global_timeout_reason(deadline.timeout_s, not_run=False)
+                pool.send(0, "cancel", {"reason": reason, "status": "timeout"})
+                backstop = min(backstop, time.monotonic() + flow.kill_grace_s + margin)
+                continue
+            # The gateway did not answer in time: stop trusting it.
+            pool.kill(0)
+            _sweep_browser(config)
+            result = local_result(
+                attempt,
+                "timeout",
+                f"timeout after {built.timeout_s:g}s (worker {worker_id} unresponsive; killed)",
+            )
+            result["leftover_processes"] = proctree.sweep_cookie(built.cookie)
+            pool.spawn(0)
+            return record_attempt(state, result, lock_dir)
+        if event.generation != generation:
+            continue
+        if event.kind == "finished":
+            if event.data.get("retire"):
+                pool.kill(0)
+                _sweep_browser(config)
+                pool.spawn(0)
+            return record_attempt(state, dict(event.data), lock_dir)
+        if event.kind in ("died", "spawn_failed"):
+            _sweep_browser(config)
+            result = local_result(
+                attempt, "error", f"worker crashed ({worker_id} exited while running the flow)"
+            )
+            result["leftover_processes"] = proctree.sweep_cookie(built.cookie)
+            pool.spawn(0)
+            return record_attempt(state, result, lock_dir)
+
+
+def run_flow(item: RunsetItem) -> FinishedFlow:
+    """Run the flow with its retries, as the run loop would; the result is kept on the item."""
+    config = item.config
+    run = _worker_run(item)
+    previous = run.previous.get(item.flow.slug)
+    if previous is not None:
+        return _resumed(item, run, previous)
+    state = FlowState(item=item, run=run)
+    retries = config.option.runset_retries
+    allowed = (retries if retries is not None else item.flow.retries) + 1
+    lease_limit = _timeout_override(config) or item.flow.timeout_s
+    deadline = _global_deadline(item)
+    for attempt in range(1, allowed + 1):
+        if deadline is not None and deadline.left() <= 0:
+            break
+        if _service_failed(run):
+            _end_unstarted(
+                state,
+                attempt,
+                run.service_error or "a service of the run failed",
+                stderr_tail=run.service_tail,
+                tail_source=run.service_log,
+            )
+            break
+        exclusion = Exclusion(state)
+        busy = exclusion.enter(lease_limit, deadline)
+        if busy is None:
+            busy = take_leases(state, lambda: _leaser(config), lease_limit, deadline)
+        if busy == "":
+            exclusion.leave()
+            break
+        if busy is not None:
+            exclusion.leave()
+            _end_unstarted(state, attempt, busy)
+            break
+        try:
+            result = _run_on_gateway(state, attempt, deadline)
+        finally:
+            exclusion.leave()
+        if result.get("status") not in RETRYABLE or _service_failed(run):
+            # A flow whose service died is not retried against the dead service.
+            break
+    if not state.attempts:
+        # The run's global deadline passed before the flow could start.
+        assert deadline is not None
+        reason = global_timeout_reason(deadline.timeout_s, not_run=True)
+        entry = unstarted_entry(item.flow, item.nodeid, "not_run", reason)
+        last = {"status": "not_run", "message": reason}
+        finished = FinishedFlow(
+            run, Outcome(entry=entry, status="not_run", last=last, xfail_reason="")
+        )
+        item.stash[FLOW_OUTCOME] = finished
+        return finished
+    outcome = conclude(
+        state,
+        fail_on_flaky=bool(config.option.runset_fail_on_flaky),
+        session_started=run.started_at or time.time(),
+    )
+    finished = FinishedFlow(run=run, outcome=outcome)
+    item.stash[FLOW_OUTCOME] = finished
+    return finished
+
+
+def _resumed(item: RunsetItem, run: RunsetRun, entry: dict[str, Any]) -> FinishedFlow:
+    status = str(entry["status"])
+    last = {"status": _RESUMED_RAW.get(status, status), "message": entry.get("message", "")}
+    outcome = Outcome(entry=entry, status=status, last=last, xfail_reason="")
+    finished = FinishedFlow(run=run, outcome=outcome, resumed=True)
+    item.stash[FLOW_OUTCOME] = finished
+    return finished
+
+
+def setup_flow(item: RunsetItem) -> None:
+    """``RunsetItem.setup`` inside an xdist worker: run the flow; a flow that could not run
+    is a setup error, as in the run loop's reports."""
+    finished = run_flow(item)
+    outcome = finished.outcome
+    if outcome.status == "error":
+        raise FlowFailed(failure_text(outcome.entry, outcome.last))
+
+
+def call_flow(item: RunsetItem) -> None:
+    """``RunsetItem.runtest``: pass, fail or skip as the flow did.
+
+    pytest's own xfail handling sees the raw result, as the run loop's replay does.
+    """
+    finished = item.stash.get(FLOW_OUTCOME, None)
+    if finished is None:
+        raise FlowFailed("error: the flow did not run (its setup did not complete)")
+    outcome = finished.outcome
+    raw = str(outcome.last.get("status"))
+    message = str(outcome.last.get("message") or "")
+    if outcome.failed_as_flaky:
+        raise FlowFailed(failure_text(outcome.entry, outcome.last))
+    if raw == "passed":
+        return
+    if raw == "skipped":
+        pytest.skip(message or "skipped")
+    if raw == "xfailed":
+        pytest.xfail(message or "xfailed")
+    if raw == "not_run":
+        # pytest has no "not run": the flow shows as skipped, the report says not_run.
+        pytest.skip(message)
+    raise FlowFailed(failure_text(outcome.entry, outcome.last))
+
+
+def attach_entry(item: RunsetItem, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
+    """Put what the controller needs on the flow's reports (they travel to it serialized)."""
+    if report.failed and call.excinfo is not None and isinstance(call.excinfo.value, FlowFailed):
+        # The flow's own failure text, never a traceback of this module (setup included).
+        report.longrepr = str(call.excinfo.value)
+    finished = item.stash.get(FLOW_OUTCOME, None)
+    if report.when == "setup" and report.skipped and finished is None:
+        # Skipped by a mark (the flow's ``skip`` key, -m/-k are deselection, not this).
+        skip = evaluate_skip_marks(item)
+        reason = skip.reason if skip is not None else _skip_reason(report)
+        try:
+            run = _worker_run(item)
+        except FlowFailed:
+            return  # a run-set the controller does not know: nothing to report to it
+        previous = run.previous.get(item.flow.slug)
+        if previous is not None:
+            _resumed(item, run, previous)
+            return
+        entry = unstarted_entry(item.flow, item.nodeid, "skipped", reason)
+        item.stash[FLOW_OUTCOME] = FinishedFlow(
+            run=run, outcome=Outcome(entry=entry, status="skipped", last={}, xfail_reason="")
+        )
+        return
+    if finished is None:
+        return
+    entry = finished.outcome.entry
+    if report.skipped and not hasattr(report, "wasxfail") and report.when in ("setup", "call"):
+        # Where the flow is, as in the run loop's reports, not where this module skipped it.
+        report.longrepr = skip_repr(item, str(entry.get("message") or "skipped"))
+    if report.when == "call":
+        report.sections.extend(sections(finished.run.run_dir, entry))
+    elif report.when == "teardown":
+        report.user_properties.extend(properties(finished.run.run_dir, entry))
+        payload = {
+            "runset": str(item.runset.path),
+            "entry": entry,
+            "resumed": finished.resumed,
+        }
+        setattr(report, ENTRY_ATTRIBUTE, json.dumps(payload, ensure_ascii=False, default=str))
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return "skipped"
