@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from pytest_runset import __version__
-from pytest_runset.results.report import LATEST_NAME, REPORT_NAME, REPORT_SCHEMA, STATUSES
+from pytest_runset.results.report import LATEST_NAME, REPORT_NAME, REPORT_SCHEMA
+from pytest_runset.results.statuses import STATUSES
 
 if TYPE_CHECKING:
-    from pytest_runset.model.loader import RunSet
+    from pytest_runset.model.flows import RunSet
 
 OK = 0
 FAILED = 1
@@ -76,7 +77,7 @@ def _load(file: str) -> RunSet:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from pytest_runset.model.loader import RunsetError
+    from pytest_runset.model.flows import RunsetError
 
     code = OK
     for file in args.files:
@@ -96,7 +97,7 @@ def _seconds(value: float) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from pytest_runset.model.loader import RunsetError
+    from pytest_runset.model.flows import RunsetError
 
     try:
         runset = _load(args.file)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_runset.model.loader import Flow
+    from pytest_runset.model.flows import Flow
 
 
 @pytest.hookspec(firstresult=True)

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from conftest import wait_for
-from pytest_runset.xdist.waits import Exclusion, GlobalDeadline
+from pytest_runset.engine.supervision import Busy, DeadlinePassed, GlobalDeadline, Ready
+from pytest_runset.xdist.waits import Exclusion
 
 # Holds a lock on a run's exclusive.lock (shared or exclusive) until stdin closes.
 HOLDER = """
@@ -62,7 +63,7 @@ def holder(tmp_path: Path) -> Any:
 
 def test_a_run_set_without_exclusive_flows_takes_no_lock(tmp_path: Path) -> None:
     exclusion = Exclusion(flow_state(tmp_path, exclusive=False, any_exclusive=False))
-    assert exclusion.enter(1.0, None) is None
+    assert exclusion.enter(1.0, None) == Ready()
     assert list(tmp_path.iterdir()) == []
 
 
@@ -71,19 +72,19 @@ def test_ordinary_flows_share_and_an_exclusive_flow_waits_for_them(
 ) -> None:
     first = Exclusion(flow_state(tmp_path, exclusive=False))
     second = Exclusion(flow_state(tmp_path, exclusive=False))
-    assert first.enter(1.0, None) is None
-    assert second.enter(1.0, None) is None
+    assert first.enter(1.0, None) == Ready()
+    assert second.enter(1.0, None) == Ready()
     first.leave()
     second.leave()
     running = holder("exclusive.lock", "sh")  # an ordinary flow of another xdist worker
     alone = Exclusion(flow_state(tmp_path, exclusive=True))
     reason = alone.enter(0.3, None)
-    assert reason is not None
-    assert reason.startswith("other flows of the session still running for ")
+    assert isinstance(reason, Busy)
+    assert reason.reason.startswith("other flows of the session still running for ")
     assert running.stdin is not None
     running.stdin.close()
     assert wait_for(lambda: running.poll() is not None, timeout=30)
-    assert alone.enter(5.0, None) is None
+    assert alone.enter(5.0, None) == Ready()
     alone.leave()
 
 
@@ -94,13 +95,13 @@ def test_an_exclusive_flow_that_waits_closes_the_gate_behind_it(
     later = Exclusion(flow_state(tmp_path, exclusive=False))
     started = time.monotonic()
     reason = later.enter(0.3, None)
-    assert reason is not None
-    assert reason.startswith("an exclusive flow of the session running for ")
+    assert isinstance(reason, Busy)
+    assert reason.reason.startswith("an exclusive flow of the session running for ")
     assert time.monotonic() - started >= 0.3
 
 
-def test_the_global_deadline_ends_the_wait_with_no_reason(tmp_path: Path, holder: Any) -> None:
+def test_the_global_deadline_ends_the_wait_as_deadline_passed(tmp_path: Path, holder: Any) -> None:
     holder("exclusive.lock", "ex")
     waiting = Exclusion(flow_state(tmp_path, exclusive=False))
     passed = GlobalDeadline(at=time.time() - 1, timeout_s=5)
-    assert waiting.enter(30.0, passed) == ""
+    assert waiting.enter(30.0, passed) == DeadlinePassed()

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from pytest_runset.gateway import proctree
-from pytest_runset.model.loader import Flow, Persona, RunSet
+from pytest_runset.gateway.protocol import AttemptSpec, SidecarSpec
+from pytest_runset.model.flows import Flow, Persona, RunSet
 from pytest_runset.model.placeholders import substitute
 from pytest_runset.model.slugs import UnsafePathError, attempt_dir_name, flow_dir
 
@@ -26,7 +27,7 @@ FLOW_REPORT_NAME = "flow-report.json"
 
 @dataclass(frozen=True)
 class Attempt:
-    spec: dict[str, Any]
+    spec: AttemptSpec
     cookie: str
     timeout_s: float
     env: dict[str, str]
@@ -162,7 +163,7 @@ def build_attempt(
         cwd = cwd / substitute(flow.cwd, values, environment)
     if not cwd.is_dir():
         raise OSError(f"working directory {cwd} does not exist")
-    spec = {
+    spec: AttemptSpec = {
         "flow_id": cookie,
         "kind": flow.kind,
         "name": flow.name,
@@ -205,7 +206,7 @@ def _sidecar_spec(
     ports: list[int],
     target: Path,
     cwd: Path,
-) -> dict[str, Any]:
+) -> SidecarSpec:
     """The flow's sidecar as plain data: its own ``{port}`` is the sidecar's port."""
     sidecar = flow.sidecar
     assert sidecar is not None
@@ -269,12 +270,12 @@ def _inprocess_spec(
     environment: dict[str, str],
     cookie: str,
     browser_cookie: str,
-) -> dict[str, Any]:
+) -> AttemptSpec:
     """The parts of a steps or callable flow's spec: steps, callable, browser options."""
     base_url = values["base_url"]
     if flow.base_url is not None:
         base_url = substitute(flow.base_url, values, environment)
-    part: dict[str, Any] = {
+    part: AttemptSpec = {
         "steps": [_substitute_step(step, values, environment) for step in flow.steps],
         "callable": flow.callable_ref,
         "params": list(flow.params) if flow.params is not None else None,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from pytest_runset.engine.state import FlowState
-from pytest_runset.model.loader import Flow
+from pytest_runset.gateway.protocol import AttemptResult
+from pytest_runset.model.flows import Flow
 
 
 def flow_entry(
@@ -93,7 +95,24 @@ def unstarted_entry(flow: Flow, nodeid: str, status: str, message: str) -> dict[
     }
 
 
-def local_result(attempt: int, status: str, message: str) -> dict[str, Any]:
+def unstarted_result(
+    attempt: int, message: str, *, stderr_tail: str = "", tail_source: str = ""
+) -> AttemptResult:
+    """An attempt that ends as ``error`` before it reached a worker (a lease wait that
+    expired, a dead service): it ran nowhere, so it has no directory and no worker."""
+    result = local_result(attempt, "error", message)
+    result["duration_s"] = 0.0
+    result["started_at"] = time.time()
+    result["dir"] = None
+    result["worker"] = ""
+    if stderr_tail or tail_source:
+        result["stderr_tail"] = stderr_tail
+        result["tail_source"] = tail_source
+    return result
+
+
+def local_result(attempt: int, status: str, message: str) -> AttemptResult:
+    """The result of an attempt the controller ended itself (no worker reported it)."""
     return {
         "attempt": attempt,
         "status": status,

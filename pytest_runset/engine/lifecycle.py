@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _pytest.skipping import evaluate_xfail_marks
 
 from pytest_runset.engine.attempt import Attempt, AttemptError, build_attempt, make_flow_dir
 from pytest_runset.engine.entries import flow_entry
+from pytest_runset.engine.marks import xfail_mark
 from pytest_runset.engine.state import FlowState
 from pytest_runset.gateway.masking import mask_data
+from pytest_runset.gateway.protocol import AttemptResult
 from pytest_runset.model.placeholders import PlaceholderError
 from pytest_runset.model.slugs import UnsafePathError, attempt_dir_name
 from pytest_runset.resources.workspace import (
@@ -113,8 +114,8 @@ def release_attempt(state: FlowState, status: str, lock_dir: Callable[[], Path])
 
 
 def record_attempt(
-    state: FlowState, result: dict[str, Any], lock_dir: Callable[[], Path]
-) -> dict[str, Any]:
+    state: FlowState, result: AttemptResult, lock_dir: Callable[[], Path]
+) -> AttemptResult:
     """Release the attempt's holdings and append its (masked) result to ``state.attempts``."""
     if state.secrets:
         result = mask_data(result, state.secrets)
@@ -137,7 +138,7 @@ class Outcome:
 
     entry: dict[str, Any]
     status: str
-    last: dict[str, Any]
+    last: AttemptResult
     xfail_reason: str
     # Passed on a retry, failed by --runset-fail-on-flaky.
     failed_as_flaky: bool = False
@@ -148,7 +149,7 @@ def conclude(state: FlowState, *, fail_on_flaky: bool, session_started: float) -
     last = state.attempts[-1]
     status = str(last["status"])
     flaky = status == "passed" and len(state.attempts) > 1
-    xfail = evaluate_xfail_marks(state.item)
+    xfail = xfail_mark(state.item)
     message = str(last.get("message") or "")
     if xfail is not None and status in ("passed", "failed", "error", "timeout"):
         if status == "passed":

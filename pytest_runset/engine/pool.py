@@ -12,6 +12,7 @@ import os
 import queue
 import signal
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,7 +174,7 @@ class Pool:
         handle = self.workers.get(slot)
         return handle is not None and handle.generation == generation
 
-    def send(self, slot: int, event: str, data: dict[str, Any]) -> bool:
+    def send(self, slot: int, event: str, data: Mapping[str, object]) -> bool:
         handle = self.workers.get(slot)
         if handle is None or handle.channel is None:
             return False

@@ -1,29 +1,39 @@
-"""What the run loop knows of each flow and each run-set while it runs."""
+"""What the controller knows of each flow and each run-set while it runs.
+
+Shared by the plugin's own pool and pytest-xdist workers. A flow's pytest item is handed in
+(any ``pytest.Item``: the engine does not know the session's item class); its flow travels
+beside it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
+from pytest_runset.engine.supervision import AttemptWatch
+from pytest_runset.gateway.protocol import AttemptResult
 from pytest_runset.resources.leases import Lease
 
 if TYPE_CHECKING:
-    from pytest_runset.model.loader import Flow, RunSet
+    from pytest_runset.model.flows import Flow, RunSet
     from pytest_runset.resources.services import Services
     from pytest_runset.resources.workspace import Workspace
     from pytest_runset.results.report import RunDirectory
-    from pytest_runset.session.collect import RunsetItem
 
 
 @dataclass
 class FlowState:
-    item: RunsetItem
+    item: pytest.Item
+    flow: Flow
     run: RunsetRun
-    attempts: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[AttemptResult] = field(default_factory=list)
     logstarted: bool = False
     dispatched_at: float = 0.0
     cookie: str = ""
-    backstop: float = 0.0
+    # Supervision of the attempt in flight (its backstop), from dispatch on.
+    watch: AttemptWatch | None = None
     worker_id: str = ""
     slot: int = -1
     env: dict[str, str] = field(default_factory=dict)
@@ -33,10 +43,6 @@ class FlowState:
     ports: list[int] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)
     workspace: Workspace | None = None
-
-    @property
-    def flow(self) -> Flow:
-        return self.item.flow
 
 
 class RunsetRun:

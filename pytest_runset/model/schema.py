@@ -1,12 +1,12 @@
 """The TOML schema of a run-set file as pydantic models (validation only, no I/O).
 
-:mod:`pytest_runset.model.loader` turns a validated document into the plain :class:`Flow` and
-:class:`RunSet` objects the rest of the plugin works with.
+:mod:`pytest_runset.model.loader` turns a validated document into the plain
+:class:`~pytest_runset.model.flows.Flow` and :class:`~pytest_runset.model.flows.RunSet` objects
+the rest of the plugin works with; durations are parsed by :mod:`pytest_runset.model.durations`.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Annotated, Any, Literal, TypeAlias
 
@@ -23,13 +23,11 @@ from pydantic import (
     model_validator,
 )
 
+from pytest_runset.model.durations import parse_duration
 from pytest_runset.model.steps import Viewport
 
 DEFAULT_TIMEOUT_S = 15 * 60.0
 DEFAULT_KILL_GRACE_S = 5.0
-# Longest accepted duration. Far beyond any sensible flow, and well below what the waits of the
-# stdlib accept (``threading.TIMEOUT_MAX``): a larger value would crash a worker mid-flow.
-MAX_DURATION_S = 365 * 86400.0
 # The keys that choose what a flow is; exactly one must be present.
 KIND_KEYS: tuple[str, ...] = ("command", "steps", "spec", "callable")
 # How flows run in a browser: a fresh context in a warm browser, or a browser per flow.
@@ -39,35 +37,6 @@ RESERVED_TAGS = frozenset(
     {"skip", "skipif", "xfail", "parametrize", "usefixtures", "filterwarnings", "runset"}
 )
 _TAG = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE)
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from a number (seconds) or a string such as ``"90s"``, ``"15m"``, ``"1h30m"``."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like '90s', '15m'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            parts = list(_DURATION_PART.finditer(text))
-            rebuilt = "".join(p.group(0) for p in parts)
-            if not parts or rebuilt.replace(" ", "") != text.replace(" ", ""):
-                raise ValueError(
-                    f"{value!r} is not a duration (use seconds, or e.g. '90s', '15m', '1h30m')"
-                ) from None
-            seconds = sum(float(p.group(1)) * _UNIT_SECONDS[p.group(2).lower()] for p in parts)
-    else:
-        raise ValueError("a duration is a number of seconds or a string like '90s', '15m'")
-    if not math.isfinite(seconds):
-        raise ValueError("a duration must be finite")
-    if seconds > MAX_DURATION_S:
-        raise ValueError(f"{value!r} is too long: a duration is at most 365 days")
-    return seconds
 
 
 def _positive_duration(value: object) -> float:

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from pytest_runset.model.durations import parse_duration
 from pytest_runset.model.placeholders import PlaceholderError, check_template
 
 
@@ -157,8 +158,6 @@ def _regex(pattern: str) -> None:
 
 
 def _timeout(value: object) -> float:
-    from pytest_runset.model.loader import parse_duration
-
     try:
         seconds = parse_duration(value)
     except ValueError as exc:
@@ -371,8 +370,6 @@ def load_spec(path: Path) -> SpecFile:
         viewport = _viewport(raw["viewport"])
     timeout_s = None
     if "timeout" in raw:
-        from pytest_runset.model.loader import parse_duration
-
         try:
             timeout_s = parse_duration(raw["timeout"])
             if timeout_s <= 0:

@@ -6,7 +6,7 @@ once or nothing (no flow holds a persona while it waits for a port).
 
 from __future__ import annotations
 
-from pytest_runset.model.loader import POOL_PREFIX, Flow, RunSet
+from pytest_runset.model.flows import POOL_PREFIX, Flow, RunSet
 from pytest_runset.resources.leases import Lease, Leaser
 
 

@@ -5,7 +5,9 @@ paths are relative to. Links to logs and artifacts are computed relative to wher
 is written, so a copy written elsewhere (``--runset-html PATH``, ``pytest-runset merge``) still
 opens the run's files. Small screenshots are embedded as ``data:`` URIs so the page shows them
 even when copied alone. Every value from the report is escaped; a Content-Security-Policy lets
-only the page's own script (by hash) run, as a second line of defence.
+only the page's own script (by hash) run, as a second line of defence. The stylesheet and
+script are in :mod:`pytest_runset.results.html_assets`. Data in, HTML out: where the copies
+go is decided by the layers above.
 Readable without JavaScript; the script only adds the status and text filters.
 """
 
@@ -17,16 +19,13 @@ import hashlib
 import html
 import os
 import re
-import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 from urllib.parse import quote
 
-from pytest_runset.results.report import STATUSES
-
-if TYPE_CHECKING:
-    import pytest
+from pytest_runset.results.html_assets import CSS, JS
+from pytest_runset.results.statuses import STATUSES
 
 HTML_NAME = "report.html"
 # Screenshots up to this size are embedded; larger ones are linked.
@@ -36,81 +35,6 @@ INLINE_TOTAL_LIMIT = 8 * 1024 * 1024
 _IMAGE_TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _BAD_STATUSES = frozenset({"failed", "error", "timeout", "interrupted", "xpassed"})
-
-_CSS = """
-:root{--passed:#2e7d32;--failed:#c62828;--error:#ad1457;--timeout:#e65100;--skipped:#757575;
---xfailed:#6d4c41;--xpassed:#f9a825;--interrupted:#6a1b9a;--not_run:#9e9e9e;--line:#ddd}
-body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 1.5em 2em;color:#222}
-h1{font-size:1.4em;margin:.8em 0 .2em}h2{font-size:1.15em;margin:1.4em 0 .4em}
-table{border-collapse:collapse}td,th{padding:3px 8px;border-bottom:1px solid var(--line);
-text-align:left;vertical-align:top}th{background:#f4f4f4}
-.meta td:first-child{color:#555;padding-right:1.5em}
-.num{text-align:right;font-variant-numeric:tabular-nums}
-.badge{display:inline-block;padding:0 6px;border-radius:3px;color:#fff;font-size:.9em}
-.s-passed{background:var(--passed)}.s-failed{background:var(--failed)}
-.s-error{background:var(--error)}.s-timeout{background:var(--timeout)}
-.s-skipped{background:var(--skipped)}.s-xfailed{background:var(--xfailed)}
-.s-xpassed{background:var(--xpassed)}.s-interrupted{background:var(--interrupted)}
-.s-not_run{background:var(--not_run)}.s-unknown{background:#000}
-.counts span{margin-right:.6em}
-.slug{color:#666;font-size:.85em}.msg{white-space:pre-wrap;word-break:break-word;max-width:50em}
-pre{background:#f7f7f7;padding:6px;white-space:pre-wrap;word-break:break-word}
-th[data-col]{cursor:pointer}th[data-dir=first]::after{content:" \\25BE"}
-th[data-dir=second]::after{content:" \\25B4"}
-.filters{margin:.5em 0}.filters button{margin:0 4px 4px 0;cursor:pointer;border:1px solid #bbb;
-background:#fff;border-radius:3px;padding:2px 8px}.filters button.on{background:#222;color:#fff}
-.timeline{border:1px solid var(--line);padding:4px 0}
-.lane{display:flex;align-items:center;height:22px}
-.lane-name{width:9em;flex:none;padding:0 6px;font-size:.85em;color:#444;overflow:hidden;
-white-space:nowrap;text-overflow:ellipsis}
-.track{position:relative;flex:1;height:16px;background:#fafafa;margin-right:6px}
-.bar{position:absolute;top:0;height:16px;min-width:2px;opacity:.85;border-radius:2px;
-box-sizing:border-box;border-right:1px solid #fff}
-.bar:hover{opacity:1;outline:1px solid #000}
-.axis{display:flex;justify-content:space-between;margin-left:9em;font-size:.8em;color:#666;
-padding-right:6px}
-.flow{border-top:1px solid var(--line);padding:.3em 0}
-.flow img{max-width:480px;border:1px solid var(--line);display:block;margin:4px 0}
-[hidden]{display:none!important}
-"""
-
-_JS = """
-(function(){
-var active='all', box=document.getElementById('filter-text');
-var items=document.querySelectorAll('[data-status]');
-function apply(){
-  var text=(box.value||'').toLowerCase();
-  for(var i=0;i<items.length;i++){var el=items[i];
-    if(el.classList.contains('bar'))continue;
-    var ok=(active==='all'||el.getAttribute('data-status')===active)&&
-      (el.getAttribute('data-search')||'').indexOf(text)>=0;
-    el.hidden=!ok;}
-  var buttons=document.querySelectorAll('.filters button');
-  for(var j=0;j<buttons.length;j++){buttons[j].classList.toggle('on',
-    buttons[j].getAttribute('data-filter')===active);}
-}
-document.getElementById('filters').hidden=false;
-var buttons=document.querySelectorAll('.filters button');
-for(var k=0;k<buttons.length;k++){buttons[k].addEventListener('click',function(){
-  active=this.getAttribute('data-filter');apply();});}
-box.addEventListener('input',apply);
-apply();
-var body=document.querySelector('#flows tbody'), heads=document.querySelectorAll('th[data-col]');
-function key(row,col,numeric){var cell=row.children[col];
-  return numeric?parseFloat(cell.getAttribute('data-value')):cell.textContent.toLowerCase();}
-for(var h=0;h<heads.length;h++){heads[h].addEventListener('click',function(){
-  var col=+this.getAttribute('data-col'), numeric=this.hasAttribute('data-numeric');
-  var dir=this.getAttribute('data-dir')==='first'?'second':'first';
-  for(var n=0;n<heads.length;n++){heads[n].removeAttribute('data-dir');}
-  this.setAttribute('data-dir',dir);
-  var sign=(this.hasAttribute('data-desc')?-1:1)*(dir==='first'?1:-1);
-  var rows=Array.prototype.slice.call(body.rows);
-  rows.sort(function(a,b){var x=key(a,col,numeric),y=key(b,col,numeric);
-    return x<y?-sign:x>y?sign:(+a.getAttribute('data-pos'))-(+b.getAttribute('data-pos'));});
-  for(var r=0;r<rows.length;r++){body.appendChild(rows[r]);}
-});}
-})();
-"""
 
 
 def _e(value: object) -> str:
@@ -445,7 +369,7 @@ def render_html(report: Mapping[str, Any], run_dir: Path, out_dir: Path | None =
     runset = _mapping(report.get("runset"))
     status = report.get("status")
     title = f"run-set {runset.get('name') or '?'}: {status or 'unknown'}"
-    script_hash = base64.b64encode(hashlib.sha256(_JS.encode("utf-8")).digest()).decode("ascii")
+    script_hash = base64.b64encode(hashlib.sha256(JS.encode("utf-8")).digest()).decode("ascii")
     policy = (
         "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
         f"script-src 'sha256-{script_hash}'"
@@ -456,7 +380,7 @@ def render_html(report: Mapping[str, Any], run_dir: Path, out_dir: Path | None =
         '<html lang="en"><head><meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{_e(policy)}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{_e(title)}</title><style>{CSS}</style></head><body>",
         f"<h1>run-set {_e(runset.get('name') or '?')} "
         f'<span class="badge s-{_status("not_run" if status == "incomplete" else status)}">'
         f"{_e(status or 'unknown')}</span></h1>",
@@ -469,7 +393,7 @@ def render_html(report: Mapping[str, Any], run_dir: Path, out_dir: Path | None =
     ]
     if details:
         parts += ["<h2>Details</h2>", *details]
-    parts += [f"<script>{_JS}</script>", "</body></html>", ""]
+    parts += [f"<script>{JS}</script>", "</body></html>", ""]
     return "\n".join(parts)
 
 
@@ -490,67 +414,3 @@ def write_html(report: Mapping[str, Any], run_dir: Path, target: Path) -> Path:
         with contextlib.suppress(OSError):
             tmp.unlink()
     return target
-
-
-def html_copy_target(path: Path, runset_name: str, taken: Iterable[Path]) -> Path:
-    """Where ``--runset-html PATH`` puts the page of one of several run-sets of a session:
-    ``<stem>-<runset slug><suffix>``, numbered if two run-sets share a name."""
-    from pytest_runset.model.slugs import slugify
-
-    base = slugify(runset_name) or "runset"
-    used = set(taken)
-    candidate = path.with_name(f"{path.stem}-{base}{path.suffix}")
-    number = 2
-    while candidate in used:
-        candidate = path.with_name(f"{path.stem}-{base}-{number}{path.suffix}")
-        number += 1
-    return candidate
-
-
-def write_html_copy(config: pytest.Config, report: Mapping[str, Any], path: Path) -> Path | None:
-    """``--runset-html PATH`` for one run-set's report (called after its report.json).
-
-    With one run-set the page is PATH; with several, each run-set's page is
-    :func:`html_copy_target` of PATH, in collection order. A page that cannot be written is a
-    one-line message; the run's results are already on disk.
-    """
-    runs = _session_runs(config)
-    runset = report.get("runset")
-    if runs is None or not isinstance(runset, Mapping):
-        return None
-    target = path if path.is_absolute() else config.invocation_params.dir / path
-    if target.is_dir():  # --runset-html some/dir/ means some/dir/report.html
-        target = target / HTML_NAME
-    run = runs.get(str(runset.get("file")))
-    if run is None:
-        return None
-    if len(runs) > 1:
-        taken: list[Path] = []
-        for key, other in runs.items():
-            taken.append(html_copy_target(target, other.runset.name, taken))
-            if key == str(runset.get("file")):
-                target = taken[-1]
-                break
-    try:
-        return write_html(report, run.directory.path, target)
-    except OSError as exc:
-        message = f"pytest-runset: cannot write --runset-html {target}: {exc.strerror or exc}"
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(message, red=True)
-        else:
-            print(message, file=sys.stderr)
-        return None
-
-
-def _session_runs(config: pytest.Config) -> Mapping[str, Any] | None:
-    """The session's runs by run-set file: the run loop's, or (where the session keeps its runs
-    under ``plugin.RUNS``, as when pytest-xdist distributes the flows) those."""
-    from pytest_runset import plugin
-
-    key = getattr(plugin, "RUNS", None)
-    runs = config.stash.get(key, None) if key is not None else None
-    if runs is None:
-        loop = config.stash.get(plugin.LOOP, None)
-        runs = loop.runs if loop is not None else None
-    return cast("Mapping[str, Any] | None", runs)

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_runset.results.report import REPORT_SCHEMA, STATUSES, iso_utc, run_status, summarize
+from pytest_runset.results.report import REPORT_SCHEMA, iso_utc, run_status, summarize
+from pytest_runset.results.statuses import STATUSES
 
 
 class MergeError(Exception):
@@ -165,10 +166,8 @@ def _file_order(shards: list[Shard]) -> dict[str, int] | None:
     try:
         if hashlib.sha256(Path(file).read_bytes()).hexdigest() != sha:
             return None
-        from pytest_runset.model.loader import (
-            RunsetError,
-            load_runset,
-        )  # pydantic, only for old reports
+        from pytest_runset.model.flows import RunsetError
+        from pytest_runset.model.loader import load_runset  # pydantic, only for old reports
 
         loaded = load_runset(file)
     except (OSError, ImportError, RunsetError):

@@ -21,23 +21,18 @@ from typing import Any
 
 import filelock
 
+from pytest_runset.results.html import html_path_for, write_html
+
+# Re-exported (explicit ``as`` for mypy) for modules that still import them from here; new
+# code imports them from pytest_runset.results.statuses.
+from pytest_runset.results.statuses import FAILING_STATUSES as FAILING_STATUSES  # noqa: PLC0414
+from pytest_runset.results.statuses import STATUSES as STATUSES  # noqa: PLC0414
+
 REPORT_SCHEMA = "pytest-runset/report@1"
 JOURNAL_NAME = "journal.jsonl"
 REPORT_NAME = "report.json"
 LOCK_NAME = "run.lock"
 LATEST_NAME = "latest"
-STATUSES = (
-    "passed",
-    "failed",
-    "error",
-    "timeout",
-    "skipped",
-    "xfailed",
-    "xpassed",
-    "interrupted",
-    "not_run",
-)
-FAILING_STATUSES = frozenset({"failed", "error", "timeout"})
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -219,8 +214,6 @@ def write_html_beside(report: Mapping[str, Any], report_path: Path) -> Path | No
     The JSON report is the record of the run, so a problem with the page (full disk, a report
     field the renderer chokes on) is one line on stderr, never a lost ``report.json``.
     """
-    from pytest_runset.results.html import html_path_for, write_html
-
     try:
         return write_html(report, report_path.parent, html_path_for(report_path))
     except Exception as exc:  # see the docstring

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_runset.model.loader import Flow, RunSet, RunsetError, load_runset
+from pytest_runset.model.flows import Flow, RunSet, RunsetError
+from pytest_runset.model.loader import load_runset
+from pytest_runset.session.settings import FLOW_EXECUTOR, LOAD_ERRORS, LOADED, FlowExecutor
 
-RUNSET_PATTERNS = ("run-set*.toml", "*.runset.toml")
-LOADED = pytest.StashKey[dict[Path, RunSet]]()
-LOAD_ERRORS = pytest.StashKey[list[str]]()
-EXPLICIT = pytest.StashKey[set[Path]]()
 _FLOWS_HEADER = re.compile(rb"^\s*\[\[\s*flows\s*\]\]", re.MULTILINE)
 
 
-def is_runset_path(path: Path) -> bool:
-    return any(fnmatch.fnmatch(path.name, pattern) for pattern in RUNSET_PATTERNS)
+class FlowFailed(Exception):
+    """A flow that did not pass; ``str()`` is the failure text pytest shows."""
 
 
 def get_runset(config: pytest.Config, path: Path) -> RunSet:
@@ -98,14 +95,20 @@ class RunsetItem(pytest.Item):
             self.add_marker(pytest.mark.xfail(reason=flow.xfail))
 
     def setup(self) -> None:
-        from pytest_runset.xdist.worker import setup_flow
-
-        setup_flow(self)
+        self._executor().setup(self)
 
     def runtest(self) -> None:
-        from pytest_runset.xdist.worker import call_flow
+        self._executor().call(self)
 
-        call_flow(self)
+    def _executor(self) -> FlowExecutor:
+        """Who runs this flow through pytest's own protocol (the xdist layer puts itself in
+        the stash; the plugin's own loop never gets here)."""
+        executor = self.config.stash.get(FLOW_EXECUTOR, None)
+        if executor is None:
+            raise FlowFailed(
+                "error: this flow runs in pytest-runset's run loop or in a pytest-xdist worker"
+            )
+        return executor
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, self._line, f"flow {self.flow.name!r}"
@@ -115,8 +118,6 @@ class RunsetItem(pytest.Item):
         excinfo: pytest.ExceptionInfo[BaseException],
         style: Any = None,
     ) -> str:
-        from pytest_runset.xdist.worker import FlowFailed
-
         if isinstance(excinfo.value, FlowFailed):
             return str(excinfo.value)
         return str(super().repr_failure(excinfo, style=style))

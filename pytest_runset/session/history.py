@@ -95,3 +95,12 @@ def pytest_runset_report(config: pytest.Config, report: dict[str, Any]) -> None:
     """Teach the history from the run's report; a sharded run leaves it alone (shards.py)."""
     if config.getoption("runset_shard", None) is None:
         record(config, report["flows"])
+
+
+def failed_last_time(config: pytest.Config, keys: list[str]) -> set[str]:
+    """With ``--ff``: which of ``keys`` failed in the last run (pytest's own cache)."""
+    cache = getattr(config, "cache", None)
+    if cache is None or not config.getoption("failedfirst", False):
+        return set()
+    lastfailed = cache.get("cache/lastfailed", {})
+    return {key for key in keys if key in lastfailed}

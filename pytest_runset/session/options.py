@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from pytest_runset.model.loader import parse_duration
+from pytest_runset.model.durations import parse_duration
 
 
 def xdist_available(pluginmanager: pytest.PytestPluginManager) -> bool:

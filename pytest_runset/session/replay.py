@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -133,7 +133,7 @@ class Replay:
         *,
         status: str,
         entry: dict[str, Any],
-        last: dict[str, Any],
+        last: Mapping[str, Any],
         xfail_reason: str,
         worker_id: str,
         run_dir: str,
@@ -252,7 +252,7 @@ def _seconds(duration: float) -> str:
     return f"{duration:.2f}s"
 
 
-def failure_text(entry: dict[str, Any], last: dict[str, Any]) -> str:
+def failure_text(entry: dict[str, Any], last: Mapping[str, Any]) -> str:
     """A failed flow's whole failure text: status and message first, then details."""
     lines = [f"{entry['status']}: {entry['message']}".rstrip(": ")]
     # A browser step's full Playwright message, or a callable's traceback.
@@ -272,7 +272,7 @@ def failure_text(entry: dict[str, Any], last: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _longrepr(item: RunsetItem, entry: dict[str, Any], last: dict[str, Any]) -> FlowFailure:
+def _longrepr(item: RunsetItem, entry: dict[str, Any], last: Mapping[str, Any]) -> FlowFailure:
     text = failure_text(entry, last)
     path, lineno, _ = item.location
     return FlowFailure(text, FlowCrash(path, (lineno or 0) + 1, text.splitlines()[0]))

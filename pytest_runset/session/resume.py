@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pytest_runset.engine.state import RunsetRun
-from pytest_runset.model.loader import RunSet
+from pytest_runset.model.flows import RunSet
 from pytest_runset.results.report import (
     JOURNAL_NAME,
     RunDirectory,

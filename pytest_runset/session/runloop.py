@@ -7,49 +7,50 @@ hooks are called for flows.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import os
 import queue
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
-from _pytest.skipping import evaluate_skip_marks
 
-from pytest_runset.engine.attempt import AttemptError
-from pytest_runset.engine.entries import flow_entry, local_result, unstarted_entry
+from pytest_runset.engine.entries import local_result, unstarted_result
 from pytest_runset.engine.interrupts import InterruptGate, sigint_ignored
-from pytest_runset.engine.lifecycle import CANNOT_START, conclude, prepare_attempt, record_attempt
+from pytest_runset.engine.lifecycle import CANNOT_START, record_attempt
+from pytest_runset.engine.marks import skip_reason
 from pytest_runset.engine.pool import Event, Pool
+from pytest_runset.engine.pool_supervision import PoolSupervisor
 from pytest_runset.engine.scheduler import Scheduler, Task, order_keys
 from pytest_runset.engine.state import FlowState, RunsetRun
-from pytest_runset.gateway import proctree
-from pytest_runset.gateway.transfer import Receiver
+from pytest_runset.engine.supervision import (
+    UNREACHABLE,
+    GlobalDeadline,
+    Restarts,
+    Supervision,
+    restarts_exhausted_message,
+)
+from pytest_runset.gateway.protocol import AttemptResult
 from pytest_runset.resources.leases import Leaser, lock_directory
 from pytest_runset.resources.requirements import acquire, needs_leases
 from pytest_runset.resources.services import ServiceError
-from pytest_runset.results.report import FAILING_STATUSES
 from pytest_runset.results.syncer import JournalSyncer
 from pytest_runset.session import history
+from pytest_runset.session.announcer import FlowAnnouncer
+from pytest_runset.session.attempt_specs import AttemptSpecs
 from pytest_runset.session.progress import Counts, LiveStatus, live_status
-from pytest_runset.session.replay import Replay, through_protocol
 from pytest_runset.session.runs import (
     journal_start,
     start_services,
     stop_services,
     write_run_report,
 )
-from pytest_runset.session.scaleout import Scaleout, remote_spec
+from pytest_runset.session.scaleout import Scaleout
+from pytest_runset.session.settings import Settings
 
 if TYPE_CHECKING:
     from pytest_runset.session.collect import RunsetItem
 
-# How long past a flow's own timeout + kill grace the controller waits before it stops trusting
-# the worker, kills the gateway and moves on.
-BACKSTOP_MARGIN_S = 10.0
 # How long an interrupt waits for workers to stop their flows before killing gateways.
 INTERRUPT_WAIT_S = 3.0
 # The longest the loop blocks at once: a Ctrl-C held back by a critical section waits this long.
@@ -65,12 +66,7 @@ class FlowRunLoop:
         runs: dict[str, RunsetRun],
         workers: int,
         run_id: str,
-        timeout_override: float | None,
-        retries_override: int | None,
-        max_restarts: int | None = None,
-        backstop_margin: float = BACKSTOP_MARGIN_S,
-        global_timeout: float | None = None,
-        fail_on_flaky: bool = False,
+        settings: Settings,
         leaser: Leaser | None = None,
         scaleout: Scaleout | None = None,
     ) -> None:
@@ -81,11 +77,8 @@ class FlowRunLoop:
         self.runs = runs
         self.run_id = run_id
         self.workers = max(1, min(workers, len(items))) if items else 1
-        self.timeout_override = timeout_override
-        self.retries_override = retries_override
-        self.max_restarts = max_restarts if max_restarts is not None else 4 * self.workers
-        self.restarts = 0
-        self.backstop_margin = backstop_margin
+        self.timeout_override = settings.timeout_override
+        self.retries_override = settings.retries_override
         self.states: dict[str, FlowState] = {}
         self.scaleout = scaleout
         if scaleout is not None:
@@ -94,33 +87,49 @@ class FlowRunLoop:
             self.pool = Pool(self.workers)
         self.scheduler = Scheduler([], self.workers)
         self.started_at = time.time()
-        self.interrupted = False
-        self.last_spawn_error = ""
-        self.replay = Replay(self.config)
         # The live status line (TTY only); hidden before every hook call, which may print.
         self.status: LiveStatus | None = live_status(self.config)
         self.gate = InterruptGate()
         self.leaser = leaser
-        self.fail_on_flaky = fail_on_flaky
-        self.global_timeout = global_timeout
-        self.global_deadline = (
-            time.monotonic() + global_timeout if global_timeout is not None else None
+        max_restarts = settings.max_restarts
+        self.supervision = Supervision(
+            margin=settings.backstop_margin,
+            deadline=GlobalDeadline.starting(time.time(), settings.global_timeout),
+            restarts=Restarts(max_restarts if max_restarts is not None else 4 * self.workers),
         )
-        self.global_expired = False
-        self.restarts_exhausted = False
-        # Slots whose gateway was refused (another release or Python): never replaced.
-        self.refused: set[int] = set()
-        self.markers: list[Path] = []
+        self.flow_items: dict[str, RunsetItem] = {item.nodeid: item for item in items}
         for item in items:
-            state = FlowState(item=item, run=runs[str(item.runset.path)])
+            state = FlowState(item=item, flow=item.flow, run=runs[str(item.runset.path)])
             self.states[item.nodeid] = state
             state.run.order[item.flow.slug] = (item.flow.index, item.flow.slug)
-        # Workers that were given browser flows: their warm browsers are swept with them.
-        self.browser_workers: set[str] = set()
-        # Flows journaled (not yet fsynced) that pytest has not heard of yet, numbered.
-        self._unannounced: list[tuple[int, FlowState, str, dict[str, Any], str]] = []
-        self._journaled = 0
-        self._group_commit = False
+        self.specs = AttemptSpecs(
+            self.config,
+            pool=self.pool,
+            run_id=run_id,
+            timeout_override=self.timeout_override,
+            supervision=self.supervision,
+            scaleout=scaleout,
+            lock_dir=self._lock_dir,
+        )
+        self.watchdog = PoolSupervisor(
+            self.pool,
+            self.supervision,
+            self.states,
+            scheduler=lambda: self.scheduler,
+            run_id=run_id,
+            timeout_override=self.timeout_override,
+            browser_workers=self.specs.browser_workers,
+            attempt_done=self._attempt_done,
+            say=self._say,
+        )
+        self.announcer = FlowAnnouncer(
+            self.config,
+            runs=runs,
+            items=self.flow_items,
+            fail_on_flaky=settings.fail_on_flaky,
+            started_at=self.started_at,
+            before_output=self._before_output,
+        )
         self._syncer: JournalSyncer | None = None
 
     # -- entry point -----------------------------------------------------------------------
@@ -143,13 +152,12 @@ class FlowRunLoop:
             try:
                 self._stop_syncer()
                 self.pool.shutdown()
-                for worker_id in sorted(self.browser_workers):
-                    self._sweep_browser(worker_id)
+                for worker_id in sorted(self.specs.browser_workers):
+                    self.watchdog.sweep_browser(worker_id)
             finally:
                 self._before_output()
                 self._stop_services()
-                for marker in self.markers:
-                    marker.unlink(missing_ok=True)
+                self.specs.remove_markers()
 
     def _run(self, others: list[pytest.Item]) -> None:
         to_run: list[str] = []
@@ -157,11 +165,11 @@ class FlowRunLoop:
             state = self.states[item.nodeid]
             done = state.run.previous.get(item.flow.slug)
             if done is not None:
-                self._resumed(state, done)
+                self.announcer.resumed(state, done)
                 continue
-            skip = evaluate_skip_marks(item)
-            if skip is not None:
-                self._skip(state, skip.reason)
+            reason = skip_reason(item)
+            if reason is not None:
+                self.announcer.skip(state, reason)
             else:
                 to_run.append(item.nodeid)
         retries = {
@@ -175,7 +183,9 @@ class FlowRunLoop:
         # Longest first by the duration history (reports keep file order); with --ff, the
         # flows that failed last time go first.
         to_run = order_keys(
-            to_run, history.durations(self.config, to_run), first=self._failed_last_time(to_run)
+            to_run,
+            history.durations(self.config, to_run),
+            first=history.failed_last_time(self.config, to_run),
         )
         exclusive = [key for key in to_run if self.states[key].flow.exclusive]
         self.scheduler = Scheduler(to_run, self.workers, retries, exclusive=exclusive)
@@ -198,7 +208,7 @@ class FlowRunLoop:
         while to_run and not self.scheduler.done():
             self._pump(block=True)
         self._stop_syncer()
-        self._announce()
+        self.announcer.announce()
 
     def _on_synced(self, upto: int, problem: str) -> None:
         # The syncer's thread: only an event for the loop.
@@ -237,9 +247,12 @@ class FlowRunLoop:
         """Every flow of the run that has not ended becomes ``error`` with the service's log."""
         run.service_error = str(problem).split("\n", 1)[0]
         keys = [key for key, state in self.states.items() if state.run is run]
+        now = time.monotonic()
         for slot, task in self.scheduler.running.items():
             if task.key in keys:
-                self.pool.send(slot, "cancel", {"reason": run.service_error, "status": "error"})
+                watch = self.states[task.key].watch
+                assert watch is not None
+                self.pool.send(slot, "cancel", watch.cancel(now, run.service_error, "error"))
         tail = str(problem).split("\n", 1)[1] if "\n" in str(problem) else ""
         for task in self.scheduler.drop(keys):
             self._end_unstarted(
@@ -260,14 +273,14 @@ class FlowRunLoop:
         with self.gate.critical():
             self._dispatch()
             self._show_status()
-            timeout = self._next_wakeup() if block else 0.0
+            timeout = self.watchdog.next_wakeup(INTERRUPT_LATENCY_S) if block else 0.0
             try:
                 event = self.pool.events.get(timeout=timeout)
             except queue.Empty:
                 event = None
             # Every event already queued is handled before pytest hears of any: their flows'
             # journal lines then share one fsync (a group commit).
-            self._group_commit = True
+            self.announcer.group_commit = True
             try:
                 while event is not None:
                     self._handle(event)
@@ -278,14 +291,14 @@ class FlowRunLoop:
                 # Freed workers start their next flow before the fsync.
                 self._dispatch()
             finally:
-                self._group_commit = False
+                self.announcer.group_commit = False
                 if self._syncer is not None:
-                    self._syncer.request(self._journaled)
+                    self._syncer.request(self.announcer.journaled)
                 else:
-                    self._announce()
-            self._check_global_timeout()
+                    self.announcer.announce()
+            self.watchdog.check_global_timeout()
             self._check_services()
-            self._check_backstops()
+            self.watchdog.check_backstops()
             self._check_stop()
             self._show_status()
 
@@ -308,36 +321,6 @@ class FlowRunLoop:
         if self.status is not None:
             self.status.hide()
 
-    def _check_global_timeout(self) -> None:
-        """At the run's deadline: start nothing more and stop what runs, as ``timeout``."""
-        if self.global_deadline is None or self.global_expired:
-            return
-        if time.monotonic() < self.global_deadline:
-            return
-        self.global_expired = True
-        self.scheduler.stop()
-        reason = f"the run's global timeout of {self.global_timeout:g}s expired"
-        for slot, task in self.scheduler.running.items():
-            state = self.states[task.key]
-            self.pool.send(slot, "cancel", {"reason": reason, "status": "timeout"})
-            # The worker now has its kill grace to answer before the backstop takes over.
-            state.backstop = min(
-                state.backstop, time.monotonic() + state.flow.kill_grace_s + self.backstop_margin
-            )
-
-    def _next_wakeup(self) -> float:
-        now = time.monotonic()
-        deadlines = [state.backstop for state in self._running_states()]
-        if self.global_deadline is not None and not self.global_expired:
-            deadlines.append(self.global_deadline)
-        if not deadlines:
-            return INTERRUPT_LATENCY_S
-        return max(0.0, min(min(deadlines) - now, INTERRUPT_LATENCY_S))
-
-    def _running_states(self) -> Iterator[FlowState]:
-        for task in self.scheduler.running.values():
-            yield self.states[task.key]
-
     def _check_stop(self) -> None:
         if (self.session.shouldfail or self.session.shouldstop) and not self.scheduler.stopped:
             self.scheduler.stop()
@@ -352,7 +335,7 @@ class FlowRunLoop:
         return reason
 
     def _dispatch(self) -> None:
-        if any(entry[2] in FAILING_STATUSES for entry in self._unannounced):
+        if self.announcer.failure_pending():
             # A failure waits to be reported, which may stop dispatch (-x, --maxfail).
             return
         # A failure reported a moment ago (a "synced" event) may have stopped the session.
@@ -364,200 +347,51 @@ class FlowRunLoop:
         for slot, task in self.scheduler.assignments(ready=self._ready, now=now):
             state = self.states[task.key]
             try:
-                spec = self._spec(state, slot, task.attempt)
+                spec = self.specs.build(state, slot, task.attempt)
             except CANNOT_START as exc:
                 self._attempt_done(state, slot, local_result(task.attempt, "error", str(exc)))
                 continue
             if not self.pool.send(slot, "run", spec):
-                self._attempt_done(
-                    state, slot, local_result(task.attempt, "error", "worker unreachable")
-                )
+                self._attempt_done(state, slot, local_result(task.attempt, "error", UNREACHABLE))
                 continue
             if not state.logstarted:
                 state.logstarted = True
                 self._before_output()
-                self.replay.logstart(state.item)
-
-    def _failed_last_time(self, keys: list[str]) -> set[str]:
-        cache = getattr(self.config, "cache", None)
-        if cache is None or not self.config.getoption("failedfirst", False):
-            return set()
-        lastfailed = cache.get("cache/lastfailed", {})
-        return {key for key in keys if key in lastfailed}
+                self.announcer.logstart(state)
 
     def _lease_wait_limit(self, key: str) -> float:
         # A flow waits for its leases at most as long as it may run.
         return self.timeout_override or self.states[key].flow.timeout_s
 
-    def _spec(self, state: FlowState, slot: int, attempt: int) -> dict[str, Any]:
-        handle = self.pool.workers[slot]
-        if handle.remote and state.flow.workspace != "none":
-            raise AttemptError(
-                f"workspace = {state.flow.workspace!r} needs a gateway on this machine "
-                f"({handle.worker_id} is remote)"
-            )
-        built = prepare_attempt(
-            self.config,
-            state,
-            slot=slot,
-            worker_id=handle.worker_id,
-            attempt=attempt,
-            run_id=self.run_id,
-            timeout_override=self.timeout_override,
-            lock_dir=self._lock_dir,
-        )
-        if built.spec.get("browser"):
-            self.browser_workers.add(handle.worker_id)
-        state.backstop = (
-            state.dispatched_at + built.timeout_s + state.flow.kill_grace_s + self.backstop_margin
-        )
-        if handle.remote and self.scaleout is not None:
-            return self._remote_spec(handle, state, built.spec)
-        return built.spec
-
-    def _remote_spec(self, handle: Any, state: FlowState, spec: dict[str, Any]) -> dict[str, Any]:
-        """The spec with the remote host's paths; its files come back into the flow dir."""
-        assert self.scaleout is not None
-        if not handle.scratch:
-            raise AttemptError(f"{handle.worker_id} reported no scratch directory")
-        handle.receiver = Receiver(str(spec["flow_dir"]), self.scaleout.max_bytes)
-        if state.ports:
-            # Ports are host-local: the worker holds them on its host as well.
-            spec = {**spec, "host_ports": {"ports": state.ports, "marker": self._marker()}}
-        mapped = remote_spec(
-            spec,
-            host=str(handle.host),
-            scratch=str(handle.scratch),
-            run_dir=state.run.directory.path,
-            runset_dir=state.run.runset.directory,
-            remote_root=self.scaleout.remote_root,
-            max_bytes=self.scaleout.max_bytes,
-        )
-        handle.receiver.source = str(mapped["flow_dir"])
-        return mapped
-
     # -- events ----------------------------------------------------------------------------
     def _handle(self, event: Event) -> None:
         if event.kind == "synced":
-            self._announce(None if event.data["problem"] else int(event.data["upto"]))
+            self.announcer.announce(None if event.data["problem"] else int(event.data["upto"]))
             return
-        if not self.pool.current(event.slot, event.generation):
-            return  # a replaced gateway's last words
-        if event.kind == "ready":
-            self.scheduler.slot_up(event.slot)
-        elif event.kind == "refused":
-            # A gateway of another release or Python: never used, the others go on.
-            self.last_spawn_error = str(event.data.get("error"))
-            self.scheduler.slot_lost(event.slot)
-            self.refused.add(event.slot)
-            self._say(f"runset: gateway refused: {self.last_spawn_error}")
-        elif event.kind == "finished":
-            task = self.scheduler.running.get(event.slot)
-            if task is not None:
-                self._attempt_done(self.states[task.key], event.slot, event.data)
-            if event.data.get("retire"):
-                # A flow's code is stuck inside the worker for good: give the slot a new one.
-                self.scheduler.slot_down(event.slot)
-                self.pool.kill(event.slot)
-                self._sweep_browser(self.pool.workers[event.slot].worker_id)
-                self._replace(event.slot)
-        elif event.kind in ("died", "spawn_failed"):
-            self._worker_lost(event)
+        self.watchdog.handle(event)
 
-    def _sweep_browser(self, worker_id: str) -> None:
-        """Kill a killed or lost worker's warm browser: it runs in a process group of its own,
-        so only its cookie finds it (see docs/reliability.md)."""
-        if worker_id in self.browser_workers:
-            proctree.sweep_cookie(proctree.browser_cookie(self.run_id, worker_id))
-
-    def _worker_lost(self, event: Event) -> None:
-        error = event.data.get("error", "")
-        if event.kind == "spawn_failed":
-            self.last_spawn_error = error
-        task = self.scheduler.running.get(event.slot)
-        self.scheduler.slot_down(event.slot)
-        lost = self.pool.workers.get(event.slot)
-        if lost is not None:
-            self._sweep_browser(lost.worker_id)
-        if task is not None:
-            state = self.states[task.key]
-            leftovers = proctree.sweep_cookie(state.cookie)
-            result = local_result(
-                task.attempt,
-                "error",
-                f"worker crashed ({state.worker_id} exited while running the flow)",
-            )
-            result["leftover_processes"] = leftovers
-            self._attempt_done(state, event.slot, result)
-        self._replace(event.slot)
-
-    def _replace(self, slot: int) -> None:
-        if self.interrupted or self.scheduler.stopped:
-            return
-        if self.restarts >= self.max_restarts:
-            self.restarts_exhausted = True
-            self.scheduler.slot_lost(slot)
-            return
-        self.restarts += 1
-        self.pool.kill(slot)
-        self.pool.spawn(slot)
-
-    def _check_backstops(self) -> None:
-        now = time.monotonic()
-        for slot, task in list(self.scheduler.running.items()):
-            state = self.states[task.key]
-            if now < state.backstop or self._receiving(slot, now):
-                continue
-            # The worker did not answer in time: stop trusting it.
-            timeout = self.timeout_override or state.flow.timeout_s
-            self._abandon(
-                slot,
-                task,
-                "timeout",
-                f"timeout after {timeout:g}s (worker {state.worker_id} unresponsive; killed)",
-            )
-            self._replace(slot)
-
-    def _receiving(self, slot: int, now: float) -> bool:
-        """A remote flow's files still arriving (a large transfer may outlast the backstop)."""
-        receiver = self.pool.workers[slot].receiver
-        last = receiver.last_chunk_at if receiver is not None else None
-        return last is not None and now - last < self.backstop_margin
-
-    def _abandon(self, slot: int, task: Task, status: str, message: str) -> None:
-        """End the attempt on ``slot`` without its worker: kill the gateway, sweep the flow's
-        processes (and the worker's browser), and record ``status``."""
-        state = self.states[task.key]
-        remote = self.pool.workers[slot].remote
-        # A remote host's processes are swept through its gateway, before it is killed.
-        leftovers = self.pool.sweep(slot, state.cookie) if remote else 0
-        self.pool.kill(slot)
-        self._sweep_browser(state.worker_id)
-        result = local_result(task.attempt, status, message)
-        result["leftover_processes"] = leftovers or proctree.sweep_cookie(state.cookie)
-        self.scheduler.slot_down(slot)
-        self._attempt_done(state, slot, result)
-
-    def _end_unstarted(self, task: Task, message: str, **extra: Any) -> None:
+    def _end_unstarted(self, task: Task, message: str, **tail: str) -> None:
         """A flow that ends as ``error`` before any worker ran this attempt."""
         state = self.states[task.key]
-        result = local_result(task.attempt, "error", message)
-        result.update(duration_s=0.0, started_at=time.time(), dir=None, worker="", **extra)
-        state.attempts.append(result)
+        state.attempts.append(unstarted_result(task.attempt, message, **tail))
         self._finalize(state)
 
     @property
-    def no_usable_gateway(self) -> bool:
-        return bool(self.refused) and len(self.refused) >= self.workers
+    def interrupted(self) -> bool:
+        return self.watchdog.stopping
 
-    def _marker(self) -> str:
-        """A file in the controller's lock directory that tells a worker on the same host (or
-        sharing the directory) that the controller's port leases already hold there."""
-        marker = self._lock_dir() / f"controller-{self.run_id}-{os.getpid()}.marker"
-        if not marker.exists():
-            marker.touch()
-            self.markers.append(marker)
-        return marker.name
+    @interrupted.setter
+    def interrupted(self, value: bool) -> None:
+        # An interrupted run replaces no lost gateway.
+        self.watchdog.stopping = value
+
+    @property
+    def no_usable_gateway(self) -> bool:
+        return self.watchdog.no_usable_gateway(self.workers)
+
+    @property
+    def last_spawn_error(self) -> str:
+        return self.watchdog.last_spawn_error
 
     def _say(self, line: str) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -569,7 +403,7 @@ class FlowRunLoop:
     def _lock_dir(self) -> Path:
         return self._leaser().lock_dir
 
-    def _attempt_done(self, state: FlowState, slot: int, result: dict[str, Any]) -> None:
+    def _attempt_done(self, state: FlowState, slot: int, result: AttemptResult) -> None:
         result = record_attempt(state, result, self._lock_dir)
         status = str(result["status"])
         # A flow whose service died is not retried against the dead service.
@@ -578,80 +412,7 @@ class FlowRunLoop:
             self._finalize(state)
 
     def _finalize(self, state: FlowState) -> None:
-        outcome = conclude(state, fail_on_flaky=self.fail_on_flaky, session_started=self.started_at)
-        entry = outcome.entry
-        state.run.entries[state.flow.slug] = entry
-        state.entry = entry
-        # Durable first: once pytest (and the user) hear of it, the journal has it. Flows that
-        # end together share one fsync (see _pump); pytest hears of them after it.
-        state.run.directory.journal({"event": "flow", **entry}, sync=False)
-        self._journaled += 1
-        self._unannounced.append(
-            (self._journaled, state, outcome.status, outcome.last, outcome.xfail_reason)
-        )
-        if not self._group_commit:
-            self._announce()
-
-    def _announce(self, durable: int | None = None) -> None:
-        """Tell pytest about the flows that ended, once their journal lines are durable.
-
-        ``durable`` is how far the syncer's thread made the journal durable; without it, the
-        journal is synced here first and every pending flow is told.
-        """
-        if not self._unannounced:
-            return
-        if durable is None:
-            for run in self.runs.values():
-                run.directory.sync(force=True)
-            durable = self._journaled
-        pending = [entry for entry in self._unannounced if entry[0] <= durable]
-        self._unannounced = self._unannounced[len(pending) :]
-        for _, state, status, last, xfail_reason in pending:
-            entry = state.entry
-            assert entry is not None
-            self._before_output()
-            self.hook.pytest_runset_flow_finished(config=self.config, result=entry)
-            if not state.logstarted:
-                state.logstarted = True
-                self.replay.logstart(state.item)
-            through_protocol(
-                state.item,
-                functools.partial(
-                    self.replay.finished,
-                    state.item,
-                    status=status,
-                    entry=entry,
-                    last=last,
-                    xfail_reason=xfail_reason,
-                    worker_id=state.worker_id,
-                    run_dir=state.run.run_dir,
-                ),
-            )
-
-    def _resumed(self, state: FlowState, entry: dict[str, Any]) -> None:
-        """A flow an earlier session of this run finished: reported again, never re-run."""
-        state.entry = entry
-        state.run.entries[state.flow.slug] = entry
-        self._before_output()
-        self.hook.pytest_runset_flow_finished(config=self.config, result=entry)
-        through_protocol(
-            state.item,
-            functools.partial(self.replay.resumed, state.item, entry, run_dir=state.run.run_dir),
-        )
-
-    def _skip(self, state: FlowState, reason: str) -> None:
-        entry = unstarted_entry(state.flow, state.item.nodeid, "skipped", reason)
-        state.entry = entry
-        state.run.directory.journal({"event": "flow", **entry})
-        state.run.entries[state.flow.slug] = entry
-        self._before_output()
-        self.hook.pytest_runset_flow_finished(config=self.config, result=entry)
-        through_protocol(
-            state.item,
-            functools.partial(
-                self.replay.skipped, state.item, reason, entry=entry, run_dir=state.run.run_dir
-            ),
-        )
+        self.announcer.finalize(state)
 
     # -- stopping --------------------------------------------------------------------------
     def _interrupt(self) -> None:
@@ -666,7 +427,7 @@ class FlowRunLoop:
         deadline = time.monotonic() + min(grace, 10.0) + INTERRUPT_WAIT_S
         with sigint_ignored():
             # Flows that ended before the interrupt are reported first, as they ended.
-            self._announce()
+            self.announcer.announce()
             while self.scheduler.running and time.monotonic() < deadline:
                 try:
                     event = self.pool.events.get(timeout=max(0.0, deadline - time.monotonic()))
@@ -675,33 +436,18 @@ class FlowRunLoop:
                 # Dispatch is stopped, so this only records results and lost workers.
                 self._handle(event)
             for slot, task in list(self.scheduler.running.items()):
-                self._abandon(slot, task, "interrupted", "interrupted")
+                self.watchdog.abandon(slot, task, "interrupted", "interrupted")
 
-    def _finish_unstarted(self) -> None:
-        """Flows that never got to run: ``not_run`` (journaled, not reported to pytest)."""
-        reason = "not run: run interrupted" if self.interrupted else "not run: dispatch stopped"
-        if self.global_expired:
-            reason = f"not run: the run's global timeout of {self.global_timeout:g}s expired"
-        elif self.restarts_exhausted and not self.scheduler.stopped:
-            reason = (
-                f"not run: no worker left (workers were replaced {self.restarts} times, "
-                "the limit; see runset_max_restarts)"
-            )
-        elif self.last_spawn_error and not self.scheduler.stopped:
-            reason = f"not run: no worker could be started ({self.last_spawn_error})"
-        for state in self.states.values():
-            if state.entry is not None or state.flow.slug in state.run.entries:
-                continue
-            entry = self._entry_not_run(state, reason)
-            state.entry = entry
-            with contextlib.suppress(Exception):
-                state.run.directory.journal({"event": "flow", **entry})
-            state.run.entries[state.flow.slug] = entry
-
-    def _entry_not_run(self, state: FlowState, reason: str) -> dict[str, Any]:
-        if state.attempts:
-            return flow_entry(state, "interrupted", "interrupted", False, self.started_at)
-        return unstarted_entry(state.flow, state.item.nodeid, "not_run", reason)
+    def _not_run_reason(self) -> str:
+        """Why the flows that never started did not (journaled as ``not_run``)."""
+        supervision = self.supervision
+        if supervision.global_expired:
+            return supervision.global_timeout_reason(not_run=True)
+        if supervision.restarts.exhausted and not self.scheduler.stopped:
+            return restarts_exhausted_message(supervision.restarts.used)
+        if self.last_spawn_error and not self.scheduler.stopped:
+            return f"not run: no worker could be started ({self.last_spawn_error})"
+        return "not run: run interrupted" if self.interrupted else "not run: dispatch stopped"
 
     def write_reports(self) -> None:
         """One ``report.json`` per run-set; a second Ctrl-C cannot cut this short."""
@@ -710,7 +456,7 @@ class FlowRunLoop:
             self._write_reports()
 
     def _write_reports(self) -> None:
-        self._finish_unstarted()
+        self.announcer.finish_unstarted(self.states.values(), self._not_run_reason())
         finished = time.time()
         for run in self.runs.values():
             write_run_report(

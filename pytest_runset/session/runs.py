@@ -11,15 +11,52 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from pytest_runset.engine.state import RunsetRun
+from pytest_runset.model.flows import RunSet
 from pytest_runset.model.placeholders import PlaceholderError, substitute
+from pytest_runset.model.slugs import slugify
 from pytest_runset.resources.leases import Leaser
 from pytest_runset.resources.services import ServiceError, Services
-from pytest_runset.results.report import build_report, iso_utc
+from pytest_runset.results.report import RunDirectory, RunDirError, build_report, iso_utc
+from pytest_runset.session.resume import notice_unfinished, resumed_run
+from pytest_runset.session.settings import output_root
 from pytest_runset.session.shards import SHARD_INFO
+
+
+def open_runs(
+    config: pytest.Config,
+    runsets: dict[str, RunSet],
+    run_id: str,
+    resume: str | None,
+    runs: dict[str, RunsetRun],
+) -> None:
+    """Open (or reopen) one run directory per run-set into ``runs``; usage errors on failure.
+
+    ``runs`` is filled as directories open, so that a caller that is interrupted half-way
+    still closes (and reports) those already open.
+    """
+    used: set[Path] = set()
+    try:
+        for key, runset in runsets.items():
+            root = output_root(config, runset)
+            name = run_id
+            if (root / name) in used:
+                name = f"{run_id}-{slugify(runset.name)}"
+            used.add(root / name)
+            directory = RunDirectory(root, name)
+            directory.open(resume=resume is not None)
+            base_url = config.option.runset_base_url or runset.settings.base_url
+            if resume is not None:
+                runs[key] = resumed_run(config, runset, directory, base_url)
+            else:
+                runs[key] = RunsetRun(runset, directory, base_url)
+                notice_unfinished(config, root, exclude=name)
+    except RunDirError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def journal_start(run: RunsetRun, started_at: float) -> None:

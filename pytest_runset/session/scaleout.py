@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from pytest_runset.gateway.protocol import AttemptSpec
 from pytest_runset.gateway.transfer import DEFAULT_MAX_ARTIFACT_MB
-from pytest_runset.model.loader import RunSet
+from pytest_runset.model.flows import RunSet
 from pytest_runset.model.txspec import (
     GatewaySpec,
     ProxySpec,
@@ -131,7 +131,7 @@ def check_workers(config: pytest.Config, scaleout: Scaleout, own_n: bool) -> Non
 
 
 def remote_spec(
-    spec: dict[str, Any],
+    spec: AttemptSpec,
     *,
     host: str,
     scratch: str,
@@ -139,7 +139,7 @@ def remote_spec(
     runset_dir: Path,
     remote_root: str | None,
     max_bytes: int,
-) -> dict[str, Any]:
+) -> AttemptSpec:
     """``spec`` as the remote host must see it, plus what brings its files back."""
     from pytest_runset.gateway.transfer import map_paths
 
@@ -147,7 +147,7 @@ def remote_spec(
     pairs = [(str(run_dir), remote_run_dir)]
     if remote_root is not None:
         pairs.append((str(runset_dir), remote_root.rstrip("/") or "/"))
-    mapped: dict[str, Any] = map_paths(spec, pairs)
+    mapped: AttemptSpec = map_paths(spec, pairs)
     mapped["transfer"] = {
         "host": host,
         "max_bytes": max_bytes,

@@ -19,38 +19,46 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 
 from pytest_runset.engine.entries import unstarted_entry
 from pytest_runset.engine.interrupts import deferred_interrupts, sigint_ignored
 from pytest_runset.engine.state import RunsetRun
-from pytest_runset.model.loader import Flow, RunSet, RunsetError
+from pytest_runset.engine.supervision import (
+    SERVICE_FAILED_NAME,
+    crashed_message,
+    global_timeout_message,
+)
+from pytest_runset.model.flows import Flow, RunSet, RunsetError
 from pytest_runset.resources.leases import LeaseError, Leaser, lock_directory
 from pytest_runset.resources.services import ServiceError
 from pytest_runset.results.report import JOURNAL_NAME, write_json_atomic
-from pytest_runset.session.collect import EXPLICIT, get_runset, is_runset_path
+from pytest_runset.session.collect import get_runset
 from pytest_runset.session.runs import (
     journal_start,
+    open_runs,
     service_problem_parts,
     start_services,
     stop_services,
     write_run_report,
 )
+from pytest_runset.session.settings import EXPLICIT, is_runset_path
 
+# The attribute of a flow's teardown report that carries its :class:`EntryPayload` (JSON).
 ENTRY_ATTRIBUTE = "runset_entry"
-# Written into the run directory when a service dies mid-run: xdist workers read it before
-# each attempt and while a flow runs (workerinput cannot change once workers started).
-SERVICE_FAILED_NAME = "services/failed.json"
 SERVICE_WATCH_INTERVAL_S = 0.25
-GLOBAL_TIMEOUT_MARK = "the run's global timeout of"
 
 
-def global_timeout_reason(seconds: float, *, not_run: bool) -> str:
-    """The same words the run loop uses for flows its global timeout ended."""
-    reason = f"{GLOBAL_TIMEOUT_MARK} {seconds:g}s expired"
-    return f"not run: {reason}" if not_run else reason
+class EntryPayload(TypedDict):
+    """What an xdist worker tells the controller of a finished flow, on its teardown report."""
+
+    runset: str  # the run-set file's resolved path: the key of its run
+    entry: dict[str, Any]  # the flow's report entry
+    resumed: bool  # finished by an earlier session of this run: not journaled again
+    # Stopped (or never started) by the run's global timeout: the session then fails.
+    ended_by_global_timeout: bool
 
 
 WORKERINPUT_KEY = "runset_runs"
@@ -79,16 +87,16 @@ class XdistRun:
         self.started: dict[str, str] = {}
         self.workers = 1
         self.global_timeout: float | None = None
+        # Whether the run's global timeout ended (or kept from starting) any flow.
+        self.global_expired = False
         self._watch_stop = threading.Event()
         self._watch: threading.Thread | None = None
 
     # -- session start ---------------------------------------------------------------------
     def open(self) -> None:
         """Open the run directories and start the services (usage errors as one line)."""
-        from pytest_runset.plugin import _open_runs
-
         with deferred_interrupts():
-            _open_runs(self.config, self.runsets, self.run_id, self.resume, self.runs)
+            open_runs(self.config, self.runsets, self.run_id, self.resume, self.runs)
             for run in self.runs.values():
                 if run.started_at is None:
                     journal_start(run, self.started_at)
@@ -207,7 +215,9 @@ class XdistRun:
     def logreport(self, report: pytest.TestReport) -> None:
         raw = getattr(report, ENTRY_ATTRIBUTE, None)
         if isinstance(raw, str):
-            data = json.loads(raw)
+            data: EntryPayload = json.loads(raw)
+            if data.get("ended_by_global_timeout"):
+                self.global_expired = True
             self._record(str(data["runset"]), dict(data["entry"]), bool(data.get("resumed")))
             return
         if str(report.when) == "???" and report.failed:
@@ -221,7 +231,7 @@ class XdistRun:
                     flow,
                     nodeid or report.nodeid,
                     "error",
-                    f"worker crashed ({worker} exited while running the flow)",
+                    crashed_message(worker),
                 )
                 entry["worker"] = worker
                 self._record(key[0], entry)
@@ -270,16 +280,6 @@ class XdistRun:
                         with contextlib.suppress(OSError):
                             shutil.rmtree(run.directory.path)
 
-    def global_expired(self) -> bool:
-        """Whether the run's global timeout ended flows (killed or never started)."""
-        if self.global_timeout is None:
-            return False
-        return any(
-            GLOBAL_TIMEOUT_MARK in str(entry.get("message") or "")
-            for run in self.runs.values()
-            for entry in run.entries.values()
-        )
-
     def _has_flows(self, key: str) -> bool:
         collected = self.collected or []
         return any(run_key == key for run_key, _ in collected) or bool(self.runs[key].entries)
@@ -289,8 +289,12 @@ class XdistRun:
         if not interrupted and not stopped:
             reason = "not run: no xdist worker ran it"
         limit = self.global_timeout
-        if not interrupted and limit is not None and time.time() >= self.started_at + limit:
-            reason = global_timeout_reason(limit, not_run=True)
+        deadline_passed = (
+            not interrupted and limit is not None and time.time() >= self.started_at + limit
+        )
+        if deadline_passed:
+            assert limit is not None
+            reason = global_timeout_message(limit, not_run=True)
         for key, slug in self.collected or []:
             run = self.runs[key]
             if slug in run.entries:
@@ -300,6 +304,8 @@ class XdistRun:
                 entry = unstarted_entry(flow, nodeid, "interrupted", "interrupted")
             else:
                 entry = unstarted_entry(flow, nodeid, "not_run", reason)
+                # Flows the deadline kept from starting fail the run, as in the run loop.
+                self.global_expired = self.global_expired or deadline_passed
             run.entries[slug] = entry
             with contextlib.suppress(Exception):
                 run.directory.journal({"event": "flow", **entry})

@@ -4,29 +4,58 @@ The controller (see :mod:`pytest_runset.xdist.controller`) opens the run before 
 workers, hands the run to them through ``workerinput``, hears of every finished flow through the
 reports xdist relays, and writes the report at the end. A worker (see
 :mod:`pytest_runset.xdist.worker`) puts each flow's report entry on its teardown report.
-Registered by :func:`pytest_runset.plugin.pytest_configure`.
+Registered by the plugin's ``pytest_configure``; light to import (the controller's and the
+workers' modules are imported when they are needed).
 """
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_runset.plugin import (
+from pytest_runset.session.settings import (
+    FLOW_EXECUTOR,
     RUN_ID,
     RUNS,
     output_root,
     session_run_id,
+    settings,
     xdist_controller_session,
 )
-from pytest_runset.session.collect import RunsetItem
-from pytest_runset.session.options import timeout_value
 
 if TYPE_CHECKING:
     from pytest_runset.xdist.controller import XdistRun
 
 XDIST_RUN = pytest.StashKey["XdistRun"]()
+
+
+class XdistFlowExecutor:
+    """Runs a flow item through pytest's protocol inside an xdist worker: the flow runs in
+    its setup (a flow that could not run is a setup error, as in the run loop's reports) and
+    its call passes, fails or skips as the flow did. Imported on first use only."""
+
+    def setup(self, item: pytest.Item) -> None:
+        from pytest_runset.xdist.worker import setup_flow
+
+        setup_flow(item)
+
+    def call(self, item: pytest.Item) -> None:
+        from pytest_runset.xdist.worker import call_flow
+
+        call_flow(item)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[FLOW_EXECUTOR] = XdistFlowExecutor()
+
+
+def shutdown_worker_pool(config: pytest.Config) -> None:
+    """At the session's end: stop an xdist worker's gateway (if flows ever started one)."""
+    worker = sys.modules.get("pytest_runset.xdist.worker")
+    if worker is not None:
+        worker.shutdown(config)
 
 
 def xdist_run(config: pytest.Config) -> XdistRun | None:
@@ -53,9 +82,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         config.stash[RUN_ID] = resolve_resume(config, resume, root)
     xrun = xdist_controller.XdistRun(config, runsets, session_run_id(config), resume=resume)
     xrun.workers = xdist_controller.xdist_worker_count(config)
-    global_timeout = config.option.runset_global_timeout
-    if global_timeout is not None:
-        xrun.global_timeout = timeout_value(global_timeout, "--runset-global-timeout")
+    xrun.global_timeout = settings(config).global_timeout
     config.stash[XDIST_RUN] = xrun
     config.stash[RUNS] = xrun.runs
     # Its hooks hear of the flows' starts and reports (on the main thread, from xdist's loop).
@@ -76,8 +103,12 @@ def pytest_configure_node(node: Any) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
-    if isinstance(item, RunsetItem) and hasattr(item.config, "workerinput"):
+    if hasattr(item, "flow") and hasattr(item.config, "workerinput"):
+        from pytest_runset.session.collect import RunsetItem
         from pytest_runset.xdist.worker import attach_entry
+
+        if not isinstance(item, RunsetItem):
+            return report
 
         attach_entry(item, call, report)
     return report
@@ -97,6 +128,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
             stopped = bool(stop) and "keyboard-interrupt" not in str(stop)
             interrupted = session.exitstatus == pytest.ExitCode.INTERRUPTED and not stopped
             xrun.finish(interrupted=interrupted, stopped=stopped)
-            if xrun.global_expired() and session.exitstatus == pytest.ExitCode.OK:
+            if xrun.global_expired and session.exitstatus == pytest.ExitCode.OK:
                 # Unstarted flows are a failure of the run even when nothing that ran failed.
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -12,9 +12,15 @@ import fcntl
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from pytest_runset.engine.state import FlowState
+from pytest_runset.engine.supervision import (
+    Busy,
+    DeadlinePassed,
+    GlobalDeadline,
+    Ready,
+    WaitOutcome,
+)
 from pytest_runset.resources.leases import Leaser
 from pytest_runset.resources.requirements import acquire, needs_leases
 
@@ -22,36 +28,25 @@ from pytest_runset.resources.requirements import acquire, needs_leases
 LEASE_POLL_S = 0.1
 
 
-@dataclass(frozen=True)
-class GlobalDeadline:
-    """``--runset-global-timeout``: the controller's deadline (wall clock, same host)."""
-
-    at: float
-    timeout_s: float
-
-    def left(self) -> float:
-        return self.at - time.time()
-
-
 def take_leases(
     state: FlowState, leaser: Callable[[], Leaser], limit: float, deadline: GlobalDeadline | None
-) -> str | None:
-    """Wait (at most ``limit`` seconds) for the flow's leases; ``None`` once held, else why
-    not (an empty string when the run's global deadline came first)."""
+) -> WaitOutcome:
+    """Wait (at most ``limit`` seconds) for the flow's leases: :class:`Ready` once held
+    (``state.lease``), :class:`Busy` with what it waited for, or :class:`DeadlinePassed`."""
     flow, runset = state.flow, state.run.runset
     if not needs_leases(flow, runset):
-        return None
+        return Ready()
     started = time.monotonic()
     while True:
         lease, reason = acquire(leaser(), runset, flow)
         if lease is not None:
             state.lease = lease
-            return None
+            return Ready()
         waited = time.monotonic() - started
         if waited >= limit:
-            return f"{reason} for {waited:.0f}s"
+            return Busy(f"{reason} for {waited:.0f}s")
         if deadline is not None and deadline.left() <= 0:
-            return ""
+            return DeadlinePassed()
         time.sleep(min(LEASE_POLL_S, max(0.0, limit - waited)))
 
 
@@ -66,11 +61,12 @@ class Exclusion:
         self.state = state
         self.fds: list[int] = []
 
-    def enter(self, limit: float, deadline: GlobalDeadline | None) -> str | None:
-        """``None`` once the flow may start; else why not (``""``: the global deadline)."""
+    def enter(self, limit: float, deadline: GlobalDeadline | None) -> WaitOutcome:
+        """:class:`Ready` once the flow may start; else :class:`Busy` (why) or
+        :class:`DeadlinePassed`."""
         run = self.state.run
         if not any(flow.exclusive for flow in run.runset.flows):
-            return None
+            return Ready()
         exclusive = self.state.flow.exclusive
         started = time.monotonic()
         steps = [("exclusive-gate.lock", fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)]
@@ -88,16 +84,16 @@ class Exclusion:
                 if waited >= limit:
                     self.leave()
                     if exclusive:
-                        return f"other flows of the session still running for {waited:.0f}s"
-                    return f"an exclusive flow of the session running for {waited:.0f}s"
+                        return Busy(f"other flows of the session still running for {waited:.0f}s")
+                    return Busy(f"an exclusive flow of the session running for {waited:.0f}s")
                 if deadline is not None and deadline.left() <= 0:
                     self.leave()
-                    return ""
+                    return DeadlinePassed()
                 time.sleep(LEASE_POLL_S)
         if not exclusive:
             # Through the gate: an exclusive flow that comes later may close it behind us.
             os.close(self.fds.pop(0))
-        return None
+        return Ready()
 
     def leave(self) -> None:
         while self.fds:

@@ -14,17 +14,18 @@ error exactly like in the run loop; the call phase then passes, fails or skips a
 
 from __future__ import annotations
 
+import functools
 import json
 import queue
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 import pytest
-from _pytest.skipping import evaluate_skip_marks
 
-from pytest_runset.engine.entries import local_result, unstarted_entry
+from pytest_runset.engine.entries import local_result, unstarted_entry, unstarted_result
 from pytest_runset.engine.lifecycle import (
     CANNOT_START,
     Outcome,
@@ -32,23 +33,30 @@ from pytest_runset.engine.lifecycle import (
     prepare_attempt,
     record_attempt,
 )
+from pytest_runset.engine.marks import skip_reason
 from pytest_runset.engine.pool import Pool
+from pytest_runset.engine.recovery import abandon_slot, crashed_result
 from pytest_runset.engine.scheduler import RETRYABLE
 from pytest_runset.engine.state import FlowState, RunsetRun
+from pytest_runset.engine.supervision import (
+    SERVICE_FAILED_NAME,
+    UNREACHABLE,
+    Busy,
+    GlobalDeadline,
+    Ready,
+    Restarts,
+    Supervision,
+    unresponsive_message,
+)
 from pytest_runset.gateway import proctree
+from pytest_runset.gateway.protocol import AttemptResult, finished_result
 from pytest_runset.resources.leases import LeaseError, Leaser, lock_directory
 from pytest_runset.results.report import RunDirectory
+from pytest_runset.session.collect import FlowFailed, RunsetItem
 from pytest_runset.session.replay import failure_text, properties, sections, skip_repr
-from pytest_runset.xdist.controller import (
-    ENTRY_ATTRIBUTE,
-    SERVICE_FAILED_NAME,
-    WORKERINPUT_KEY,
-    global_timeout_reason,
-)
-from pytest_runset.xdist.waits import Exclusion, GlobalDeadline, take_leases
-
-if TYPE_CHECKING:
-    from pytest_runset.session.collect import RunsetItem
+from pytest_runset.session.settings import session_run_id, settings
+from pytest_runset.xdist.controller import ENTRY_ATTRIBUTE, WORKERINPUT_KEY, EntryPayload
+from pytest_runset.xdist.waits import Exclusion, take_leases
 
 SINGLE_POOL = pytest.StashKey[Pool]()
 WORKER_RUNS = pytest.StashKey[dict[str, RunsetRun]]()
@@ -59,16 +67,14 @@ READY_TIMEOUT_S = 120.0
 SERVICE_POLL_S = 0.5
 
 
-class FlowFailed(Exception):
-    """A flow that did not pass; ``str()`` is the failure text pytest shows."""
-
-
 @dataclass(frozen=True)
 class FinishedFlow:
     run: RunsetRun
     outcome: Outcome
     # Finished by an earlier session of this run (--runset-resume): not run again.
     resumed: bool = False
+    # Stopped (or never started) by the run's global timeout: the controller's exit status.
+    ended_by_global_timeout: bool = False
 
 
 # What pytest is told again for a flow a resumed run already finished (as the run loop does).
@@ -99,15 +105,9 @@ def shutdown(config: pytest.Config) -> None:
         _sweep_browser(config)
 
 
-def _run_id(config: pytest.Config) -> str:
-    from pytest_runset.plugin import session_run_id
-
-    return session_run_id(config)
-
-
 def _sweep_browser(config: pytest.Config) -> None:
     """This xdist worker's warm browser runs in a process group of its own: find it by cookie."""
-    proctree.sweep_cookie(proctree.browser_cookie(_run_id(config), worker_slot(config)[1]))
+    proctree.sweep_cookie(proctree.browser_cookie(session_run_id(config), worker_slot(config)[1]))
 
 
 def _wait_ready(pool: Pool) -> str | None:
@@ -189,33 +189,14 @@ def _leaser(config: pytest.Config) -> Leaser:
     return leaser
 
 
-def _backstop_margin(config: pytest.Config) -> float:
-    """The ini ``runset_backstop_margin``, as the run loop reads it."""
-    from pytest_runset.plugin import _ini_number
-
-    return float(_ini_number(config, "runset_backstop_margin", float) or 0.0)
-
-
-def _timeout_override(config: pytest.Config) -> float | None:
-    raw = config.option.runset_timeout
-    if raw is None:
-        return None
-    from pytest_runset.model.loader import parse_duration
-
-    return parse_duration(raw)
-
-
-def _end_unstarted(state: FlowState, attempt: int, message: str, **extra: Any) -> None:
+def _end_unstarted(state: FlowState, attempt: int, message: str, **tail: str) -> None:
     """An attempt that ends as ``error`` before it reached the gateway (as in the run loop)."""
-    result = local_result(attempt, "error", message)
-    result.update(duration_s=0.0, started_at=time.time(), dir=None, worker="", **extra)
-    state.attempts.append(result)
+    state.attempts.append(unstarted_result(attempt, message, **tail))
 
 
-def _run_on_gateway(
-    state: FlowState, attempt: int, deadline: GlobalDeadline | None
-) -> dict[str, Any]:
-    """One attempt: prepared here, run by this worker's gateway, recorded in ``state``."""
+def _run_on_gateway(state: FlowState, attempt: int, supervision: Supervision) -> AttemptResult:
+    """One attempt: prepared here, run by this worker's gateway, supervised as the run loop
+    supervises its pool (:mod:`pytest_runset.engine.supervision`), recorded in ``state``."""
     config = state.item.config
     slot, worker_id = worker_slot(config)
     pool = _pool(config)
@@ -228,8 +209,8 @@ def _run_on_gateway(
             slot=slot,
             worker_id=worker_id,
             attempt=attempt,
-            run_id=_run_id(config),
-            timeout_override=_timeout_override(config),
+            run_id=session_run_id(config),
+            timeout_override=settings(config).timeout_override,
             lock_dir=lock_dir,
         )
     except CANNOT_START as exc:
@@ -238,64 +219,85 @@ def _run_on_gateway(
         return record_attempt(state, local_result(attempt, "error", problem), lock_dir)
     generation = pool.workers[0].generation
     if not pool.send(0, "run", built.spec):
-        return record_attempt(state, local_result(attempt, "error", "worker unreachable"), lock_dir)
-    flow = state.flow
-    margin = _backstop_margin(config)
-    backstop = state.dispatched_at + built.timeout_s + flow.kill_grace_s + margin
-    cancelled = False
+        return record_attempt(state, local_result(attempt, "error", UNREACHABLE), lock_dir)
+    watch = state.watch = supervision.watch(
+        state.dispatched_at, built.timeout_s, state.flow.kill_grace_s
+    )
+    sweep_browser = functools.partial(_sweep_browser, config)
+    deadline = supervision.deadline
+    ended_by: Literal["global_timeout", "service"] | None = None
     run = state.run
     while True:
-        wait = min(backstop - time.monotonic(), SERVICE_POLL_S)
-        if deadline is not None and not cancelled:
+        wait = min(watch.left(time.monotonic()), SERVICE_POLL_S)
+        if deadline is not None and not watch.cancelled:
             wait = min(wait, deadline.left())
         try:
             event = pool.events.get(timeout=max(0.0, wait))
         except queue.Empty:
-            if not cancelled and _service_failed(run):
+            now = time.monotonic()
+            if not watch.cancelled and _service_failed(run):
                 # A service the flow relies on died: the flow ends as error, as in the pool.
-                cancelled = True
-                pool.send(0, "cancel", {"reason": run.service_error, "status": "error"})
-                backstop = min(backstop, time.monotonic() + flow.kill_grace_s + margin)
-                continue
-            if time.monotonic() < backstop and (
-                deadline is None or cancelled or deadline.left() > 0
-            ):
-                continue
-            if deadline is not None and not cancelled and deadline.left() <= 0:
-                # The run's global deadline: the flow is stopped as a timeout, like in the pool;
-                # the worker now has its kill grace to answer before the backstop takes over.
-                cancelled = True
-                reason = global_timeout_reason(deadline.timeout_s, not_run=False)
-                pool.send(0, "cancel", {"reason": reason, "status": "timeout"})
-                backstop = min(backstop, time.monotonic() + flow.kill_grace_s + margin)
-                continue
-            # The gateway did not answer in time: stop trusting it.
-            pool.kill(0)
-            _sweep_browser(config)
-            result = local_result(
-                attempt,
-                "timeout",
-                f"timeout after {built.timeout_s:g}s (worker {worker_id} unresponsive; killed)",
-            )
-            result["leftover_processes"] = proctree.sweep_cookie(built.cookie)
-            pool.spawn(0)
-            return record_attempt(state, result, lock_dir)
+                ended_by = "service"
+                reason = run.service_error or "a service of the run failed"
+                pool.send(0, "cancel", watch.cancel(now, reason, "error"))
+            elif not watch.cancelled and supervision.global_due():
+                # The run's global deadline: the flow is stopped as a timeout, as in the pool.
+                ended_by = "global_timeout"
+                reason = supervision.global_timeout_reason(not_run=False)
+                pool.send(0, "cancel", watch.cancel(now, reason, "timeout"))
+            elif watch.overdue(now):
+                # The gateway did not answer in time: stop trusting it.
+                result = abandon_slot(
+                    pool,
+                    0,
+                    attempt=attempt,
+                    cookie=built.cookie,
+                    status="timeout",
+                    message=unresponsive_message(built.timeout_s, worker_id),
+                    sweep_browser=sweep_browser,
+                )
+                _replace(pool, supervision)
+                return _recorded(state, result, ended_by, lock_dir)
+            continue
         if event.generation != generation:
             continue
         if event.kind == "finished":
             if event.data.get("retire"):
+                # A flow's code is stuck inside the worker for good: give it a new one.
                 pool.kill(0)
-                _sweep_browser(config)
-                pool.spawn(0)
-            return record_attempt(state, dict(event.data), lock_dir)
+                sweep_browser()
+                _replace(pool, supervision)
+            return _recorded(state, finished_result(event.data), ended_by, lock_dir)
         if event.kind in ("died", "spawn_failed"):
-            _sweep_browser(config)
-            result = local_result(
-                attempt, "error", f"worker crashed ({worker_id} exited while running the flow)"
-            )
-            result["leftover_processes"] = proctree.sweep_cookie(built.cookie)
-            pool.spawn(0)
-            return record_attempt(state, result, lock_dir)
+            result = crashed_result(attempt, built.cookie, worker_id, sweep_browser)
+            _replace(pool, supervision)
+            return _recorded(state, result, ended_by, lock_dir)
+
+
+def _replace(pool: Pool, supervision: Supervision) -> None:
+    if supervision.restarts.take():
+        pool.spawn(0)
+
+
+def _recorded(
+    state: FlowState,
+    result: AttemptResult,
+    ended_by: Literal["global_timeout", "service"] | None,
+    lock_dir: Callable[[], Path],
+) -> AttemptResult:
+    if ended_by is not None:
+        result["ended_by"] = ended_by
+    return record_attempt(state, result, lock_dir)
+
+
+def _supervision(item: RunsetItem) -> Supervision:
+    """This worker's supervision of the item's attempts: the ini's backstop margin, the
+    controller's global deadline; a lost gateway is always replaced (one slot, no pool)."""
+    return Supervision(
+        margin=settings(item.config).backstop_margin,
+        deadline=_global_deadline(item),
+        restarts=Restarts(None),
+    )
 
 
 def run_flow(item: RunsetItem) -> FinishedFlow:
@@ -305,11 +307,13 @@ def run_flow(item: RunsetItem) -> FinishedFlow:
     previous = run.previous.get(item.flow.slug)
     if previous is not None:
         return _resumed(item, run, previous)
-    state = FlowState(item=item, run=run)
-    retries = config.option.runset_retries
+    state = FlowState(item=item, flow=item.flow, run=run)
+    resolved = settings(config)
+    retries = resolved.retries_override
     allowed = (retries if retries is not None else item.flow.retries) + 1
-    lease_limit = _timeout_override(config) or item.flow.timeout_s
-    deadline = _global_deadline(item)
+    lease_limit = resolved.timeout_override or item.flow.timeout_s
+    supervision = _supervision(item)
+    deadline = supervision.deadline
     for attempt in range(1, allowed + 1):
         if deadline is not None and deadline.left() <= 0:
             break
@@ -323,18 +327,16 @@ def run_flow(item: RunsetItem) -> FinishedFlow:
             )
             break
         exclusion = Exclusion(state)
-        busy = exclusion.enter(lease_limit, deadline)
-        if busy is None:
-            busy = take_leases(state, lambda: _leaser(config), lease_limit, deadline)
-        if busy == "":
+        wait = exclusion.enter(lease_limit, deadline)
+        if isinstance(wait, Ready):
+            wait = take_leases(state, lambda: _leaser(config), lease_limit, deadline)
+        if not isinstance(wait, Ready):
             exclusion.leave()
-            break
-        if busy is not None:
-            exclusion.leave()
-            _end_unstarted(state, attempt, busy)
+            if isinstance(wait, Busy):
+                _end_unstarted(state, attempt, wait.reason)
             break
         try:
-            result = _run_on_gateway(state, attempt, deadline)
+            result = _run_on_gateway(state, attempt, supervision)
         finally:
             exclusion.leave()
         if result.get("status") not in RETRYABLE or _service_failed(run):
@@ -343,47 +345,52 @@ def run_flow(item: RunsetItem) -> FinishedFlow:
     if not state.attempts:
         # The run's global deadline passed before the flow could start.
         assert deadline is not None
-        reason = global_timeout_reason(deadline.timeout_s, not_run=True)
+        reason = deadline.message(not_run=True)
         entry = unstarted_entry(item.flow, item.nodeid, "not_run", reason)
-        last = {"status": "not_run", "message": reason}
-        finished = FinishedFlow(
-            run, Outcome(entry=entry, status="not_run", last=last, xfail_reason="")
-        )
+        last: AttemptResult = {"status": "not_run", "message": reason}
+        outcome = Outcome(entry=entry, status="not_run", last=last, xfail_reason="")
+        finished = FinishedFlow(run, outcome, ended_by_global_timeout=True)
         item.stash[FLOW_OUTCOME] = finished
         return finished
     outcome = conclude(
         state,
-        fail_on_flaky=bool(config.option.runset_fail_on_flaky),
+        fail_on_flaky=resolved.fail_on_flaky,
         session_started=run.started_at or time.time(),
     )
-    finished = FinishedFlow(run=run, outcome=outcome)
+    ended = state.attempts[-1].get("ended_by") == "global_timeout"
+    finished = FinishedFlow(run=run, outcome=outcome, ended_by_global_timeout=ended)
     item.stash[FLOW_OUTCOME] = finished
     return finished
 
 
 def _resumed(item: RunsetItem, run: RunsetRun, entry: dict[str, Any]) -> FinishedFlow:
     status = str(entry["status"])
-    last = {"status": _RESUMED_RAW.get(status, status), "message": entry.get("message", "")}
+    last: AttemptResult = {
+        "status": _RESUMED_RAW.get(status, status),
+        "message": entry.get("message", ""),
+    }
     outcome = Outcome(entry=entry, status=status, last=last, xfail_reason="")
     finished = FinishedFlow(run=run, outcome=outcome, resumed=True)
     item.stash[FLOW_OUTCOME] = finished
     return finished
 
 
-def setup_flow(item: RunsetItem) -> None:
+def setup_flow(item: pytest.Item) -> None:
     """``RunsetItem.setup`` inside an xdist worker: run the flow; a flow that could not run
     is a setup error, as in the run loop's reports."""
+    assert isinstance(item, RunsetItem)
     finished = run_flow(item)
     outcome = finished.outcome
     if outcome.status == "error":
         raise FlowFailed(failure_text(outcome.entry, outcome.last))
 
 
-def call_flow(item: RunsetItem) -> None:
+def call_flow(item: pytest.Item) -> None:
     """``RunsetItem.runtest``: pass, fail or skip as the flow did.
 
     pytest's own xfail handling sees the raw result, as the run loop's replay does.
     """
+    assert isinstance(item, RunsetItem)
     finished = item.stash.get(FLOW_OUTCOME, None)
     if finished is None:
         raise FlowFailed("error: the flow did not run (its setup did not complete)")
@@ -412,8 +419,9 @@ def attach_entry(item: RunsetItem, call: pytest.CallInfo[None], report: pytest.T
     finished = item.stash.get(FLOW_OUTCOME, None)
     if report.when == "setup" and report.skipped and finished is None:
         # Skipped by a mark (the flow's ``skip`` key, -m/-k are deselection, not this).
-        skip = evaluate_skip_marks(item)
-        reason = skip.reason if skip is not None else _skip_reason(report)
+        reason = skip_reason(item)
+        if reason is None:
+            reason = _skip_reason(report)
         try:
             run = _worker_run(item)
         except FlowFailed:
@@ -437,10 +445,11 @@ def attach_entry(item: RunsetItem, call: pytest.CallInfo[None], report: pytest.T
         report.sections.extend(sections(finished.run.run_dir, entry))
     elif report.when == "teardown":
         report.user_properties.extend(properties(finished.run.run_dir, entry))
-        payload = {
+        payload: EntryPayload = {
             "runset": str(item.runset.path),
             "entry": entry,
             "resumed": finished.resumed,
+            "ended_by_global_timeout": finished.ended_by_global_timeout,
         }
         setattr(report, ENTRY_ATTRIBUTE, json.dumps(payload, ensure_ascii=False, default=str))
 

@@ -58,7 +58,7 @@ def shutdown_runners() -> None:
     imports Playwright here. Never raises."""
     import sys
 
-    module = sys.modules.get("pytest_runset.gateway.runners.browser")
+    module = sys.modules.get("pytest_runset.gateway.runners.browser_host")
     if module is not None:
         try:
             module.shutdown()

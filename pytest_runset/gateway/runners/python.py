@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from pytest_runset.gateway.runners import Control
-from pytest_runset.gateway.runners.browser import Session, first_lines, kill_flow, open_session
+from pytest_runset.gateway.runners.browser_host import first_lines, kill_flow
+from pytest_runset.gateway.runners.browser_session import Session, open_session
 from pytest_runset.gateway.runners.command import SKIP_EXIT_CODE, read_flow_report
 from pytest_runset.gateway.runners.inproc import (
     flow_environment,
@@ -153,7 +154,7 @@ def _values(
 
 
 def _browser() -> Any:
-    from pytest_runset.gateway.runners.browser import HOST
+    from pytest_runset.gateway.runners.browser_host import HOST
 
     return HOST.browser
 

@@ -16,12 +16,11 @@ from typing import Any, TextIO
 from urllib.parse import urljoin, urlparse
 
 from pytest_runset.gateway.runners import Control
-from pytest_runset.gateway.runners.browser import (
+from pytest_runset.gateway.runners.browser_host import first_lines, kill_flow
+from pytest_runset.gateway.runners.browser_session import (
     ACTION_TIMEOUT_S,
     EXPECT_TIMEOUT_S,
     Session,
-    first_lines,
-    kill_flow,
     open_session,
 )
 from pytest_runset.gateway.runners.inproc import run_inprocess, touch_logs

@@ -1,7 +1,13 @@
-"""Browsers for in-process flows: one warm browser per worker, a fresh context per flow.
+"""The worker's browser: finding or launching it, keeping it warm, killing it.
 
-Everything here except :func:`kill_flow` runs on the worker's flow thread (see
-:mod:`.inproc`), because Playwright's sync API belongs to the thread that started it.
+This module owns everything that outlives one flow: where the browser executable comes from
+(:func:`resolve_executable`, :func:`find_system_chromium`), the worker's Playwright driver and
+warm browser (:class:`Host`, one per worker: :data:`HOST`), and killing a flow's browser
+processes (:func:`kill_flow`) or all of them when the worker stops (:func:`shutdown`). One
+flow's context, page and artifacts are :mod:`.browser_session`'s.
+
+Everything here except :func:`kill_flow` and :func:`shutdown` runs on the worker's flow thread
+(see :mod:`.inproc`), because Playwright's sync API belongs to the thread that started it.
 Playwright is imported lazily, at the first browser flow: without it the plugin and command
 flows work, and browser flows end as ``error`` with one line saying what to install.
 
@@ -15,10 +21,8 @@ means a cookie sweep, which works from any thread and reaches every browser proc
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import shutil
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -53,13 +57,8 @@ NO_PLAYWRIGHT = (
     "pip install 'pytest-runset[browser]' (then a browser: python -m playwright install "
     "chromium, or apt-get install chromium)"
 )
-# Playwright's own defaults: actions and navigations 30 s, expectations 5 s. All are bounded
-# by the flow's remaining time.
-ACTION_TIMEOUT_S = 30.0
-EXPECT_TIMEOUT_S = 5.0
+# How long a browser may take to launch or connect (bounded by the flow's remaining time).
 LAUNCH_TIMEOUT_S = 60.0
-TEARDOWN_TIMEOUT_MS = 5000.0
-VIDEO_DIR = ".video"
 
 
 class BrowserUnavailable(Exception):
@@ -287,234 +286,3 @@ def shutdown() -> None:
     cookie = HOST.cookie
     if cookie is not None:
         sweep_cookie(cookie)
-
-
-class Session:
-    """One flow's browser context: its page, tracing, console log, screenshots and video."""
-
-    def __init__(self, spec: dict[str, Any], control: Any) -> None:
-        self.spec = spec
-        self.options: dict[str, Any] = dict(spec["browser"])
-        self.control = control
-        self.flow_dir = str(spec["flow_dir"])
-        self.context: Any = None
-        self.page: Any = None
-        self.warnings: list[str] = []
-        self.info: dict[str, Any] = {}
-        self._console: Any = None
-        self._opened = time.monotonic()
-        self._video = self.options.get("video", "off") != "off"
-        self._tracing = False
-
-    # -- opening ------------------------------------------------------------------------------
-    def open(self) -> None:
-        """Launch (or reuse) the browser and open a fresh context and page.
-
-        Raises :class:`BrowserUnavailable` when no browser can run.
-        """
-        started = time.monotonic()
-        env = dict(os.environ)
-        if self.options.get("isolation") == "process":
-            env.update(self.spec["env"])
-        launched = HOST.browser_for(self.options, env, self.control.remaining())
-        launch_s = time.monotonic() - started
-        try:
-            self._new_context()
-        except BrowserUnavailable:
-            raise
-        except Exception as exc:
-            if launched:
-                raise BrowserUnavailable(
-                    f"the browser cannot open a context: {first_lines(str(exc), 300)}"
-                ) from None
-            # The warm browser died between flows (killed, crashed): launch a new one.
-            self._close_console()
-            HOST.close_browser()
-            launched = HOST.browser_for(self.options, env, self.control.remaining())
-            launch_s = time.monotonic() - started
-            self._new_context()
-        self.info = {
-            "name": self.options["name"],
-            "version": HOST.version,
-            "executable": HOST.executable or "playwright",
-            "isolation": self.options.get("isolation", "context"),
-            "launched": launched,
-            "launch_s": round(launch_s, 6) if launched else 0.0,
-            "pids": list(HOST.pids),
-            "cookie": self.options["cookie"],
-        }
-
-    def _context_options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {}
-        base_url = self.spec.get("base_url")
-        if base_url:
-            options["base_url"] = base_url
-        viewport = self.options.get("viewport")
-        if viewport:
-            options["viewport"] = {"width": int(viewport[0]), "height": int(viewport[1])}
-        if self._video:
-            options["record_video_dir"] = os.path.join(self.flow_dir, VIDEO_DIR)
-        return options
-
-    def _new_context(self) -> None:
-        browser = HOST.browser
-        self.context = browser.new_context(**self._context_options())
-        remaining_ms = float(max(1, round(self.control.remaining() * 1000)))
-        self.context.set_default_timeout(min(ACTION_TIMEOUT_S * 1000, remaining_ms))
-        self.context.set_default_navigation_timeout(min(ACTION_TIMEOUT_S * 1000, remaining_ms))
-        self._console = open(  # noqa: SIM115 - closed in finish()
-            os.path.join(self.flow_dir, "console.log"), "a", encoding="utf-8", buffering=1
-        )
-        self.context.on("console", self._on_console)
-        self.context.on("page", self._watch_page)
-        if self.options.get("trace", "off") != "off":
-            self.context.tracing.start(
-                screenshots=True, snapshots=True, sources=bool(self.spec.get("callable"))
-            )
-            self._tracing = True
-        try:
-            self.page = self.context.new_page()
-        except Exception as exc:
-            if not self._video or "ffmpeg" not in str(exc):
-                raise
-            # Playwright records video with its own ffmpeg; without it, run without video.
-            self.warnings.append(
-                "video not recorded: Playwright's ffmpeg is missing "
-                "(python -m playwright install ffmpeg)"
-            )
-            self._close_console()
-            with contextlib.suppress(Exception):
-                self.context.close()
-            self._video = False
-            self._tracing = False
-            self._new_context()
-
-    # -- events (called by Playwright on the flow thread) ------------------------------------
-    def _stamp(self) -> str:
-        return f"[{time.monotonic() - self._opened:8.3f}s]"
-
-    def _write(self, line: str) -> None:
-        if self._console is not None:
-            with contextlib.suppress(Exception):
-                self._console.write(line.rstrip("\n") + "\n")
-
-    def _on_console(self, message: Any) -> None:
-        try:
-            location = message.location or {}
-            where = ""
-            if location.get("url"):
-                where = f" ({location['url']}:{location.get('lineNumber', 0)})"
-            self._write(f"{self._stamp()} console.{message.type}: {message.text}{where}")
-        except Exception:
-            pass
-
-    def _watch_page(self, page: Any) -> None:
-        try:
-            page.on("pageerror", self._on_page_error)
-        except Exception:
-            pass
-
-    def _on_page_error(self, error: Any) -> None:
-        try:
-            stack = str(getattr(error, "stack", "") or "")
-            text = stack or f"{getattr(error, 'name', 'Error')}: {getattr(error, 'message', error)}"
-            self._write(f"{self._stamp()} pageerror: {text}")
-        except Exception:
-            pass
-
-    # -- closing -------------------------------------------------------------------------------
-    def finish(self, failed: bool, expired: bool = False) -> None:
-        """Screenshots, trace and video as the options say; close the context (never raises).
-
-        ``expired``: the flow timed out or was interrupted. Its browser goes too, warm or not:
-        nothing a timed-out flow ran on is trusted by the next flow.
-        """
-        context = self.context
-        if context is None:
-            self._close_console()
-            return
-        pages = self._pages()
-        screenshot = self.options.get("screenshot", "only-on-failure")
-        if screenshot != "off" and (failed or screenshot == "on"):
-            stem = "failure" if failed else "final"
-            for number, page in enumerate(pages, 1):
-                name = f"{stem}.png" if number == 1 else f"{stem}-{number}.png"
-                shot = functools.partial(
-                    _screenshot_with_retry,
-                    page,
-                    path=os.path.join(self.flow_dir, name),
-                    timeout=TEARDOWN_TIMEOUT_MS,
-                )
-                self._quietly(f"{stem} screenshot", shot)
-        if self._tracing:
-            trace = self.options.get("trace", "off")
-            if trace == "on" or (trace == "retain-on-failure" and failed):
-                path = os.path.join(self.flow_dir, "trace.zip")
-                self._quietly("trace", lambda: context.tracing.stop(path=path))
-            else:
-                self._quietly("trace", context.tracing.stop)
-        videos = [page.video for page in pages if getattr(page, "video", None)]
-        self._quietly("closing the browser context", context.close)
-        self._keep_videos(videos, failed)
-        if expired or self.options.get("isolation") == "process":
-            HOST.close_browser()
-        else:
-            # Contexts the flow opened itself do not outlive it either.
-            browser = HOST.browser
-            for other in list(getattr(browser, "contexts", []) or []):
-                self._quietly("closing a leftover context", other.close)
-        self._close_console()
-        self.context = None
-
-    def _pages(self) -> list[Any]:
-        try:
-            return [page for page in self.context.pages if not page.is_closed()]
-        except Exception:
-            return []
-
-    def _keep_videos(self, videos: list[Any], failed: bool) -> None:
-        mode = self.options.get("video", "off")
-        keep = mode == "on" or (mode == "retain-on-failure" and failed)
-        for number, video in enumerate(videos, 1):
-            name = "video.webm" if number == 1 else f"video-{number}.webm"
-            if keep:
-                self._quietly(
-                    "video", functools.partial(video.save_as, os.path.join(self.flow_dir, name))
-                )
-            with contextlib.suppress(Exception):
-                video.delete()
-        shutil.rmtree(os.path.join(self.flow_dir, VIDEO_DIR), ignore_errors=True)
-
-    def _quietly(self, what: str, action: Callable[[], object]) -> None:
-        try:
-            action()
-        except Exception as exc:
-            self.warnings.append(f"{what} failed: {first_lines(str(exc), 200)}")
-
-    def _close_console(self) -> None:
-        console, self._console = self._console, None
-        if console is not None:
-            with contextlib.suppress(Exception):
-                console.close()
-
-
-def open_session(spec: dict[str, Any], control: Any) -> tuple[Session, dict[str, Any] | None]:
-    """A flow's browser session, opened. When no browser can run, the session is already
-    finished and the second value is the flow's ``error`` result."""
-    session = Session(spec, control)
-    try:
-        session.open()
-    except BrowserUnavailable as exc:
-        session.finish(failed=True)
-        return session, {"status": "error", "message": str(exc)}
-    return session, None
-
-
-def _screenshot_with_retry(page: Any, *, path: str, timeout: float) -> None:
-    """Chromium sometimes cannot capture a page that is still settling (an error page right
-    after a refused connection, say): one more try a moment later usually works."""
-    try:
-        page.screenshot(path=path, timeout=timeout)
-    except Exception:
-        time.sleep(0.3)
-        page.screenshot(path=path, timeout=timeout)

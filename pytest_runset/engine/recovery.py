@@ -1,0 +1,45 @@
+"""Ending an attempt whose worker cannot finish it: a stuck worker killed at its backstop, a
+worker that died. Both paths (the plugin's pool and a pytest-xdist worker) end such attempts
+here, so that the same processes are swept and the same result recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pytest_runset.engine.entries import local_result
+from pytest_runset.engine.pool import Pool
+from pytest_runset.engine.supervision import crashed_message
+from pytest_runset.gateway import proctree
+from pytest_runset.gateway.protocol import AttemptResult
+
+
+def abandon_slot(
+    pool: Pool,
+    slot: int,
+    *,
+    attempt: int,
+    cookie: str,
+    status: str,
+    message: str,
+    sweep_browser: Callable[[], None],
+) -> AttemptResult:
+    """End the attempt on ``slot`` without its worker: sweep a remote host's processes
+    through its gateway, kill the gateway, sweep the worker's warm browser and the flow's
+    processes by cookie. The gateway is *not* replaced here: see :class:`Restarts`."""
+    remote = pool.workers[slot].remote
+    leftovers = pool.sweep(slot, cookie) if remote else 0
+    pool.kill(slot)
+    sweep_browser()
+    result = local_result(attempt, status, message)
+    result["leftover_processes"] = leftovers or proctree.sweep_cookie(cookie)
+    return result
+
+
+def crashed_result(
+    attempt: int, cookie: str, worker_id: str, sweep_browser: Callable[[], None]
+) -> AttemptResult:
+    """The attempt of a worker that died: whatever of the flow survived it is swept."""
+    sweep_browser()
+    result = local_result(attempt, "error", crashed_message(worker_id))
+    result["leftover_processes"] = proctree.sweep_cookie(cookie)
+    return result

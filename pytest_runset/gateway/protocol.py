@@ -1,0 +1,173 @@
+"""What crosses the channel between the controller and a worker gateway, typed.
+
+Every message is a ``(kind, data)`` tuple of builtins (execnet serializes only those), so the
+types here are ``TypedDict``\\ s: still plain dicts on the wire, checked by mypy on both sides.
+Stdlib only, like the rest of the gateway side.
+
+Controller -> worker (after the initial :class:`GatewayInit`):
+
+- ``("run", AttemptSpec)``: run one flow attempt (only when the worker is idle);
+- ``("cancel", CancelRequest)``: stop the running attempt, ending it with ``status``;
+- ``("stop", {})``: abandon whatever runs and leave.
+
+Worker -> controller:
+
+- ``("ready", ProbeInfo)``: the gateway is up (versions, host, scratch dir for remote hosts);
+- ``("started", StartedEvent)``: the attempt's runner started;
+- ``("file", FileChunk)``: a piece of a remote flow's file, in order, before ``finished``;
+- ``("finished", AttemptResult)``: the attempt ended (however it ended).
+
+The pool adds its own kinds for the loop (``"spawn_failed"``, ``"died"``, ``"refused"``) and
+the loop its ``"synced"`` (see :class:`pytest_runset.engine.pool.Event`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, TypedDict, cast
+
+# The statuses a runner or the controller gives one attempt.
+AttemptStatus = Literal[
+    "passed", "failed", "error", "timeout", "skipped", "xfailed", "interrupted", "not_run"
+]
+WorkerMessageKind = Literal["ready", "started", "file", "finished", "swept"]
+ControllerMessageKind = Literal["run", "cancel", "stop"]
+
+
+class GatewayInit(TypedDict, total=False):
+    """The first message a new gateway receives."""
+
+    sys_path: list[str]
+    # A remote host: the worker makes a scratch directory for the flows' files.
+    remote: bool
+
+
+class ProbeInfo(TypedDict, total=False):
+    """``ready``: what the controller checks before it sends flows."""
+
+    pid: int
+    host: str
+    python: str
+    version: str
+    playwright: str | None
+    scratch: str
+
+
+class HostPorts(TypedDict):
+    """Ports a remote flow holds on its own host, and the controller's marker file name."""
+
+    ports: list[int]
+    marker: str
+
+
+class Transfer(TypedDict):
+    """How a remote flow's files come back: path pairs to map, the host, the size cap."""
+
+    map_back: list[list[str]]
+    host: str
+    max_bytes: int
+
+
+class SidecarSpec(TypedDict):
+    """A flow's sidecar process, started before the flow and stopped after it."""
+
+    command: list[str] | str
+    shell: bool
+    cwd: str
+    env: dict[str, str]
+    ready: str | None
+    ready_timeout_s: float
+    ready_log: str | None
+    kill_grace_s: float
+    log_path: str
+
+
+class AttemptSpec(TypedDict, total=False):
+    """``run``: one attempt of one flow, every value filled in by the controller.
+
+    The keys every kind has are listed first; steps and callable flows add the in-process
+    part, remote flows the transfer and host ports.
+    """
+
+    flow_id: str  # the attempt's cookie: RUNSET_FLOW_ID of every process it starts
+    kind: str  # "command", "steps" or "callable"
+    name: str
+    slug: str
+    attempt: int
+    command: list[str] | str | None
+    shell: bool
+    cwd: str
+    env: dict[str, str]
+    env_unset: list[str]
+    flow_dir: str
+    run_dir: str
+    report_path: str
+    timeout_s: float
+    kill_grace_s: float
+    secrets: list[str]
+    ports: list[int]
+    persona: dict[str, Any] | None
+    sidecar: SidecarSpec
+    # Steps and callable flows.
+    steps: list[dict[str, Any]]
+    callable: str | None
+    params: list[str] | None
+    root: str
+    base_url: str | None
+    browser: dict[str, Any] | None
+    # Remote flows.
+    transfer: Transfer
+    host_ports: HostPorts
+
+
+class CancelRequest(TypedDict, total=False):
+    """``cancel``: why the attempt stops, and the status it ends with (default interrupted)."""
+
+    reason: str
+    status: Literal["timeout", "error", "interrupted"]
+
+
+class StartedEvent(TypedDict):
+    flow_id: str
+    started_at: float
+
+
+class FileChunk(TypedDict):
+    """``file``: up to 1 MiB of one file; ``first`` starts the file anew."""
+
+    name: str
+    data: bytes
+    first: bool
+
+
+class AttemptResult(TypedDict, total=False):
+    """``finished``: how one attempt ended. Also what the controller records for an attempt
+    that never reached a worker (``local_result``), so both are read alike."""
+
+    attempt: int
+    status: str
+    exit_code: int | None
+    message: str
+    metrics: dict[str, Any]
+    artifacts: list[str]
+    warnings: list[str]
+    leftover_processes: int
+    flow_id: str
+    started_at: float
+    duration_s: float
+    dir: str | None
+    worker: str
+    logs: dict[str, str]
+    result: Any
+    stderr_tail: str
+    tail_source: str
+    skipped_artifacts: list[str]
+    # The worker can no longer be trusted with flows (a flow's code is stuck inside it).
+    retire: bool
+    # Set by the controller: the run's global deadline ended (or prevented) this attempt.
+    ended_by: Literal["global_timeout", "service", "interrupt"]
+
+
+def finished_result(data: Mapping[str, Any]) -> AttemptResult:
+    """The :class:`AttemptResult` of a ``finished`` message (a copy the caller may change)."""
+    return cast(AttemptResult, dict(data))

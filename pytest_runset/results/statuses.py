@@ -1,0 +1,22 @@
+"""The status vocabulary of flows and runs, shared by the report, its page and the merge.
+
+Nothing but constants: every module of the results layer (and anything above it) can import
+this without importing the others.
+"""
+
+from __future__ import annotations
+
+# Every status a flow can end with, in the order summaries and pages list them.
+STATUSES = (
+    "passed",
+    "failed",
+    "error",
+    "timeout",
+    "skipped",
+    "xfailed",
+    "xpassed",
+    "interrupted",
+    "not_run",
+)
+# Statuses that make the whole run ``failed``.
+FAILING_STATUSES = frozenset({"failed", "error", "timeout"})

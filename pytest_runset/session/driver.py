@@ -1,0 +1,105 @@
+"""The session's flows on pytest-runset's own pool: from collected items to reports and exit.
+
+``pytest_runtestloop`` hands over here when the session has flows and pytest-xdist does not
+distribute them. However the loop ends (done, Ctrl-C, SIGTERM, an error), every run's
+``report.json`` is written and every run directory closed before control returns to pytest.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_runset.engine.interrupts import deferred_interrupts
+from pytest_runset.engine.state import RunsetRun
+from pytest_runset.resources.leases import LeaseError, Leaser, lock_directory
+from pytest_runset.resources.requirements import needs_leases
+from pytest_runset.session.collect import RunsetItem
+from pytest_runset.session.resume import resolve_resume
+from pytest_runset.session.runloop import FlowRunLoop
+from pytest_runset.session.runs import open_runs
+from pytest_runset.session.scaleout import check_workers, resolve
+from pytest_runset.session.settings import (
+    OWN_N,
+    RUN_ID,
+    RUNS,
+    output_root,
+    resolve_workers,
+    session_run_id,
+    settings,
+)
+
+
+def run_flows(session: pytest.Session, flows: list[RunsetItem], others: list[pytest.Item]) -> None:
+    """Run ``flows`` on the pool (``others``, ordinary tests, here in between), then report.
+
+    Raises ``session.Failed`` when the run failed for a reason no flow's status shows (no
+    usable gateway, the global timeout), as pytest's own ``-x`` does.
+    """
+    config = session.config
+    runsets = {str(item.runset.path): item.runset for item in flows}
+    resume = config.option.runset_resume
+    if resume is not None:
+        first = next(iter(runsets.values()))
+        config.stash[RUN_ID] = resolve_resume(config, resume, output_root(config, first))
+    run_id = session_run_id(config)
+    scaleout = resolve(config, list(runsets.values()))
+    if scaleout is not None:
+        check_workers(config, scaleout, config.stash.get(OWN_N, False))
+    workers = (
+        len(scaleout.gateways)
+        if scaleout is not None
+        else resolve_workers(config, list(runsets.values()))
+    )
+    runs: dict[str, RunsetRun] = {}
+    loop: FlowRunLoop | None = None
+    try:
+        # From the first run directory on, an interrupt must still end in a written report.
+        with deferred_interrupts():
+            open_runs(config, runsets, run_id, resume, runs)
+            loop = FlowRunLoop(
+                session,
+                items=flows,
+                runs=runs,
+                workers=workers,
+                run_id=run_id,
+                settings=settings(config),
+                leaser=leaser_for(flows),
+                scaleout=scaleout,
+            )
+            config.stash[RUNS] = runs
+        loop.run(others)
+    except KeyboardInterrupt:
+        if loop is not None:
+            loop.interrupted = True
+        raise
+    finally:
+        try:
+            if loop is not None:
+                loop.write_reports()
+        finally:
+            for run in runs.values():
+                run.directory.close()
+    if session.testsfailed and config.option.maxfail and session.shouldfail:
+        raise session.Failed(session.shouldfail)
+    if loop.no_usable_gateway:
+        reason = f"runset: no gateway can run flows ({loop.last_spawn_error})"
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(reason, red=True, bold=True)
+        raise session.Failed(reason)
+    if loop.supervision.global_expired:
+        # Unstarted flows are a failure of the run even when nothing that ran failed.
+        raise session.Failed(loop.supervision.global_timeout_reason(not_run=False))
+
+
+def leaser_for(flows: list[RunsetItem]) -> Leaser | None:
+    """A leaser on the per-user lock directory, when some flow or service needs one."""
+    needed = any(
+        needs_leases(item.flow, item.runset) or item.flow.workspace != "none" for item in flows
+    ) or any(item.runset.settings.services for item in flows)
+    if not needed:
+        return None
+    try:
+        return Leaser(lock_directory())
+    except LeaseError as exc:
+        raise pytest.UsageError(str(exc)) from None
