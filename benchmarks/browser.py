@@ -127,7 +127,7 @@ def main() -> int:
     parser.add_argument("extra", nargs="*", help="more pytest options for pytest-runset, after --")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    from pytest_runset.gateway.runners.browser import CHROMIUM_FLAGS, find_system_chromium
+    from pytest_runset.gateway.runners.browser_host import CHROMIUM_FLAGS, find_system_chromium
 
     python = playwright_python(args.playwright_python)
     executable = find_system_chromium()

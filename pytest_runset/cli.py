@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -220,7 +220,7 @@ def _text(value: object, default: str = "-") -> str:
     return default if value is None or value == "" else _one_line(str(value))
 
 
-def _counts(report: dict[str, Any]) -> str:
+def _counts(report: Mapping[str, Any]) -> str:
     summary: dict[str, Any] = report.get("summary") or {}
     flows: list[dict[str, Any]] = report.get("flows", [])
     parts = []

@@ -9,7 +9,7 @@ without run-sets pays almost nothing for the plugin being installed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -21,6 +21,9 @@ from pytest_runset.session.settings import (
     is_runset_path,
     xdist_distributing,
 )
+
+if TYPE_CHECKING:
+    from pytest_runset.results.formats import RunReport
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -125,7 +128,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     write_summary(terminalreporter, config)
 
 
-def pytest_runset_report(config: pytest.Config, report: dict[str, Any]) -> None:
+def pytest_runset_report(config: pytest.Config, report: RunReport) -> None:
     """``--runset-html PATH``: a copy of the run's HTML page, its links relative to PATH."""
     if not config.option.runset_html:
         return

@@ -103,7 +103,7 @@ def read_json(path: Path) -> dict[str, Any]:
 def launch_chromium(playwright: Any) -> Any:
     """Chromium for tests that drive a browser themselves: Playwright's own when installed,
     else the system one the plugin would use (Debian's /usr/bin/chromium)."""
-    from pytest_runset.gateway.runners.browser import find_system_chromium
+    from pytest_runset.gateway.runners.browser_host import find_system_chromium
 
     if os.path.isfile(playwright.chromium.executable_path):
         return playwright.chromium.launch()

@@ -340,7 +340,7 @@ def documented_keys() -> set[str]:
 
 
 def test_every_runset_key_is_in_the_reference() -> None:
-    from pytest_runset.model.loader import schema
+    from pytest_runset.model import schema
 
     models = [
         schema.RunsetSettings,

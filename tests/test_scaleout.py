@@ -28,7 +28,7 @@ from conftest import (
     processes_with_cookie_prefix,
     wait_for,
 )
-from pytest_runset.gateway.runners.browser import CHROMIUM_FLAGS, find_system_chromium
+from pytest_runset.gateway.runners.browser_host import CHROMIUM_FLAGS, find_system_chromium
 
 
 @pytest.fixture(scope="module")

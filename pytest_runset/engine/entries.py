@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from pytest_runset.engine.state import FlowState
-from pytest_runset.gateway.protocol import AttemptResult
+from pytest_runset.gateway.protocol import AttemptResult, AttemptStatus
 from pytest_runset.model.flows import Flow
+from pytest_runset.results.formats import FlowEntry, FlowLogs, FlowStatus
 
 
 def flow_entry(
-    state: FlowState, status: str, message: str, flaky: bool, session_started: float
-) -> dict[str, Any]:
+    state: FlowState, status: FlowStatus, message: str, flaky: bool, session_started: float
+) -> FlowEntry:
     """The report entry of a flow that ran (its last attempt decides the fields)."""
     last = state.attempts[-1]
     flow = state.flow
@@ -20,7 +20,7 @@ def flow_entry(
     run_started = state.run.started_at or session_started
     started_s = round(max(0.0, float(last.get("started_at") or run_started) - run_started), 6)
     artifacts = [f"{dir_name}/{path}" for path in last.get("artifacts", [])]
-    logs = (
+    logs: FlowLogs = (
         {"stdout": f"{dir_name}/stdout.log", "stderr": f"{dir_name}/stderr.log"} if dir_name else {}
     )
     return {
@@ -63,7 +63,7 @@ def flow_entry(
     }
 
 
-def unstarted_entry(flow: Flow, nodeid: str, status: str, message: str) -> dict[str, Any]:
+def unstarted_entry(flow: Flow, nodeid: str, status: FlowStatus, message: str) -> FlowEntry:
     """The report entry of a flow that never started (skipped, not run)."""
     return {
         "name": flow.name,
@@ -111,7 +111,7 @@ def unstarted_result(
     return result
 
 
-def local_result(attempt: int, status: str, message: str) -> AttemptResult:
+def local_result(attempt: int, status: AttemptStatus, message: str) -> AttemptResult:
     """The result of an attempt the controller ended itself (no worker reported it)."""
     return {
         "attempt": attempt,

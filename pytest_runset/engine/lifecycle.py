@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -30,6 +29,7 @@ from pytest_runset.resources.workspace import (
     create_workspace,
     remove_workspace,
 )
+from pytest_runset.results.formats import FlowEntry, FlowStatus
 
 # Problems that end an attempt before it reaches a worker (the flow is ``error``).
 CANNOT_START = (PlaceholderError, UnsafePathError, OSError, AttemptError, WorkspaceError)
@@ -136,8 +136,8 @@ def record_attempt(
 class Outcome:
     """A finished flow: its report entry and what pytest is told."""
 
-    entry: dict[str, Any]
-    status: str
+    entry: FlowEntry
+    status: FlowStatus
     last: AttemptResult
     xfail_reason: str
     # Passed on a retry, failed by --runset-fail-on-flaky.
@@ -147,7 +147,7 @@ class Outcome:
 def conclude(state: FlowState, *, fail_on_flaky: bool, session_started: float) -> Outcome:
     """The flow's final status from its last attempt, xfail marks and ``--runset-fail-on-flaky``."""
     last = state.attempts[-1]
-    status = str(last["status"])
+    status: FlowStatus = last["status"]
     flaky = status == "passed" and len(state.attempts) > 1
     xfail = xfail_mark(state.item)
     message = str(last.get("message") or "")

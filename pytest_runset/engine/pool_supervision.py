@@ -19,7 +19,7 @@ from pytest_runset.engine.scheduler import Scheduler, Task
 from pytest_runset.engine.state import FlowState
 from pytest_runset.engine.supervision import AttemptWatch, Supervision, unresponsive_message
 from pytest_runset.gateway import proctree
-from pytest_runset.gateway.protocol import AttemptResult, finished_result
+from pytest_runset.gateway.protocol import AttemptResult, AttemptStatus, finished_result
 
 
 class PoolSupervisor:
@@ -159,7 +159,7 @@ class PoolSupervisor:
         last = receiver.last_chunk_at if receiver is not None else None
         return last is not None and now - last < self.supervision.margin
 
-    def abandon(self, slot: int, task: Task, status: str, message: str) -> None:
+    def abandon(self, slot: int, task: Task, status: AttemptStatus, message: str) -> None:
         """End the attempt on ``slot`` without its worker and record ``status``."""
         state = self.states[task.key]
         result = abandon_slot(

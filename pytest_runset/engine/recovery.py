@@ -10,7 +10,7 @@ from pytest_runset.engine.entries import local_result
 from pytest_runset.engine.pool import Pool
 from pytest_runset.engine.supervision import crashed_message
 from pytest_runset.gateway import proctree
-from pytest_runset.gateway.protocol import AttemptResult
+from pytest_runset.gateway.protocol import AttemptResult, AttemptStatus
 
 
 def abandon_slot(
@@ -19,7 +19,7 @@ def abandon_slot(
     *,
     attempt: int,
     cookie: str,
-    status: str,
+    status: AttemptStatus,
     message: str,
     sweep_browser: Callable[[], None],
 ) -> AttemptResult:

@@ -8,7 +8,7 @@ beside it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pytest_runset.model.flows import Flow, RunSet
     from pytest_runset.resources.services import Services
     from pytest_runset.resources.workspace import Workspace
+    from pytest_runset.results.formats import FlowEntry, RunReport
     from pytest_runset.results.report import RunDirectory
 
 
@@ -37,7 +38,7 @@ class FlowState:
     worker_id: str = ""
     slot: int = -1
     env: dict[str, str] = field(default_factory=dict)
-    entry: dict[str, Any] | None = None
+    entry: FlowEntry | None = None
     lease: Lease | None = None
     persona: str | None = None
     ports: list[int] = field(default_factory=list)
@@ -53,7 +54,7 @@ class RunsetRun:
         runset: RunSet,
         directory: RunDirectory,
         base_url: str | None,
-        previous: dict[str, dict[str, Any]] | None = None,
+        previous: dict[str, FlowEntry] | None = None,
         started_at: float | None = None,
     ) -> None:
         self.runset = runset
@@ -62,7 +63,7 @@ class RunsetRun:
         # Final entries of flows an earlier session of this run already finished (resume).
         self.previous = previous or {}
         self.started_at = started_at
-        self.entries: dict[str, dict[str, Any]] = {}
+        self.entries: dict[str, FlowEntry] = {}
         # {services.<name>.port} values once the run's services are up.
         self.service_values: dict[str, str] = {}
         # Set when a service failed: every flow of the run that has not ended is an error.
@@ -76,7 +77,7 @@ class RunsetRun:
         # Reports list flows in file order, whatever the completion order.
         self.order: dict[str, tuple[int, str]] = {}
         self.report_path: str | None = None
-        self.report: dict[str, Any] | None = None
+        self.report: RunReport | None = None
 
     @property
     def run_dir(self) -> str:

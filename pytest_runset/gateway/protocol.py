@@ -30,6 +30,8 @@ from typing import Any, Literal, TypedDict, cast
 AttemptStatus = Literal[
     "passed", "failed", "error", "timeout", "skipped", "xfailed", "interrupted", "not_run"
 ]
+# The statuses a cancelled attempt ends with (``interrupted`` unless the controller says).
+CancelStatus = Literal["timeout", "error", "interrupted"]
 WorkerMessageKind = Literal["ready", "started", "file", "finished", "swept"]
 ControllerMessageKind = Literal["run", "cancel", "stop"]
 
@@ -124,7 +126,7 @@ class CancelRequest(TypedDict, total=False):
     """``cancel``: why the attempt stops, and the status it ends with (default interrupted)."""
 
     reason: str
-    status: Literal["timeout", "error", "interrupted"]
+    status: CancelStatus
 
 
 class StartedEvent(TypedDict):
@@ -145,9 +147,11 @@ class AttemptResult(TypedDict, total=False):
     that never reached a worker (``local_result``), so both are read alike."""
 
     attempt: int
-    status: str
+    status: AttemptStatus
     exit_code: int | None
     message: str
+    # A browser step's full Playwright message, or a callable's traceback.
+    details: str
     metrics: dict[str, Any]
     artifacts: list[str]
     warnings: list[str]
@@ -162,6 +166,8 @@ class AttemptResult(TypedDict, total=False):
     stderr_tail: str
     tail_source: str
     skipped_artifacts: list[str]
+    # A browser flow's browser: name, version, executable, launched or warm, ...
+    browser: dict[str, Any]
     # The worker can no longer be trusted with flows (a flow's code is stuck inside it).
     retire: bool
     # Set by the controller: the run's global deadline ended (or prevented) this attempt.

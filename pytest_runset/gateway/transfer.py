@@ -5,8 +5,9 @@ lists the directory (symlinks are never followed, only regular files go), keeps 
 cap, and sends every file in chunks over the channel; the controller checks every name again
 before it writes anything, so a worker can never write outside the flow's directory.
 
-Wire format, worker -> controller: ``("file", {"name": str, "data": bytes, "first": bool})``,
-all files of an attempt before its ``("finished", result)``.
+Wire format, worker -> controller: ``("file", {"name": str, "data": bytes, "first": bool})``
+(:class:`~pytest_runset.gateway.protocol.FileChunk`), all files of an attempt before its
+``("finished", result)``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import shutil
 import stat
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal
+
+from pytest_runset.gateway.protocol import FileChunk
 
 CHUNK_BYTES = 1 << 20
 DEFAULT_MAX_ARTIFACT_MB = 200
@@ -101,14 +104,15 @@ def chunks(flow_dir: str, name: str) -> Iterator[tuple[bytes, bool]]:
 
 
 def send_files(
-    flow_dir: str, names: list[str], send: Callable[[str, dict[str, Any]], None]
+    flow_dir: str, names: list[str], send: Callable[[Literal["file"], FileChunk], None]
 ) -> list[str]:
     """Send the named files of the flow directory in chunks; return those that failed."""
     failed: list[str] = []
     for name in names:
         try:
             for data, first in chunks(flow_dir, name):
-                send("file", {"name": name, "data": data, "first": first})
+                chunk: FileChunk = {"name": name, "data": data, "first": first}
+                send("file", chunk)
         except (OSError, UnsafeName) as exc:
             failed.append(f"{name} ({getattr(exc, 'strerror', None) or exc})")
     return failed

@@ -6,7 +6,10 @@ controller exclusively in ``(event, dict)`` tuples of builtins:
 
 controller -> worker: ``("run", spec)``, ``("cancel", {"reason": str, "status": str})``,
 ``("stop", {})``
-worker -> controller: ``("ready", info)``, ``("started", {...})``, ``("finished", result)``
+worker -> controller: ``("ready", info)``, ``("started", {...})``, ``("file", chunk)``,
+``("finished", result)``
+
+The messages are typed in :mod:`pytest_runset.gateway.protocol`.
 
 If the controller goes away (channel closed, or our parent process changed), the running flow
 is killed at once and the worker exits: no flow outlives a SIGKILLed pytest by more than a few
@@ -25,13 +28,33 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    # Types only: this module runs before the gateway has the package on its sys.path.
+    from pytest_runset.gateway.protocol import (
+        AttemptResult,
+        AttemptSpec,
+        CancelRequest,
+        CancelStatus,
+        FileChunk,
+        ProbeInfo,
+        SidecarSpec,
+        StartedEvent,
+        Transfer,
+        WorkerMessageKind,
+    )
+    from pytest_runset.gateway.runners import Control
+
+    # What the worker sends with each kind of message.
+    WorkerMessage = ProbeInfo | StartedEvent | FileChunk | AttemptResult
 
 _PARENT_POLL_S = 0.5
 _ABANDON_GRACE_S = 1.0
 
 
-def _write_json(path: str, data: dict[str, Any]) -> None:
+def _write_json(path: str, data: Mapping[str, Any]) -> None:
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="utf-8") as handle:
         # json.dumps without indent runs the C encoder; json.dump and indent the Python one.
@@ -43,7 +66,7 @@ class Worker:
     def __init__(self, channel: Any) -> None:
         self.channel = channel
         self.lock = threading.Lock()
-        self.control: Any = None
+        self.control: Control | None = None
         self.thread: threading.Thread | None = None
         self.cookie: str | None = None
         self.parent = os.getppid()
@@ -54,7 +77,7 @@ class Worker:
         self.scratch: str | None = None
 
     # -- running one flow -------------------------------------------------------------------
-    def start_flow(self, spec: dict[str, Any]) -> None:
+    def start_flow(self, spec: AttemptSpec) -> None:
         from pytest_runset.gateway.runners import Control
 
         control = Control(float(spec["timeout_s"]))
@@ -80,10 +103,10 @@ class Worker:
         self.thread = thread
         thread.start()
 
-    def _run_flow(self, spec: dict[str, Any], control: Any) -> None:
+    def _run_flow(self, spec: AttemptSpec, control: Control) -> None:
         started_at = time.time()
         started = time.monotonic()
-        result: dict[str, Any]
+        result: AttemptResult
         try:
             os.makedirs(spec["flow_dir"], exist_ok=True)
             self.send("started", {"flow_id": spec["flow_id"], "started_at": started_at})
@@ -113,11 +136,13 @@ class Worker:
         result.setdefault("artifacts", [])
         result.setdefault("warnings", [])
         result.update(
-            flow_id=spec["flow_id"],
-            attempt=spec["attempt"],
-            started_at=started_at,
-            duration_s=round(time.monotonic() - started, 6),
-            leftover_processes=leftovers,
+            {
+                "flow_id": spec["flow_id"],
+                "attempt": spec["attempt"],
+                "started_at": started_at,
+                "duration_s": round(time.monotonic() - started, 6),
+                "leftover_processes": leftovers,
+            }
         )
         secrets = spec.get("secrets") or []
         if secrets:
@@ -150,7 +175,7 @@ class Worker:
             self.retired = True
         self.send("finished", result)
 
-    def _hold_host_ports(self, spec: dict[str, Any]) -> str | None:
+    def _hold_host_ports(self, spec: AttemptSpec) -> str | None:
         """A remote flow's ports, held on this host while it runs (see hostports.py)."""
         ports = spec.get("host_ports")
         if not ports:
@@ -168,7 +193,7 @@ class Worker:
 
             release(self.port_locks)
 
-    def cancel(self, reason: str, status: str = "interrupted") -> None:
+    def cancel(self, reason: str, status: CancelStatus = "interrupted") -> None:
         with self.lock:
             control = self.control
         if control is not None:
@@ -206,7 +231,7 @@ class Worker:
         shutdown_runners()
 
     # -- plumbing --------------------------------------------------------------------------
-    def send(self, event: str, data: dict[str, Any]) -> None:
+    def send(self, event: WorkerMessageKind, data: WorkerMessage) -> None:
         try:
             self.channel.send((event, data))
         except Exception:
@@ -234,8 +259,10 @@ class Worker:
             if event == "run":
                 self.start_flow(data)
             elif event == "cancel":
+                # From the controller's supervision (AttemptWatch.cancel): a CancelRequest.
+                request = cast("CancelRequest", data)
                 self.cancel(
-                    str(data.get("reason", "interrupted")), str(data.get("status", "interrupted"))
+                    str(request.get("reason", "interrupted")), request.get("status", "interrupted")
                 )
             elif event == "stop":
                 self.abandon("worker stopped")
@@ -243,8 +270,8 @@ class Worker:
 
 
 def _plan_transfer(
-    flow_dir: str, transfer: dict[str, Any], result: dict[str, Any]
-) -> tuple[dict[str, Any], list[str]]:
+    flow_dir: str, transfer: Transfer, result: AttemptResult
+) -> tuple[AttemptResult, list[str]]:
     """The result as the controller will see it (its paths) and the files to send."""
     from pytest_runset.gateway.transfer import list_files, map_paths
 
@@ -261,11 +288,11 @@ def _plan_transfer(
     return result, [name for name, _size in kept if name != "result.json"]
 
 
-def _probe(remote: bool) -> dict[str, Any]:
+def _probe(remote: bool) -> ProbeInfo:
     """What the controller checks before it sends flows: versions, host, a scratch dir."""
     from pytest_runset import __version__
 
-    info: dict[str, Any] = {
+    info: ProbeInfo = {
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "python": platform.python_version(),
@@ -290,8 +317,8 @@ def _probe(remote: bool) -> dict[str, Any]:
 
 
 def _with_sidecar(
-    sidecar: dict[str, Any], spec: dict[str, Any], control: Any, body: Any
-) -> dict[str, Any]:
+    sidecar: SidecarSpec, spec: AttemptSpec, control: Control, body: Callable[[], AttemptResult]
+) -> AttemptResult:
     """Start the flow's sidecar, wait until it is ready, run the flow, stop the sidecar.
 
     The sidecar carries the flow's cookie, so the sweep after the flow also finds anything it
@@ -336,7 +363,7 @@ def _with_sidecar(
             target=_watch_sidecar, args=(proc, control, done), name="runset-sidecar", daemon=True
         ).start()
         try:
-            result: dict[str, Any] = body()
+            result = body()
         finally:
             done.set()
         if result.get("status") == "error" and str(result.get("message", "")).startswith(
@@ -351,7 +378,7 @@ def _with_sidecar(
             _mask_file(log_path, spec["secrets"])
 
 
-def _watch_sidecar(proc: Any, control: Any, done: threading.Event) -> None:
+def _watch_sidecar(proc: Any, control: Control, done: threading.Event) -> None:
     """A sidecar that dies while its flow runs ends the flow as ``error``: what the flow
     does next would only fail in confusing ways."""
     while not done.wait(0.2):

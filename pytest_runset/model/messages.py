@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from pydantic import ValidationError
 
-__all__ = ["describe_validation_error", "flow_label", "show_key", "show_name"]
+__all__ = ["describe_validation_error", "flow_label", "show_key", "show_name", "toml_type"]
 
 # How a TOML value is named in "must be X, not Y" messages.
 _TOML_TYPES: tuple[tuple[type, str], ...] = (
@@ -116,7 +116,8 @@ def _real_location(raw: Any, error: Any) -> tuple[tuple[int | str, ...], Any]:
     return tuple(real), node
 
 
-def _toml_type(value: Any) -> str:
+def toml_type(value: Any) -> str:
+    """How a TOML value is named in "must be X, not Y" messages."""
     for kind, name in _TOML_TYPES:
         if isinstance(value, kind):
             return name
@@ -130,7 +131,7 @@ def _pydantic_message(error: Any, value: Any) -> str:
     if kind == "missing":
         return "required key is missing"
     if kind in _EXPECTED:
-        return f"must be {_EXPECTED[kind]}, not {_toml_type(value)}"
+        return f"must be {_EXPECTED[kind]}, not {toml_type(value)}"
     message = str(error.get("msg", "invalid value"))
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):
@@ -156,7 +157,7 @@ def describe_validation_error(path: Path, raw: Any, exc: ValidationError) -> str
     ]
     if len(alternatives) > 1 and first.get("type") in _EXPECTED:
         unique = list(dict.fromkeys(alternatives))
-        message = f"must be {' or '.join(unique)}, not {_toml_type(value)}"
+        message = f"must be {' or '.join(unique)}, not {toml_type(value)}"
     else:
         message = _pydantic_message(first, value)
     # Cross-field checks name their field as "field: problem"; fold it into the location.

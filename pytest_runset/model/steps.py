@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from pytest_runset.model.durations import parse_duration
+from pytest_runset.model.messages import toml_type
 from pytest_runset.model.placeholders import PlaceholderError, check_template
 
 
@@ -90,20 +91,6 @@ class Viewport(BaseModel):
     height: StrictInt = Field(gt=0, le=10000)
 
 
-def _toml_type(value: object) -> str:
-    for kind, name in (
-        (bool, "a boolean"),
-        (int, "an integer"),
-        (float, "a float"),
-        (str, "a string"),
-        (list, "an array"),
-        (dict, "a table"),
-    ):
-        if isinstance(value, kind):
-            return name
-    return "a date or time"
-
-
 def _shown(text: str) -> str:
     """A value for a message or label: escaped, shortened."""
     text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
@@ -121,7 +108,7 @@ def step_label(action: str, target: object) -> str:
 
 def _string(where: str, value: object, *, empty: bool = False) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{where} must be a string, not {_toml_type(value)}")
+        raise ValueError(f"{where} must be a string, not {toml_type(value)}")
     if not empty and not value.strip():
         raise ValueError(f"{where} must not be empty")
     return value
@@ -185,7 +172,7 @@ def parse_step(raw: object) -> dict[str, Any]:
     Raises ``ValueError``, or :class:`_LabelledError` once the step's action is known.
     """
     if not isinstance(raw, dict):
-        raise ValueError(f'must be a table like {{ click = "#id" }}, not {_toml_type(raw)}')
+        raise ValueError(f'must be a table like {{ click = "#id" }}, not {toml_type(raw)}')
     actions = [key for key in raw if key in RULES]
     if not actions:
         unknown = [key for key in raw if key not in COMMON and not _is_modifier(key)]
@@ -292,7 +279,7 @@ def _is_modifier(key: object) -> bool:
 def parse_steps(raw: object) -> tuple[dict[str, Any], ...]:
     """Validate a list of steps; raises :class:`StepError` naming the first bad step."""
     if not isinstance(raw, list):
-        raise StepError(-1, f"'steps' must be an array of tables, not {_toml_type(raw)}")
+        raise StepError(-1, f"'steps' must be an array of tables, not {toml_type(raw)}")
     if not raw:
         raise StepError(-1, "'steps' must not be empty")
     steps = []
@@ -360,7 +347,7 @@ def load_spec(path: Path) -> SpecFile:
     base_url = raw.get("base_url")
     if base_url is not None:
         if not isinstance(base_url, str):
-            raise SpecError(f"field 'base_url': must be a string, not {_toml_type(base_url)}")
+            raise SpecError(f"field 'base_url': must be a string, not {toml_type(base_url)}")
         try:
             check_template(base_url, **(_CONTEXT.get() or {}))
         except PlaceholderError as exc:
@@ -378,7 +365,7 @@ def load_spec(path: Path) -> SpecFile:
             raise SpecError(f"field 'timeout': {exc}") from None
     description = raw.get("description")
     if description is not None and not isinstance(description, str):
-        raise SpecError(f"field 'description': must be a string, not {_toml_type(description)}")
+        raise SpecError(f"field 'description': must be a string, not {toml_type(description)}")
     return SpecFile(steps=steps, base_url=base_url, viewport=viewport, timeout_s=timeout_s)
 
 
@@ -386,7 +373,7 @@ def _viewport(raw: object) -> Viewport:
     from pydantic import ValidationError
 
     if not isinstance(raw, dict):
-        raise SpecError(f"field 'viewport': must be a table, not {_toml_type(raw)}")
+        raise SpecError(f"field 'viewport': must be a table, not {toml_type(raw)}")
     try:
         return Viewport.model_validate(raw)
     except ValidationError as exc:

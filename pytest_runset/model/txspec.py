@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import execnet
+if TYPE_CHECKING:
+    import execnet
+
 
 # The execnet spec keys a gateway may carry; ``id`` is ours (worker ids), ``vagrant_ssh`` is
 # left out on purpose (untested here).
@@ -51,7 +54,7 @@ class GatewaySpec:
 
     @property
     def kind(self) -> str:
-        parsed = execnet.XSpec(self.spec)
+        parsed = _parse_xspec(self.spec)
         return "ssh" if parsed.ssh else "socket" if parsed.socket else "popen"
 
 
@@ -71,11 +74,18 @@ def is_loopback(host: str) -> bool:
     return name in _LOOPBACK_NAMES or name.startswith("127.") or name == "0:0:0:0:0:0:0:1"
 
 
+def _parse_xspec(text: str) -> execnet.XSpec:
+    # Deferred: loading a run-set that names no gateway (and the CLI) need no execnet.
+    import execnet
+
+    return execnet.XSpec(text)
+
+
 def _xspec(text: str, option: str) -> execnet.XSpec:
     if not text or not text.strip():
         raise TxSpecError(f"{option} {text!r}: empty gateway spec")
     try:
-        spec = execnet.XSpec(text)
+        spec = _parse_xspec(text)
     except (ValueError, AttributeError, IndexError) as exc:
         raise TxSpecError(f"{option} {text!r}: {exc}") from None
     for key in text.split("//"):

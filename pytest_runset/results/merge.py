@@ -28,8 +28,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from pytest_runset.results.formats import FlowEntry, RunReport, RunsetInfo
 from pytest_runset.results.report import REPORT_SCHEMA, iso_utc, run_status, summarize
 from pytest_runset.results.statuses import STATUSES
 
@@ -40,10 +41,11 @@ class MergeError(Exception):
 
 @dataclass
 class Shard:
-    """One input report: where it is and what it says."""
+    """One input report: where it is and what it says (checked by :func:`check_report`, the
+    rest as the file has it: any version, any origin)."""
 
     path: Path
-    report: dict[str, Any]
+    report: Mapping[str, Any]
     number: int
 
     @property
@@ -53,7 +55,8 @@ class Shard:
 
 @dataclass
 class MergeResult:
-    report: dict[str, Any]
+    # The merged report: set by merge_reports once the flows are merged.
+    report: RunReport = field(init=False)
     conflicts: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -139,7 +142,7 @@ def _rewrite(value: object, shard: Shard, out_dir: Path) -> object:
     return os.path.relpath(shard.run_dir / value, out_dir).replace(os.sep, "/")
 
 
-def _rewritten_flow(flow: Mapping[str, Any], shard: Shard, out_dir: Path) -> dict[str, Any]:
+def _rewritten_flow(flow: Mapping[str, Any], shard: Shard, out_dir: Path) -> FlowEntry:
     entry = dict(flow)
     entry["shard"] = shard.number
     for key in ("dir", "result"):
@@ -154,7 +157,9 @@ def _rewritten_flow(flow: Mapping[str, Any], shard: Shard, out_dir: Path) -> dic
             {**h, "dir": _rewrite(h.get("dir"), shard, out_dir)} if isinstance(h, Mapping) else h
             for h in entry["history"]
         ]
-    return entry
+    # A flow of a shard's report: check_report checked name, slug, status and index; the rest
+    # is as that report wrote it.
+    return cast(FlowEntry, entry)
 
 
 def _file_order(shards: list[Shard]) -> dict[str, int] | None:
@@ -187,7 +192,7 @@ def merge_reports(shards: list[Shard], out_path: Path, *, force: bool = False) -
                 f"{first.path} and {shard.path} are reports of different run-sets ({problem}); "
                 "use --force to merge them anyway"
             )
-    result = MergeResult(report={})
+    result = MergeResult()
     _check_plans(shards, result)
     out_dir = out_path.parent
     chosen: dict[str, tuple[Shard, Mapping[str, Any]]] = {}
@@ -261,9 +266,7 @@ def _order(
     return sorted(chosen, key=appearance.__getitem__)
 
 
-def _merged_report(
-    shards: list[Shard], flows: list[dict[str, Any]], out_dir: Path
-) -> dict[str, Any]:
+def _merged_report(shards: list[Shard], flows: list[FlowEntry], out_dir: Path) -> RunReport:
     reports = [shard.report for shard in shards]
     started = min(_timestamp(r["started_at"]) or 0.0 for r in reports)
     finished = max(_timestamp(r["finished_at"]) or 0.0 for r in reports)
@@ -271,10 +274,12 @@ def _merged_report(
     workers = sum(int(r["workers"]) for r in reports)
     interrupted = any(r.get("status") == "interrupted" for r in reports)
     run_ids = [str(r.get("run_id", "?")) for r in reports]
+    # The first report's, as it wrote it (check_report checked its name).
+    runset = cast(RunsetInfo, dict(reports[0]["runset"]))
     return {
         "schema": REPORT_SCHEMA,
         "run_id": "+".join(dict.fromkeys(run_ids)),
-        "runset": dict(reports[0]["runset"]),
+        "runset": runset,
         "status": run_status(flows, interrupted),
         "started_at": iso_utc(started),
         "finished_at": iso_utc(finished),
@@ -288,10 +293,11 @@ def _merged_report(
                 "report": os.path.relpath(shard.path, out_dir).replace(os.sep, "/"),
                 "run_id": shard.report.get("run_id"),
                 "status": shard.report.get("status"),
-                "started_at": shard.report.get("started_at"),
-                "finished_at": shard.report.get("finished_at"),
-                "wall_s": shard.report.get("wall_s"),
-                "workers": shard.report.get("workers"),
+                # Every report has these four (they were read above).
+                "started_at": shard.report["started_at"],
+                "finished_at": shard.report["finished_at"],
+                "wall_s": shard.report["wall_s"],
+                "workers": shard.report["workers"],
                 "flows": len(shard.report["flows"]),
             }
             for shard in shards

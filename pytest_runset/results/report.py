@@ -21,12 +21,20 @@ from typing import Any
 
 import filelock
 
+from pytest_runset.results.formats import (
+    FlowEntry,
+    JournalLine,
+    RunReport,
+    RunsetInfo,
+    RunStatus,
+    ShardInfo,
+    Summary,
+)
 from pytest_runset.results.html import html_path_for, write_html
 
 # Re-exported (explicit ``as`` for mypy) for modules that still import them from here; new
 # code imports them from pytest_runset.results.statuses.
-from pytest_runset.results.statuses import FAILING_STATUSES as FAILING_STATUSES  # noqa: PLC0414
-from pytest_runset.results.statuses import STATUSES as STATUSES  # noqa: PLC0414
+from pytest_runset.results.statuses import FAILING_STATUSES, STATUSES
 
 REPORT_SCHEMA = "pytest-runset/report@1"
 JOURNAL_NAME = "journal.jsonl"
@@ -167,7 +175,7 @@ class RunDirectory:
             lock.release()
             raise RunDirError(f"cannot write {self.path / JOURNAL_NAME}: {exc.strerror}") from None
 
-    def journal(self, entry: Mapping[str, Any], *, sync: bool = True) -> None:
+    def journal(self, entry: JournalLine, *, sync: bool = True) -> None:
         """Append one line and make it durable before returning.
 
         With ``sync=False`` the line is written but not yet durable: the caller must call
@@ -227,9 +235,13 @@ def _ends_with_newline(path: str) -> bool:
         return handle.read(1) == b"\n"
 
 
-def read_journal(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """The events of a journal and how many lines were unreadable (a torn last line, say)."""
-    events: list[dict[str, Any]] = []
+def read_journal(path: Path) -> tuple[list[Mapping[str, Any]], int]:
+    """The events of a journal and how many lines were unreadable (a torn last line, say).
+
+    Each event is a JSON object, its fields unchecked (a journal may come from another version,
+    or be damaged): the caller checks what it uses (see formats.JournalLine).
+    """
+    events: list[Mapping[str, Any]] = []
     bad = 0
     try:
         data = path.read_bytes()
@@ -307,7 +319,8 @@ def newest_run(output_root: Path) -> str | None:
     return None
 
 
-def summarize(flows: Iterable[Mapping[str, Any]], wall_s: float, workers: int) -> dict[str, Any]:
+def summarize(flows: Iterable[Mapping[str, Any]], wall_s: float, workers: int) -> Summary:
+    """The report's ``summary`` of ``flows`` (each status one of ``STATUSES``)."""
     entries = list(flows)
     counts = {status: 0 for status in STATUSES}
     for entry in entries:
@@ -318,7 +331,16 @@ def summarize(flows: Iterable[Mapping[str, Any]], wall_s: float, workers: int) -
     lower_bound = max([*durations, total_time / workers]) if durations else 0.0
     return {
         "total": len(entries),
-        **counts,
+        # In the order of STATUSES.
+        "passed": counts["passed"],
+        "failed": counts["failed"],
+        "error": counts["error"],
+        "timeout": counts["timeout"],
+        "skipped": counts["skipped"],
+        "xfailed": counts["xfailed"],
+        "xpassed": counts["xpassed"],
+        "interrupted": counts["interrupted"],
+        "not_run": counts["not_run"],
         "flaky": sum(1 for entry in entries if entry.get("flaky")),
         "sum_duration_s": round(total_time, 6),
         "lower_bound_s": round(lower_bound, 6),
@@ -326,7 +348,7 @@ def summarize(flows: Iterable[Mapping[str, Any]], wall_s: float, workers: int) -
     }
 
 
-def run_status(flows: Iterable[Mapping[str, Any]], interrupted: bool) -> str:
+def run_status(flows: Iterable[Mapping[str, Any]], interrupted: bool) -> RunStatus:
     statuses = [entry["status"] for entry in flows]
     if interrupted or "interrupted" in statuses:
         return "interrupted"
@@ -340,20 +362,19 @@ def run_status(flows: Iterable[Mapping[str, Any]], interrupted: bool) -> str:
 def build_report(
     *,
     run_id: str,
-    runset: Mapping[str, Any],
-    flows: list[dict[str, Any]],
+    runset: RunsetInfo,
+    flows: list[FlowEntry],
     started_at: float,
     finished_at: float,
     workers: int,
     interrupted: bool,
-    shard: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+    shard: ShardInfo | None = None,
+) -> RunReport:
     wall = max(0.0, finished_at - started_at)
-    extra = {"shard": dict(shard)} if shard else {}
-    return {
+    report: RunReport = {
         "schema": REPORT_SCHEMA,
         "run_id": run_id,
-        "runset": dict(runset),
+        "runset": runset.copy(),
         "status": run_status(flows, interrupted),
         "started_at": iso_utc(started_at),
         "finished_at": iso_utc(finished_at),
@@ -361,8 +382,10 @@ def build_report(
         "workers": workers,
         "flows": flows,
         "summary": summarize(flows, wall, workers),
-        **extra,
     }
+    if shard:
+        report["shard"] = shard.copy()
+    return report
 
 
 def monotonic_to_wall(monotonic_value: float) -> float:

@@ -6,8 +6,13 @@ this without importing the others.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pytest_runset.results.formats import FlowStatus
+
 # Every status a flow can end with, in the order summaries and pages list them.
-STATUSES = (
+STATUSES: tuple[FlowStatus, ...] = (
     "passed",
     "failed",
     "error",
@@ -19,4 +24,4 @@ STATUSES = (
     "not_run",
 )
 # Statuses that make the whole run ``failed``.
-FAILING_STATUSES = frozenset({"failed", "error", "timeout"})
+FAILING_STATUSES: frozenset[FlowStatus] = frozenset({"failed", "error", "timeout"})

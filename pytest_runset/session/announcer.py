@@ -13,7 +13,6 @@ import contextlib
 import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
@@ -21,6 +20,7 @@ from pytest_runset.engine.entries import flow_entry, unstarted_entry
 from pytest_runset.engine.lifecycle import conclude
 from pytest_runset.engine.state import FlowState, RunsetRun
 from pytest_runset.gateway.protocol import AttemptResult
+from pytest_runset.results.formats import FlowEntry, FlowStatus
 from pytest_runset.results.statuses import FAILING_STATUSES
 from pytest_runset.session.collect import RunsetItem
 from pytest_runset.session.replay import Replay, through_protocol
@@ -32,7 +32,7 @@ class _Unannounced:
 
     number: int
     state: FlowState
-    status: str
+    status: FlowStatus
     last: AttemptResult
     xfail_reason: str
 
@@ -124,7 +124,7 @@ class FlowAnnouncer:
                 ),
             )
 
-    def resumed(self, state: FlowState, entry: dict[str, Any]) -> None:
+    def resumed(self, state: FlowState, entry: FlowEntry) -> None:
         """A flow an earlier session of this run finished: reported again, never re-run."""
         state.entry = entry
         state.run.entries[state.flow.slug] = entry
@@ -164,6 +164,6 @@ class FlowAnnouncer:
                 state.run.directory.journal({"event": "flow", **entry})
             state.run.entries[state.flow.slug] = entry
 
-    def _flow_finished(self, entry: dict[str, Any]) -> None:
+    def _flow_finished(self, entry: FlowEntry) -> None:
         self.before_output()
         self.hook.pytest_runset_flow_finished(config=self.config, result=entry)

@@ -14,9 +14,12 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from pytest_runset.results.formats import RunReport
 
 CACHE_KEY = "runset/durations"
 KEEP = 5
@@ -91,7 +94,7 @@ def record(config: pytest.Config, entries: Iterable[Mapping[str, Any]]) -> None:
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_runset_report(config: pytest.Config, report: dict[str, Any]) -> None:
+def pytest_runset_report(config: pytest.Config, report: RunReport) -> None:
     """Teach the history from the run's report; a sharded run leaves it alone (shards.py)."""
     if config.getoption("runset_shard", None) is None:
         record(config, report["flows"])

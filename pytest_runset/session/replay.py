@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from pytest_runset.results.formats import FlowEntry
     from pytest_runset.session.collect import RunsetItem
 
 # The reports a flow's next ``pytest_runtest_protocol`` call delivers instead of running it.
@@ -132,7 +133,7 @@ class Replay:
         item: RunsetItem,
         *,
         status: str,
-        entry: dict[str, Any],
+        entry: FlowEntry,
         last: Mapping[str, Any],
         xfail_reason: str,
         worker_id: str,
@@ -192,7 +193,7 @@ class Replay:
         terminal.write(_seconds(duration))
         terminal.ensure_newline()
 
-    def resumed(self, item: RunsetItem, entry: dict[str, Any], *, run_dir: str) -> None:
+    def resumed(self, item: RunsetItem, entry: FlowEntry, *, run_dir: str) -> None:
         """Reports for a flow that an earlier session of the same run already finished."""
         self.logstart(item)
         self.finished(
@@ -205,9 +206,7 @@ class Replay:
             run_dir=run_dir,
         )
 
-    def skipped(
-        self, item: RunsetItem, reason: str, *, entry: dict[str, Any], run_dir: str
-    ) -> None:
+    def skipped(self, item: RunsetItem, reason: str, *, entry: FlowEntry, run_dir: str) -> None:
         """Reports for a flow skipped before it ran (``skip`` key or skip markers)."""
         self.hook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         now = time.time()
@@ -252,7 +251,7 @@ def _seconds(duration: float) -> str:
     return f"{duration:.2f}s"
 
 
-def failure_text(entry: dict[str, Any], last: Mapping[str, Any]) -> str:
+def failure_text(entry: FlowEntry, last: Mapping[str, Any]) -> str:
     """A failed flow's whole failure text: status and message first, then details."""
     lines = [f"{entry['status']}: {entry['message']}".rstrip(": ")]
     # A browser step's full Playwright message, or a callable's traceback.
@@ -272,7 +271,7 @@ def failure_text(entry: dict[str, Any], last: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _longrepr(item: RunsetItem, entry: dict[str, Any], last: Mapping[str, Any]) -> FlowFailure:
+def _longrepr(item: RunsetItem, entry: FlowEntry, last: Mapping[str, Any]) -> FlowFailure:
     text = failure_text(entry, last)
     path, lineno, _ = item.location
     return FlowFailure(text, FlowCrash(path, (lineno or 0) + 1, text.splitlines()[0]))
@@ -283,8 +282,9 @@ def skip_repr(item: RunsetItem, reason: str) -> tuple[str, int, str]:
     return (path, (lineno or 0) + 1, f"Skipped: {reason}")
 
 
-def properties(run_dir: str, entry: dict[str, Any]) -> list[tuple[str, object]]:
-    slug_dir = os.path.join(run_dir, entry["dir"]) if entry.get("dir") else ""
+def properties(run_dir: str, entry: FlowEntry) -> list[tuple[str, object]]:
+    dir_name = entry.get("dir")
+    slug_dir = os.path.join(run_dir, dir_name) if dir_name else ""
     # Names are part of the contract (docs/ide-and-tools.md); CI dashboards key on them.
     return [
         ("runset_slug_dir", slug_dir),
@@ -294,10 +294,11 @@ def properties(run_dir: str, entry: dict[str, Any]) -> list[tuple[str, object]]:
     ]
 
 
-def sections(run_dir: str, entry: dict[str, Any]) -> list[tuple[str, str]]:
-    if not entry.get("dir"):
+def sections(run_dir: str, entry: FlowEntry) -> list[tuple[str, str]]:
+    dir_name = entry.get("dir")
+    if not dir_name:
         return []
-    text = f"flow directory: {os.path.join(run_dir, entry['dir'])}"
+    text = f"flow directory: {os.path.join(run_dir, dir_name)}"
     traces = [path for path in entry.get("artifacts", []) if path.endswith("trace.zip")]
     for trace in traces:
         text += f"\ntrace: python -m playwright show-trace {os.path.join(run_dir, trace)}"

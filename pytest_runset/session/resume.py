@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from pytest_runset.engine.state import RunsetRun
 from pytest_runset.model.flows import RunSet
+from pytest_runset.results.formats import FlowEntry
 from pytest_runset.results.report import (
     JOURNAL_NAME,
     RunDirectory,
@@ -71,7 +72,7 @@ def resumed_run(
         elif kind == "flow" and isinstance(event.get("slug"), str):
             last[event["slug"]] = {k: v for k, v in event.items() if k != "event"}
     current = {flow.slug: flow.sha256 for flow in runset.flows}
-    previous: dict[str, dict[str, Any]] = {}
+    previous: dict[str, FlowEntry] = {}
     changed: list[str] = []
     for slug, entry in last.items():
         if slug not in current or entry.get("status") not in DONE_STATUSES:
@@ -79,7 +80,8 @@ def resumed_run(
         if entry.get("definition_sha256") != current[slug]:
             changed.append(slug)
             continue
-        previous[slug] = entry
+        # A flow line of this run's journal, its slug, status and definition checked above.
+        previous[slug] = cast(FlowEntry, entry)
     if unreadable:
         notice(config, f"{directory.path / JOURNAL_NAME}: ignored {unreadable} torn line(s)")
     if recorded_sha is not None and recorded_sha != runset.sha256:

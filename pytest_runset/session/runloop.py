@@ -41,6 +41,7 @@ from pytest_runset.session.attempt_specs import AttemptSpecs
 from pytest_runset.session.progress import Counts, LiveStatus, live_status
 from pytest_runset.session.runs import (
     journal_start,
+    record_service_failure,
     start_services,
     stop_services,
     write_run_report,
@@ -245,7 +246,8 @@ class FlowRunLoop:
 
     def _service_failed(self, run: RunsetRun, problem: ServiceError) -> None:
         """Every flow of the run that has not ended becomes ``error`` with the service's log."""
-        run.service_error = str(problem).split("\n", 1)[0]
+        record_service_failure(run, problem)
+        assert run.service_error is not None
         keys = [key for key, state in self.states.items() if state.run is run]
         now = time.monotonic()
         for slot, task in self.scheduler.running.items():
@@ -253,13 +255,9 @@ class FlowRunLoop:
                 watch = self.states[task.key].watch
                 assert watch is not None
                 self.pool.send(slot, "cancel", watch.cancel(now, run.service_error, "error"))
-        tail = str(problem).split("\n", 1)[1] if "\n" in str(problem) else ""
         for task in self.scheduler.drop(keys):
             self._end_unstarted(
-                task,
-                run.service_error,
-                stderr_tail=tail,
-                tail_source=f"services/{problem.name}.log",
+                task, run.service_error, stderr_tail=run.service_tail, tail_source=run.service_log
             )
 
     def _stop_services(self) -> None:

@@ -108,11 +108,13 @@ def stop_services(run: RunsetRun) -> None:
     run.service_lease.release()
 
 
-def service_problem_parts(problem: ServiceError) -> tuple[str, str]:
-    """A failed service's one-line summary and the log tail that follows it."""
-    text = str(problem)
-    summary, _, tail = text.partition("\n")
-    return summary, tail
+def record_service_failure(run: RunsetRun, problem: ServiceError) -> None:
+    """A service of the run failed (at start or since): every flow of the run that has not
+    ended becomes ``error`` with the service's one-line summary and its log's tail."""
+    summary, _, tail = str(problem).partition("\n")
+    run.service_error = summary
+    run.service_tail = tail
+    run.service_log = f"services/{problem.name}.log"
 
 
 def service_runset_env(run: RunsetRun, run_id: str) -> dict[str, str]:

@@ -25,11 +25,13 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
+from pytest_runset.results.formats import ShardInfo
+
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
 
 # What a sharded session ran: {"index", "total", "balanced_by", "plan"}; report.json carries it.
-SHARD_INFO = pytest.StashKey[dict[str, object]]()
+SHARD_INFO = pytest.StashKey[ShardInfo]()
 
 
 def plan_digest(assigned: Mapping[str, int]) -> str:
@@ -111,7 +113,7 @@ def select_shard(config: pytest.Config, items: list[pytest.Item]) -> None:
     history = durations(config, keys)
     assigned = assign_shards(keys, count, history)
     # Shards computed from different histories split differently: merge compares the plans.
-    info: dict[str, object] = {
+    info: ShardInfo = {
         "index": index,
         "total": count,
         "balanced_by": "history" if history else "file order",

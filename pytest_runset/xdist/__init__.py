@@ -1,1 +1,3 @@
-"""X"""
+"""Cooperation with pytest-xdist: the controller keeps the run (directories, services, journal,
+report), its workers run the flows through pytest's own protocol.
+"""

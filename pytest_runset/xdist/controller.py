@@ -34,12 +34,13 @@ from pytest_runset.engine.supervision import (
 from pytest_runset.model.flows import Flow, RunSet, RunsetError
 from pytest_runset.resources.leases import LeaseError, Leaser, lock_directory
 from pytest_runset.resources.services import ServiceError
+from pytest_runset.results.formats import FlowEntry
 from pytest_runset.results.report import JOURNAL_NAME, write_json_atomic
 from pytest_runset.session.collect import get_runset
 from pytest_runset.session.runs import (
     journal_start,
     open_runs,
-    service_problem_parts,
+    record_service_failure,
     start_services,
     stop_services,
     write_run_report,
@@ -55,13 +56,30 @@ class EntryPayload(TypedDict):
     """What an xdist worker tells the controller of a finished flow, on its teardown report."""
 
     runset: str  # the run-set file's resolved path: the key of its run
-    entry: dict[str, Any]  # the flow's report entry
+    entry: FlowEntry  # the flow's report entry
     resumed: bool  # finished by an earlier session of this run: not journaled again
     # Stopped (or never started) by the run's global timeout: the session then fails.
     ended_by_global_timeout: bool
 
 
 WORKERINPUT_KEY = "runset_runs"
+
+
+class RunInput(TypedDict):
+    """What an xdist worker gets of one run (``workerinput[WORKERINPUT_KEY][run-set path]``)."""
+
+    output_root: str
+    run_name: str  # the run directory's name
+    started_at: float
+    base_url: str | None
+    # Flows an earlier session of this run finished: reported again, not run.
+    previous: dict[str, FlowEntry]
+    global_timeout: float | None
+    global_deadline: float | None  # Unix time
+    service_values: dict[str, str]
+    service_error: str | None
+    service_tail: str
+    service_log: str
 
 
 class XdistRun:
@@ -118,7 +136,7 @@ class XdistRun:
             except ServiceError as exc:
                 if exc.cancelled:
                     raise KeyboardInterrupt from None
-                _set_service_failed(run, exc)
+                record_service_failure(run, exc)
         if any(run.services is not None for run in self.runs.values()):
             self._watch = threading.Thread(
                 target=self._watch_services, name="runset-service-watch", daemon=True
@@ -134,7 +152,7 @@ class XdistRun:
                 problem = run.services.check_alive()
                 if problem is None:
                     continue
-                _set_service_failed(run, problem)
+                record_service_failure(run, problem)
                 with contextlib.suppress(OSError):
                     write_json_atomic(
                         run.directory.path / SERVICE_FAILED_NAME,
@@ -153,7 +171,7 @@ class XdistRun:
                 raise pytest.UsageError(str(exc)) from None
         return self.leaser
 
-    def workerinput(self) -> dict[str, Any]:
+    def workerinput(self) -> dict[str, RunInput]:
         """What every xdist worker needs to run flows into this run (plain data only)."""
         return {
             key: {
@@ -215,10 +233,11 @@ class XdistRun:
     def logreport(self, report: pytest.TestReport) -> None:
         raw = getattr(report, ENTRY_ATTRIBUTE, None)
         if isinstance(raw, str):
+            # Written by our own xdist worker (attach_entry), carried by xdist's report transport.
             data: EntryPayload = json.loads(raw)
             if data.get("ended_by_global_timeout"):
                 self.global_expired = True
-            self._record(str(data["runset"]), dict(data["entry"]), bool(data.get("resumed")))
+            self._record(str(data["runset"]), data["entry"].copy(), bool(data.get("resumed")))
             return
         if str(report.when) == "???" and report.failed:
             # pytest-xdist's report for a worker that died while running the flow.
@@ -236,7 +255,7 @@ class XdistRun:
                 entry["worker"] = worker
                 self._record(key[0], entry)
 
-    def _record(self, run_key: str, entry: dict[str, Any], resumed: bool = False) -> None:
+    def _record(self, run_key: str, entry: FlowEntry, resumed: bool = False) -> None:
         run = self.runs.get(run_key)
         if run is None:
             return
@@ -309,13 +328,6 @@ class XdistRun:
             run.entries[slug] = entry
             with contextlib.suppress(Exception):
                 run.directory.journal({"event": "flow", **entry})
-
-
-def _set_service_failed(run: RunsetRun, problem: ServiceError) -> None:
-    summary, tail = service_problem_parts(problem)
-    run.service_tail = tail
-    run.service_log = f"services/{problem.name}.log"
-    run.service_error = summary
 
 
 def xdist_worker_count(config: pytest.Config) -> int:

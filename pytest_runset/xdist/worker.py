@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import pytest
 
@@ -49,13 +49,19 @@ from pytest_runset.engine.supervision import (
     unresponsive_message,
 )
 from pytest_runset.gateway import proctree
-from pytest_runset.gateway.protocol import AttemptResult, finished_result
+from pytest_runset.gateway.protocol import AttemptResult, AttemptStatus, finished_result
 from pytest_runset.resources.leases import LeaseError, Leaser, lock_directory
+from pytest_runset.results.formats import FlowEntry, FlowStatus
 from pytest_runset.results.report import RunDirectory
 from pytest_runset.session.collect import FlowFailed, RunsetItem
 from pytest_runset.session.replay import failure_text, properties, sections, skip_repr
 from pytest_runset.session.settings import session_run_id, settings
-from pytest_runset.xdist.controller import ENTRY_ATTRIBUTE, WORKERINPUT_KEY, EntryPayload
+from pytest_runset.xdist.controller import (
+    ENTRY_ATTRIBUTE,
+    WORKERINPUT_KEY,
+    EntryPayload,
+    RunInput,
+)
 from pytest_runset.xdist.waits import Exclusion, take_leases
 
 SINGLE_POOL = pytest.StashKey[Pool]()
@@ -77,8 +83,14 @@ class FinishedFlow:
     ended_by_global_timeout: bool = False
 
 
-# What pytest is told again for a flow a resumed run already finished (as the run loop does).
-_RESUMED_RAW = {"passed": "passed", "xpassed": "passed", "skipped": "skipped", "xfailed": "failed"}
+def _resumed_raw(status: FlowStatus) -> AttemptStatus:
+    """What pytest is told again for a flow a resumed run already finished (as the run loop
+    does): ``xpassed`` as passed, ``xfailed`` as failed, any other status as it is."""
+    if status == "xpassed":
+        return "passed"
+    if status == "xfailed":
+        return "failed"
+    return status
 
 
 def worker_slot(config: pytest.Config) -> tuple[int, str]:
@@ -134,7 +146,8 @@ def _worker_run(item: RunsetItem) -> RunsetRun:
     if run is not None:
         return run
     workerinput = getattr(config, "workerinput", None) or {}
-    data = (workerinput.get(WORKERINPUT_KEY) or {}).get(key)
+    # What the controller gave (XdistRun.workerinput), through xdist's execnet channel.
+    data: RunInput | None = (workerinput.get(WORKERINPUT_KEY) or {}).get(key)
     if data is None:
         raise FlowFailed(
             f"error: the xdist controller did not load {item.runset.path}; "
@@ -363,10 +376,10 @@ def run_flow(item: RunsetItem) -> FinishedFlow:
     return finished
 
 
-def _resumed(item: RunsetItem, run: RunsetRun, entry: dict[str, Any]) -> FinishedFlow:
-    status = str(entry["status"])
+def _resumed(item: RunsetItem, run: RunsetRun, entry: FlowEntry) -> FinishedFlow:
+    status = entry["status"]
     last: AttemptResult = {
-        "status": _RESUMED_RAW.get(status, status),
+        "status": _resumed_raw(status),
         "message": entry.get("message", ""),
     }
     outcome = Outcome(entry=entry, status=status, last=last, xfail_reason="")

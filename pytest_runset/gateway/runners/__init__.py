@@ -1,15 +1,18 @@
 """Flow runners: one module per flow kind, run inside a worker gateway (stdlib only).
 
-A runner is a function ``run(spec, control) -> dict``. ``spec`` is the plain-data flow attempt
-the controller sent (see :mod:`pytest_runset.gateway.worker`), ``control`` tells the runner
-when to stop early (:class:`Control`). The returned dict has at least ``status``, ``message``
-and ``exit_code``; the worker adds timing, the cookie sweep and ``result.json``.
+A runner is a function ``run(spec: AttemptSpec, control: Control) -> AttemptResult`` (see
+:mod:`pytest_runset.gateway.protocol`). ``spec`` is the plain-data flow attempt the controller
+sent (see :mod:`pytest_runset.gateway.worker`), ``control`` tells the runner when to stop early
+(:class:`Control`). The returned result has at least ``status``, ``message`` and
+``exit_code``; the worker adds timing, the cookie sweep and ``result.json``.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+
+from pytest_runset.gateway.protocol import CancelStatus
 
 
 class Control:
@@ -20,11 +23,11 @@ class Control:
         self.timeout_s = timeout_s
         self.wake = threading.Event()
         self.cancel_reason: str | None = None
-        self.cancel_status = "interrupted"
+        self.cancel_status: CancelStatus = "interrupted"
         self.grace_cap: float | None = None
 
     def cancel(
-        self, reason: str, grace_cap: float | None = None, status: str = "interrupted"
+        self, reason: str, grace_cap: float | None = None, status: CancelStatus = "interrupted"
     ) -> None:
         """Ask the runner to stop now (interrupt, controller gone).
 

@@ -24,9 +24,13 @@ import contextlib
 import os
 import shutil
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_runset.gateway.proctree import COOKIE_VAR, pids_with_cookie, sweep_cookie
+from pytest_runset.gateway.protocol import AttemptSpec
+
+if TYPE_CHECKING:
+    from pytest_runset.gateway.runners.inproc import BodyResult
 
 # Looked up in this order when Playwright has no browser of its own.
 SYSTEM_CHROMIUM: tuple[str, ...] = (
@@ -248,7 +252,8 @@ class Host:
             with contextlib.suppress(Exception):
                 playwright.stop()
 
-    def close(self) -> dict[str, Any]:
+    def close(self) -> BodyResult:
+        """Run on the flow thread when the worker stops (nothing to report)."""
         self.reset()
         return {}
 
@@ -268,7 +273,7 @@ def _driver_gone(exc: BaseException) -> bool:
     return "Connection closed" in text or ("driver" in text.lower() and "closed" in text)
 
 
-def kill_flow(spec: dict[str, Any]) -> int:
+def kill_flow(spec: AttemptSpec) -> int:
     """Kill what a flow runs on: its browser's processes and its own (any thread)."""
     killed = 0
     options = spec.get("browser")

@@ -20,7 +20,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pytest_runset.gateway.protocol import AttemptSpec
 from pytest_runset.gateway.runners.browser_host import HOST, BrowserUnavailable, first_lines
+from pytest_runset.gateway.runners.inproc import BodyResult
 
 # Playwright's own defaults: actions and navigations 30 s, expectations 5 s. All are bounded
 # by the flow's remaining time.
@@ -35,9 +37,12 @@ VIDEO_DIR = ".video"
 class Session:
     """One flow's browser context: its page, tracing, console log, screenshots and video."""
 
-    def __init__(self, spec: dict[str, Any], control: Any) -> None:
+    def __init__(self, spec: AttemptSpec, control: Any) -> None:
         self.spec = spec
-        self.options: dict[str, Any] = dict(spec["browser"])
+        browser = spec["browser"]
+        # Only a flow with a browser opens a session: its spec has the browser's options.
+        assert browser is not None
+        self.options: dict[str, Any] = dict(browser)
         self.control = control
         self.flow_dir = str(spec["flow_dir"])
         self.context: Any = None
@@ -241,7 +246,7 @@ class Session:
                 console.close()
 
 
-def open_session(spec: dict[str, Any], control: Any) -> tuple[Session, dict[str, Any] | None]:
+def open_session(spec: AttemptSpec, control: Any) -> tuple[Session, BodyResult | None]:
     """A flow's browser session, opened. When no browser can run, the session is already
     finished and the second value is the flow's ``error`` result."""
     session = Session(spec, control)

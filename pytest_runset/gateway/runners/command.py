@@ -8,10 +8,11 @@ import select
 import signal
 import subprocess
 import threading
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from pytest_runset.gateway.masking import start_masking_copy
 from pytest_runset.gateway.proctree import terminate_group
+from pytest_runset.gateway.protocol import AttemptResult, AttemptSpec
 from pytest_runset.gateway.runners import Control
 
 SKIP_EXIT_CODE = 77
@@ -21,6 +22,18 @@ _MAX_FLOW_REPORT_BYTES = 1024 * 1024
 _FLOW_REPORT_STATUSES = ("passed", "failed", "skipped")
 # How soon a cancellation (Ctrl-C, the run's global timeout) reaches a running command.
 CANCEL_POLL_S = 0.1
+
+
+class FlowReport(TypedDict):
+    """What a flow left at ``$RUNSET_REPORT``, checked (:func:`read_flow_report`)."""
+
+    status: Literal["passed", "failed", "skipped"] | None
+    message: str | None
+    metrics: dict[str, Any]
+    # Relative to the flow directory, inside it.
+    artifacts: list[str]
+    # Artifacts left out (absolute, or outside the flow directory).
+    warnings: list[str]
 
 
 def tail_lines(path: str, lines: int = STDERR_TAIL_LINES) -> str:
@@ -44,7 +57,7 @@ def _signal_name(code: int) -> str:
         return f"signal {code}"
 
 
-def read_flow_report(path: str, flow_dir: str) -> tuple[dict[str, Any] | None, str | None]:
+def read_flow_report(path: str, flow_dir: str) -> tuple[FlowReport | None, str | None]:
     """Read the JSON a flow may leave at ``$RUNSET_REPORT``.
 
     Returns ``(data, None)``, ``(None, None)`` when there is no file, or ``(None, problem)`` when
@@ -97,7 +110,11 @@ def read_flow_report(path: str, flow_dir: str) -> tuple[dict[str, Any] | None, s
 
 
 def _start(
-    spec: dict[str, Any], env: dict[str, str], stdout_path: str, stderr_path: str
+    spec: AttemptSpec,
+    command: list[str] | str,
+    env: dict[str, str],
+    stdout_path: str,
+    stderr_path: str,
 ) -> tuple[subprocess.Popen[bytes], list[threading.Thread]]:
     """Start the flow with its output going straight to its log files.
 
@@ -109,7 +126,7 @@ def _start(
         target: Any = subprocess.PIPE if secrets else out
         target_err: Any = subprocess.PIPE if secrets else err
         proc = subprocess.Popen(
-            spec["command"],
+            command,
             shell=bool(spec.get("shell")),
             cwd=spec["cwd"],
             env=env,
@@ -127,17 +144,19 @@ def _start(
     return proc, copies
 
 
-def run(spec: dict[str, Any], control: Control) -> dict[str, Any]:
+def run(spec: AttemptSpec, control: Control) -> AttemptResult:
     flow_dir = spec["flow_dir"]
     env = dict(os.environ)
     for name in spec.get("env_unset") or ():
         env.pop(name, None)
     env.update(spec["env"])
     command = spec["command"]
+    # A command flow's spec always has its command (engine/attempt.py).
+    assert command is not None
     stdout_path = os.path.join(flow_dir, "stdout.log")
     stderr_path = os.path.join(flow_dir, "stderr.log")
     try:
-        proc, copies = _start(spec, env, stdout_path, stderr_path)
+        proc, copies = _start(spec, command, env, stdout_path, stderr_path)
     except OSError as exc:
         shown = command if isinstance(command, str) else command[0]
         return {
@@ -211,24 +230,26 @@ def _seconds(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-def _finished(code: int, spec: dict[str, Any], stderr_path: str) -> dict[str, Any]:
-    result: dict[str, Any] = {"exit_code": code}
+def _finished(code: int, spec: AttemptSpec, stderr_path: str) -> AttemptResult:
+    result: AttemptResult = {"exit_code": code}
     if code == 0:
-        result.update(status="passed", message="")
+        result.update({"status": "passed", "message": ""})
     elif code == SKIP_EXIT_CODE:
-        result.update(status="skipped", message="skipped (exit code 77)")
+        result.update({"status": "skipped", "message": "skipped (exit code 77)"})
     else:
         tail = tail_lines(stderr_path)
         last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
         why = f"killed by {_signal_name(-code)}" if code < 0 else f"exit code {code}"
         result.update(
-            status="failed",
-            message=f"{why}: {last.strip()}" if last else why,
-            stderr_tail=tail,
+            {
+                "status": "failed",
+                "message": f"{why}: {last.strip()}" if last else why,
+                "stderr_tail": tail,
+            }
         )
     data, problem = read_flow_report(spec["report_path"], spec["flow_dir"])
     if problem is not None:
-        result.update(status="error", message=problem)
+        result.update({"status": "error", "message": problem})
         return result
     if data is not None:
         if data["status"] is not None and code in (0, SKIP_EXIT_CODE):

@@ -28,6 +28,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
+from pytest_runset.gateway.protocol import AttemptResult, AttemptSpec
 from pytest_runset.gateway.runners import Control
 
 # How long a body may take to return once what it runs on was killed (a Playwright call whose
@@ -37,7 +38,20 @@ STUCK_WAIT_S = 1.0
 # Files of a flow directory that are not artifacts.
 NOT_ARTIFACTS = frozenset({"stdout.log", "stderr.log", "result.json", "flow-report.json"})
 
-Body = Callable[[], dict[str, Any]]
+
+class BodyResult(AttemptResult, total=False):
+    """What a flow body returns: its :class:`AttemptResult`, with notes for
+    :func:`run_inprocess`, which takes them out before the result leaves the runner."""
+
+    # The step that was running: a timeout names it.
+    where: str
+    # A wait was cut short by the flow's deadline: the flow timed out.
+    deadline_hit: bool
+    # A callable raised TimeoutError: a timeout when it was near the deadline (python.py).
+    timeout_like: bool
+
+
+Body = Callable[[], BodyResult]
 
 
 class Job:
@@ -47,7 +61,7 @@ class Job:
         self.body = body
         self.wake = wake
         self.done = threading.Event()
-        self.result: dict[str, Any] | None = None
+        self.result: BodyResult | None = None
         self.error: str | None = None
         self.finished_at = 0.0
 
@@ -107,12 +121,12 @@ def _seconds(value: float) -> str:
 
 
 def run_inprocess(
-    spec: dict[str, Any],
+    spec: AttemptSpec,
     control: Control,
     body: Body,
     kill: Callable[[], int],
     flow_thread: FlowThread | None = None,
-) -> dict[str, Any]:
+) -> AttemptResult:
     """Run ``body`` on the flow thread under the flow's deadline; see the module docstring."""
     thread = flow_thread if flow_thread is not None else FLOW_THREAD
     if thread.stuck:
@@ -138,7 +152,7 @@ def run_inprocess(
         if not job.done.is_set():
             killed = kill()
             job.done.wait(STUCK_WAIT_S)
-    result: dict[str, Any]
+    result: BodyResult
     if not job.done.is_set():
         thread.stuck = True
         result = {
@@ -151,7 +165,7 @@ def run_inprocess(
     elif job.error is not None:
         result = {"status": "error", "message": "runner failed: " + job.error}
     else:
-        result = dict(job.result or {})
+        result = (job.result or {}).copy()
     result.setdefault("exit_code", None)
     result.setdefault("warnings", [])
     if killed:

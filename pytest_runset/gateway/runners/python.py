@@ -24,11 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_runset.gateway.protocol import AttemptResult, AttemptSpec
 from pytest_runset.gateway.runners import Control
 from pytest_runset.gateway.runners.browser_host import first_lines, kill_flow
 from pytest_runset.gateway.runners.browser_session import Session, open_session
 from pytest_runset.gateway.runners.command import SKIP_EXIT_CODE, read_flow_report
 from pytest_runset.gateway.runners.inproc import (
+    BodyResult,
     flow_environment,
     flow_output,
     run_inprocess,
@@ -59,7 +61,7 @@ class FlowInfo:
         return max(0.0, self.deadline - time.monotonic())
 
 
-def run(spec: dict[str, Any], control: Control) -> dict[str, Any]:
+def run(spec: AttemptSpec, control: Control) -> AttemptResult:
     return run_inprocess(spec, control, lambda: _body(spec, control), lambda: kill_flow(spec))
 
 
@@ -119,7 +121,7 @@ def parameters(function: Any, known: list[str] | None, ports: int = 0) -> list[s
     return list(check_params(names, defaults, where, ports))
 
 
-def _flow_info(spec: dict[str, Any], control: Control, env: dict[str, str]) -> FlowInfo:
+def _flow_info(spec: AttemptSpec, control: Control, env: dict[str, str]) -> FlowInfo:
     extra = spec["env"]
     return FlowInfo(
         name=str(spec["name"]),
@@ -137,7 +139,7 @@ def _flow_info(spec: dict[str, Any], control: Control, env: dict[str, str]) -> F
 
 
 def _values(
-    spec: dict[str, Any], control: Control, session: Session | None, env: dict[str, str]
+    spec: AttemptSpec, control: Control, session: Session | None, env: dict[str, str]
 ) -> dict[str, Any]:
     return {
         "page": session.page if session else None,
@@ -147,7 +149,7 @@ def _values(
         "persona": spec.get("persona"),
         "base_url": spec.get("base_url") or None,
         "flow_dir": Path(spec["flow_dir"]),
-        "port": (spec.get("ports") or [None])[0],
+        "port": next(iter(spec.get("ports") or []), None),
         "ports": list(spec.get("ports") or []),
         "env": env,
     }
@@ -179,7 +181,7 @@ def _assertion_text(exc: AssertionError, details: str) -> str:
     return "AssertionError"
 
 
-def outcome(exc: BaseException) -> dict[str, Any]:
+def outcome(exc: BaseException) -> BodyResult:
     """The result of a callable that raised ``exc``."""
     kind = type(exc)
     name = kind.__name__
@@ -211,7 +213,7 @@ def outcome(exc: BaseException) -> dict[str, Any]:
     }
 
 
-def _call(spec: dict[str, Any], control: Control, session: Session | None) -> dict[str, Any]:
+def _call(spec: AttemptSpec, control: Control, session: Session | None) -> BodyResult:
     env = {**os.environ, **spec["env"]}
     with (
         flow_output(spec["flow_dir"]),
@@ -244,7 +246,7 @@ def _call(spec: dict[str, Any], control: Control, session: Session | None) -> di
     return {"status": "passed", "message": ""}
 
 
-def _body(spec: dict[str, Any], control: Control) -> dict[str, Any]:
+def _body(spec: AttemptSpec, control: Control) -> BodyResult:
     flow_dir = spec["flow_dir"]
     touch_logs(flow_dir)
     session: Session | None = None
@@ -253,7 +255,7 @@ def _body(spec: dict[str, Any], control: Control) -> dict[str, Any]:
         session, unavailable = open_session(spec, control)
         if unavailable is not None:
             return unavailable
-    result: dict[str, Any] = {"status": "error", "message": "not run"}
+    result: BodyResult = {"status": "error", "message": "not run"}
     try:
         result = _call(spec, control, session)
     finally:
@@ -267,11 +269,11 @@ def _body(spec: dict[str, Any], control: Control) -> dict[str, Any]:
     return result
 
 
-def _merge_flow_report(spec: dict[str, Any], result: dict[str, Any]) -> None:
+def _merge_flow_report(spec: AttemptSpec, result: BodyResult) -> None:
     """``$RUNSET_REPORT`` works for callables as for commands."""
     data, problem = read_flow_report(spec["report_path"], spec["flow_dir"])
     if problem is not None:
-        result.update(status="error", message=problem)
+        result.update({"status": "error", "message": problem})
         return
     if data is None:
         return

@@ -15,6 +15,7 @@ import time
 from typing import Any, TextIO
 from urllib.parse import urljoin, urlparse
 
+from pytest_runset.gateway.protocol import AttemptResult, AttemptSpec
 from pytest_runset.gateway.runners import Control
 from pytest_runset.gateway.runners.browser_host import first_lines, kill_flow
 from pytest_runset.gateway.runners.browser_session import (
@@ -23,7 +24,7 @@ from pytest_runset.gateway.runners.browser_session import (
     Session,
     open_session,
 )
-from pytest_runset.gateway.runners.inproc import run_inprocess, touch_logs
+from pytest_runset.gateway.runners.inproc import BodyResult, run_inprocess, touch_logs
 
 # Within this much of the deadline, a wait that was cut short by it is the flow's timeout.
 _DEADLINE_SLACK_S = 0.5
@@ -36,7 +37,7 @@ class StepProblem(Exception):
     """A step that cannot run as written (a relative URL without a base URL, ...)."""
 
 
-def run(spec: dict[str, Any], control: Control) -> dict[str, Any]:
+def run(spec: AttemptSpec, control: Control) -> AttemptResult:
     return run_inprocess(spec, control, lambda: _body(spec, control), lambda: kill_flow(spec))
 
 
@@ -70,7 +71,7 @@ def _inside(flow_dir: str, name: str) -> str:
     return path
 
 
-def execute(page: Any, step: dict[str, Any], timeout: float, spec: dict[str, Any]) -> None:
+def execute(page: Any, step: dict[str, Any], timeout: float, spec: AttemptSpec) -> None:
     """Run one step on ``page``; raises Playwright's errors or :class:`StepProblem`."""
     from playwright.sync_api import expect
 
@@ -127,13 +128,13 @@ def execute(page: Any, step: dict[str, Any], timeout: float, spec: dict[str, Any
             raise StepProblem(f"unknown action {action!r}")
 
 
-def _body(spec: dict[str, Any], control: Control) -> dict[str, Any]:
+def _body(spec: AttemptSpec, control: Control) -> BodyResult:
     flow_dir = spec["flow_dir"]
     touch_logs(flow_dir)
     session, unavailable = open_session(spec, control)
     if unavailable is not None:
         return unavailable
-    result: dict[str, Any] = {"status": "passed", "message": ""}
+    result: BodyResult = {"status": "passed", "message": ""}
     try:
         with open(os.path.join(flow_dir, "stdout.log"), "a", encoding="utf-8", buffering=1) as log:
             result = _run_steps(spec, control, session, log)
@@ -148,9 +149,7 @@ def _expired(control: Control) -> bool:
     return control.cancel_reason is not None or control.remaining() <= _DEADLINE_SLACK_S
 
 
-def _run_steps(
-    spec: dict[str, Any], control: Control, session: Session, log: TextIO
-) -> dict[str, Any]:
+def _run_steps(spec: AttemptSpec, control: Control, session: Session, log: TextIO) -> BodyResult:
     steps = spec["steps"]
     total = len(steps)
     info = session.info

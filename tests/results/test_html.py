@@ -32,10 +32,10 @@ from hypothesis import strategies as st
 from conftest import flows_by_name, load_report, wait_for
 from pytest_runset.results.html import (
     INLINE_IMAGE_LIMIT,
-    html_copy_target,
     render_html,
     write_html,
 )
+from pytest_runset.session.html_copy import html_copy_target
 
 EVIL = "<script>alert(1)</script>"
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pytest_runset.xdist.controller import SERVICE_FAILED_NAME
+from pytest_runset.engine.supervision import SERVICE_FAILED_NAME
 from pytest_runset.xdist.worker import _service_failed, worker_slot
 
 

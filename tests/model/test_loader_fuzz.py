@@ -17,9 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_runset.model.loader import RunSet, RunsetError, parse_runset
+from pytest_runset.model.flows import RunSet, RunsetError
+from pytest_runset.model.loader import parse_runset
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = (REPO / "examples" / "run-set.toml").read_bytes()
 SLUG = re.compile(r"^[a-z0-9._-]{1,64}$")
 FAKE_PATH = Path("/fuzz/run-set.toml")

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from conftest import load_report
 from pytest_runset.cli import main
 from pytest_runset.results.merge import Shard, merge_reports
-from pytest_runset.results.report import STATUSES, run_status, summarize
+from pytest_runset.results.report import run_status, summarize
+from pytest_runset.results.statuses import STATUSES
 
 RUNSET = f"""
 [runset]

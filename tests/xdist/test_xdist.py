@@ -27,7 +27,7 @@ from conftest import (
 
 pytest.importorskip("xdist")
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
 FETCH = "import sys, urllib.request\nurllib.request.urlopen(sys.argv[1], timeout=10)\n"
 # Fields that depend on timing or on which worker happened to take a flow.

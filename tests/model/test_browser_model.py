@@ -9,13 +9,14 @@ from typing import Any
 import pytest
 
 from pytest_runset.gateway.callables import CallableError, inspect_callable, split_reference
-from pytest_runset.gateway.runners.browser import (
+from pytest_runset.gateway.runners.browser_host import (
     BrowserUnavailable,
     find_system_chromium,
     first_lines,
     resolve_executable,
 )
-from pytest_runset.model.loader import RunsetError, load_runset
+from pytest_runset.model.flows import RunsetError
+from pytest_runset.model.loader import load_runset
 from pytest_runset.model.steps import ACTIONS, SpecError, load_spec, parse_step, step_label
 
 

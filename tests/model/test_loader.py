@@ -16,16 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_runset.model.loader import (
-    DEFAULT_KILL_GRACE_S,
-    DEFAULT_TIMEOUT_S,
-    MAX_DURATION_S,
-    RunSet,
-    RunsetError,
-    load_runset,
-    parse_duration,
-    parse_runset,
-)
+from pytest_runset.model.durations import MAX_DURATION_S, parse_duration
+from pytest_runset.model.flows import RunSet, RunsetError
+from pytest_runset.model.loader import load_runset, parse_runset
+from pytest_runset.model.schema import DEFAULT_KILL_GRACE_S, DEFAULT_TIMEOUT_S
 
 FILE = Path("/project/run-set.toml")
 
@@ -388,7 +382,8 @@ def test_loader_does_not_import_pytest(tmp_path: Path) -> None:
     path.write_text(FLOW_A)
     code = (
         "import sys\n"
-        "from pytest_runset.model.loader import load_runset, RunsetError\n"
+        "from pytest_runset.model.flows import RunsetError\n"
+        "from pytest_runset.model.loader import load_runset\n"
         f"rs = load_runset({str(path)!r})\n"
         "assert rs.flows[0].name == 'a', rs\n"
         "try:\n"

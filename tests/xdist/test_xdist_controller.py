@@ -6,11 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_runset.xdist.controller import (
-    controller_runsets,
-    global_timeout_reason,
-    xdist_worker_count,
-)
+from pytest_runset.xdist.controller import controller_runsets, xdist_worker_count
 
 FLOW = '[[flows]]\nname = "a"\ncommand = ["true"]\n'
 
@@ -66,10 +62,3 @@ def test_the_worker_count_follows_the_tx_specs(pytester: pytest.Pytester) -> Non
     assert xdist_worker_count(config) == 5
     config.option.tx = []
     assert xdist_worker_count(config) == 1
-
-
-def test_global_timeout_words_match_the_run_loop() -> None:
-    assert global_timeout_reason(3, not_run=False) == "the run's global timeout of 3s expired"
-    assert global_timeout_reason(0.5, not_run=True) == (
-        "not run: the run's global timeout of 0.5s expired"
-    )
