@@ -25,7 +25,9 @@ from conftest import (
     wait_for,
 )
 
-pytest.importorskip("xdist")
+# xdist.plugin, not xdist: without pytest-xdist installed, "xdist" alone would import this test
+# folder (tests/ is on sys.path) as a namespace package.
+pytest.importorskip("xdist.plugin", reason="needs pytest-xdist (tox -e xdist, .ci/run)")
 
 REPO = Path(__file__).resolve().parents[2]
 PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
