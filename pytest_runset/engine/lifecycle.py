@@ -19,7 +19,7 @@ from pytest_runset.engine.attempt import Attempt, AttemptError, build_attempt, m
 from pytest_runset.engine.entries import flow_entry
 from pytest_runset.engine.marks import xfail_mark
 from pytest_runset.engine.state import FlowState
-from pytest_runset.gateway.masking import mask_data
+from pytest_runset.gateway.masking import mask_result
 from pytest_runset.gateway.protocol import AttemptResult
 from pytest_runset.model.placeholders import PlaceholderError
 from pytest_runset.model.slugs import UnsafePathError, attempt_dir_name
@@ -118,7 +118,8 @@ def record_attempt(
 ) -> AttemptResult:
     """Release the attempt's holdings and append its (masked) result to ``state.attempts``."""
     if state.secrets:
-        result = mask_data(result, state.secrets)
+        # Text only: a secret that reads "fail" must not rewrite the status.
+        result = mask_result(result, state.secrets)
     warnings = release_attempt(state, str(result.get("status")), lock_dir)
     if warnings:
         result["warnings"] = [*result.get("warnings", []), *warnings]

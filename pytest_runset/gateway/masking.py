@@ -7,8 +7,8 @@ masks everything it reports.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from typing import IO, Any
+from collections.abc import Mapping, Sequence
+from typing import IO, Any, TypeVar, cast
 
 MASK = "***"
 _MIN_SECRET = 3  # shorter values would mask ordinary text everywhere and hide nothing real
@@ -23,6 +23,44 @@ def mask_text(text: str, secrets: Sequence[str]) -> str:
     for secret in usable(secrets):
         text = text.replace(secret, MASK)
     return text
+
+
+# Fields of an attempt's result that are vocabulary, numbers or the tool's own paths, never a
+# flow's text: a secret that happens to read "fail" or "pass" must not rewrite a status.
+STRUCTURED_FIELDS = frozenset(
+    {
+        "attempt",
+        "status",
+        "ended_by",
+        "exit_code",
+        "flow_id",
+        "started_at",
+        "duration_s",
+        "leftover_processes",
+        "retire",
+        "dir",
+        "worker",
+        "logs",
+        "result",
+        "artifacts",
+        "skipped_artifacts",
+        "tail_source",
+    }
+)
+
+
+ResultT = TypeVar("ResultT", bound=Mapping[str, Any])
+
+
+def mask_result(result: ResultT, secrets: Sequence[str]) -> ResultT:
+    """An attempt's result with secrets masked in its text only (messages, tails, warnings,
+    metrics' strings); :data:`STRUCTURED_FIELDS` are kept as they are."""
+    masked = {
+        key: value if key in STRUCTURED_FIELDS else mask_data(value, secrets)
+        for key, value in result.items()
+    }
+    # The same keys with values of the same kinds: still the caller's type.
+    return cast(ResultT, masked)
 
 
 def mask_data(data: Any, secrets: Sequence[str]) -> Any:

@@ -146,9 +146,9 @@ class Worker:
         )
         secrets = spec.get("secrets") or []
         if secrets:
-            from pytest_runset.gateway.masking import mask_data
+            from pytest_runset.gateway.masking import mask_result
 
-            result = mask_data(result, secrets)
+            result = mask_result(result, secrets)
         if leftovers:
             result["warnings"].append(
                 f"killed {leftovers} leftover process(es) still carrying the flow's cookie"

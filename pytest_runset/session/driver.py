@@ -87,6 +87,14 @@ def run_flows(session: pytest.Session, flows: list[RunsetItem], others: list[pyt
         if reporter is not None:
             reporter.write_line(reason, red=True, bold=True)
         raise session.Failed(reason)
+    unrun = loop.left_without_workers()
+    if unrun is not None:
+        # Flows that never ran are not pytest results: without this, "no tests ran" exits 0.
+        reason = f"runset: flows left unrun: {unrun.removeprefix('not run: ')}"
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(reason, red=True, bold=True)
+        raise session.Failed(reason)
     if loop.supervision.global_expired:
         # Unstarted flows are a failure of the run even when nothing that ran failed.
         raise session.Failed(loop.supervision.global_timeout_reason(not_run=False))

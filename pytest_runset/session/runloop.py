@@ -441,11 +441,21 @@ class FlowRunLoop:
         supervision = self.supervision
         if supervision.global_expired:
             return supervision.global_timeout_reason(not_run=True)
-        if supervision.restarts.exhausted and not self.scheduler.stopped:
-            return restarts_exhausted_message(supervision.restarts.used)
         if self.last_spawn_error and not self.scheduler.stopped:
             return f"not run: no worker could be started ({self.last_spawn_error})"
+        if supervision.restarts.exhausted and not self.scheduler.stopped:
+            return restarts_exhausted_message(supervision.restarts.used)
         return "not run: run interrupted" if self.interrupted else "not run: dispatch stopped"
+
+    def left_without_workers(self) -> str | None:
+        """Why flows were left ``not_run`` for want of a worker (none could start, or the
+        restart budget ran out), or ``None``: such a run must not end green."""
+        if self.supervision.global_expired or self.scheduler.stopped or self.interrupted:
+            return None
+        if not (self.last_spawn_error or self.supervision.restarts.exhausted):
+            return None
+        unrun = [s for s in self.states.values() if s.entry and s.entry["status"] == "not_run"]
+        return self._not_run_reason() if unrun else None
 
     def write_reports(self) -> None:
         """One ``report.json`` per run-set; a second Ctrl-C cannot cut this short."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import pytest
 
+from pytest_runset.engine.supervision import BACKSTOP_MARGIN_S
 from pytest_runset.session.options import timeout_value, workers_value, xdist_available
 
 if TYPE_CHECKING:
@@ -86,7 +87,8 @@ def resolve_settings(config: pytest.Config) -> Settings:
         ),
         retries_override=option.runset_retries,
         max_restarts=int(max_restarts) if max_restarts is not None else None,
-        backstop_margin=float(margin or 0.0),
+        # Unset or empty: the default, never 0 s.
+        backstop_margin=float(margin) if margin is not None else BACKSTOP_MARGIN_S,
         global_timeout=(
             timeout_value(option.runset_global_timeout, "--runset-global-timeout")
             if option.runset_global_timeout is not None

@@ -96,3 +96,10 @@ def test_run_set_files_are_recognised_by_name(name: str, collected: bool) -> Non
     from pathlib import Path
 
     assert is_runset_path(Path(name)) is collected
+
+
+def test_an_empty_backstop_margin_means_the_default_not_zero(pytester: pytest.Pytester) -> None:
+    config = pytester.parseconfigure("-o", "runset_backstop_margin=")
+    assert config.stash[SETTINGS].backstop_margin == 10.0
+    config = pytester.parseconfigure("-o", "runset_backstop_margin=0")
+    assert config.stash[SETTINGS].backstop_margin == 0.0
