@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, NotRequired, TypedDict
 
-# Every status a flow can end with: ``STATUSES`` of results/statuses.py, in the same order.
+# Every status a flow can end with, in the order summaries and pages list them (``STATUSES``).
 FlowStatus = Literal[
     "passed",
     "failed",

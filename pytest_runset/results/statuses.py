@@ -6,22 +6,11 @@ this without importing the others.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import get_args
 
-if TYPE_CHECKING:
-    from pytest_runset.results.formats import FlowStatus
+from pytest_runset.results.formats import FlowStatus
 
 # Every status a flow can end with, in the order summaries and pages list them.
-STATUSES: tuple[FlowStatus, ...] = (
-    "passed",
-    "failed",
-    "error",
-    "timeout",
-    "skipped",
-    "xfailed",
-    "xpassed",
-    "interrupted",
-    "not_run",
-)
+STATUSES: tuple[FlowStatus, ...] = get_args(FlowStatus)
 # Statuses that make the whole run ``failed``.
 FAILING_STATUSES: frozenset[FlowStatus] = frozenset({"failed", "error", "timeout"})
