@@ -7,6 +7,8 @@ These run pytest in a subprocess (``pytester.runpytest_subprocess``), as a user 
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
 
 import pytest
 
@@ -320,3 +322,56 @@ def test_good_file_is_not_a_usage_error(pytester: pytest.Pytester) -> None:
     result = run(pytester, "--runset", "run-set.toml", "--collect-only", "-q")
     assert result.ret == pytest.ExitCode.OK, result.stdout.str() + result.stderr.str()
     result.stdout.fnmatch_lines(["run-set.toml::ok", "run-set.toml::second"])
+
+
+# --- files that are not what they claim to be --------------------------------------------------
+
+
+def test_a_device_as_run_set_is_refused_without_reading_it(pytester: pytest.Pytester) -> None:
+    result = run(pytester, "--runset", "/dev/zero")
+    assert_usage_error(result, ["/dev/zero: cannot read: not a regular file (a device)"])
+
+
+def test_a_fifo_as_run_set_is_refused_without_blocking(pytester: pytest.Pytester) -> None:
+    os.mkfifo(pytester.path / "run-set.toml")
+    result = run(pytester, "--runset", "run-set.toml")
+    assert_usage_error(result, ["run-set.toml: cannot read: not a regular file (a FIFO)"])
+
+
+def test_a_fifo_as_spec_file_is_refused_without_blocking(pytester: pytest.Pytester) -> None:
+    (pytester.path / "flows").mkdir()
+    os.mkfifo(pytester.path / "flows" / "pay.toml")
+    pytester.makefile(".toml", **{"run-set": flow('spec = "flows/pay.toml"', "pay")})
+    result = run(pytester, "--runset", "run-set.toml")
+    assert_usage_error(result, ["flows/pay.toml", "not a regular file (a FIFO)"])
+
+
+@pytest.mark.parametrize("depth", [100, 400, 5000])
+def test_deeply_nested_values_are_one_line(pytester: pytest.Pytester, depth: int) -> None:
+    pytester.makefile(
+        ".toml",
+        **{
+            "run-set": flow('command = ["true"]')
+            + "env = { a = "
+            + "[" * depth
+            + "]" * depth
+            + " }\n"
+        },
+    )
+    result = run(pytester, "--runset", "run-set.toml")
+    assert_usage_error(result, ["run-set.toml", "nested more than 64 levels deep"])
+
+
+def test_an_integer_of_thousands_of_digits_is_one_line(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".toml", **{"run-set": "[runset]\nconcurrency = " + "9" * 5000 + "\n" + GOOD})
+    result = run(pytester, "--runset", "run-set.toml")
+    assert_usage_error(result, ["run-set.toml: invalid TOML", "digits"])
+
+
+def test_validate_prints_one_line_for_deep_nesting(pytester: pytest.Pytester) -> None:
+    path = pytester.makefile(".toml", **{"run-set": "x = " + "[" * 2000 + "]" * 2000 + "\n"})
+    result = pytester.run(sys.executable, "-m", "pytest_runset.cli", "validate", str(path))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    lines = [line for line in result.outlines + result.errlines if line.strip()]
+    assert len(lines) == 1, lines
+    assert "nested more than 64 levels deep" in lines[0]

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from pytest_runset.gateway.safe_files import MAX_DEFINITION_BYTES, UnsafeFile, read_regular
 from pytest_runset.model.flows import POOL_PREFIX, Flow, Persona, RunSet, RunsetError
 from pytest_runset.model.messages import (
     describe_validation_error,
@@ -37,6 +37,7 @@ from pytest_runset.model.steps import (
     parse_steps,
     placeholder_context,
 )
+from pytest_runset.model.toml_text import parse_toml
 
 __all__ = ["load_runset", "parse_runset"]
 
@@ -242,10 +243,7 @@ def parse_runset(path: Path, data: bytes, display: str | None = None) -> RunSet:
             f"{shown}: not valid UTF-8: byte 0x{data[exc.start]:02x} "
             f"at line {line}, column {column} (offset {exc.start})"
         ) from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RunsetError(f"{shown}: invalid TOML: {exc}") from None
+    raw = parse_toml(text, lambda problem: RunsetError(f"{shown}: {problem}"))
     try:
         doc = RunsetDocument.model_validate(raw)
     except ValidationError as exc:
@@ -316,8 +314,9 @@ def load_runset(path: str | Path, display: str | None = None) -> RunSet:
     file = Path(path)
     shown = display if display is not None else str(path)
     try:
-        with file.open("rb") as handle:
-            data = handle.read()
+        data = read_regular(file, max_bytes=MAX_DEFINITION_BYTES)
+    except UnsafeFile as exc:
+        raise RunsetError(f"{shown}: cannot read: {exc}") from None
     except IsADirectoryError:
         raise RunsetError(f"{shown}: is a directory, not a run-set file") from None
     except FileNotFoundError:

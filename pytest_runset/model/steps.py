@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import re
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +18,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from pytest_runset.gateway.safe_files import MAX_DEFINITION_BYTES, UnsafeFile, read_regular
 from pytest_runset.model.durations import parse_duration
 from pytest_runset.model.messages import toml_type
 from pytest_runset.model.placeholders import PlaceholderError, check_template
+from pytest_runset.model.toml_text import parse_toml
 
 
 @dataclass(frozen=True)
@@ -319,7 +320,9 @@ SPEC_KEYS = ("steps", "base_url", "viewport", "timeout", "description")
 def load_spec(path: Path) -> SpecFile:
     """Read and validate a spec file; raises :class:`SpecError` with a one-line message."""
     try:
-        data = path.read_bytes()
+        data = read_regular(path, max_bytes=MAX_DEFINITION_BYTES)
+    except UnsafeFile as exc:
+        raise SpecError(f"cannot read: {exc}") from None
     except IsADirectoryError:
         raise SpecError("is a directory, not a spec file") from None
     except FileNotFoundError:
@@ -327,11 +330,10 @@ def load_spec(path: Path) -> SpecFile:
     except OSError as exc:
         raise SpecError(f"cannot read: {exc.strerror or exc}") from None
     try:
-        raw = tomllib.loads(data.decode("utf-8-sig"))
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise SpecError("not valid UTF-8") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"invalid TOML: {exc}") from None
+    raw = parse_toml(text, SpecError)
     for key in raw:
         if key not in SPEC_KEYS:
             raise SpecError(

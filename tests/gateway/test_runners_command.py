@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -479,3 +480,37 @@ def test_a_missing_flow_report_is_fine(make_spec: SpecFactory) -> None:
     assert result["status"] == "failed"
     assert result["message"] == "exit code 3"
     assert "malformed" not in result["message"]
+
+
+@pytest.mark.parametrize(
+    ("plant", "fragment"),
+    [
+        pytest.param("fifo", "not a regular file (a FIFO)", id="fifo"),
+        pytest.param("link-to-dev-zero", "cannot read it", id="link-to-dev-zero"),
+        pytest.param("nested", "nested more than 64 levels deep", id="nested-200000"),
+        pytest.param("nan", "NaN is not a JSON number", id="nan-metric"),
+        pytest.param("infinity", "Infinity is not a JSON number", id="infinite-metric"),
+    ],
+)
+def test_a_hostile_flow_report_is_malformed_at_once(
+    make_spec: SpecFactory, plant: str, fragment: str
+) -> None:
+    spec = make_spec(["true"])
+    report = Path(spec["report_path"])
+    if plant == "fifo":
+        os.mkfifo(report)
+    elif plant == "link-to-dev-zero":
+        report.symlink_to("/dev/zero")
+    elif plant == "nested":
+        report.write_text('{"metrics": {"a": ' + "[" * 200_000 + "]" * 200_000 + "}}")
+    elif plant == "nan":
+        report.write_text('{"status": "passed", "metrics": {"score": NaN}}')
+    else:
+        report.write_text('{"status": "passed", "metrics": {"score": Infinity}}')
+    started = time.monotonic()
+    result = _run(spec)
+    assert result["status"] == "error"
+    assert "malformed RUNSET_REPORT" in result["message"]
+    assert fragment in result["message"]
+    # Refused without waiting for anything (a FIFO would block a plain open until the backstop).
+    assert time.monotonic() - started < 60

@@ -14,6 +14,7 @@ from pytest_runset.gateway.masking import start_masking_copy
 from pytest_runset.gateway.proctree import terminate_group
 from pytest_runset.gateway.protocol import AttemptResult, AttemptSpec
 from pytest_runset.gateway.runners import Control
+from pytest_runset.gateway.safe_files import MAX_NESTING, UnsafeFile, nesting_depth, read_regular
 
 SKIP_EXIT_CODE = 77
 STDERR_TAIL_LINES = 30
@@ -57,6 +58,11 @@ def _signal_name(code: int) -> str:
         return f"signal {code}"
 
 
+def _no_constant(name: str) -> float:
+    """NaN and Infinity are not JSON: a report holding them is malformed."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def read_flow_report(path: str, flow_dir: str) -> tuple[FlowReport | None, str | None]:
     """Read the JSON a flow may leave at ``$RUNSET_REPORT``.
 
@@ -65,18 +71,23 @@ def read_flow_report(path: str, flow_dir: str) -> tuple[FlowReport | None, str |
     or leave the flow directory are dropped with a warning, never followed.
     """
     try:
-        size = os.stat(path).st_size
+        # A regular file, not through a link, never more than the cap: a FIFO, /dev/zero or a
+        # link the flow planted cannot block or flood the worker.
+        raw = read_regular(path, max_bytes=_MAX_FLOW_REPORT_BYTES, follow_symlinks=False)
     except FileNotFoundError:
         return None, None
+    except UnsafeFile as exc:
+        return None, f"malformed RUNSET_REPORT: {exc} (at most 1 MiB, a regular file)"
     except OSError as exc:
-        return None, f"malformed RUNSET_REPORT: cannot stat it: {exc.strerror}"
-    if size > _MAX_FLOW_REPORT_BYTES:
-        return None, f"malformed RUNSET_REPORT: {size} bytes, more than the 1 MiB allowed"
+        return None, f"malformed RUNSET_REPORT: cannot read it: {exc.strerror}"
     try:
-        with open(path, "rb") as handle:
-            data = json.loads(handle.read().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except RecursionError:
+        return None, f"malformed RUNSET_REPORT: nested more than {MAX_NESTING} levels deep"
+    except (UnicodeDecodeError, ValueError) as exc:
         return None, f"malformed RUNSET_REPORT ({os.path.basename(path)}): {exc}"
+    if nesting_depth(data) > MAX_NESTING:
+        return None, f"malformed RUNSET_REPORT: nested more than {MAX_NESTING} levels deep"
     if not isinstance(data, dict):
         return None, "malformed RUNSET_REPORT: expected a JSON object"
     status = data.get("status")
