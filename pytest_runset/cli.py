@@ -18,8 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from pytest_runset import __version__
+from pytest_runset.gateway.safe_files import MAX_NESTING, UnsafeFile, nesting_depth, read_regular
 from pytest_runset.results.report import LATEST_NAME, REPORT_NAME, REPORT_SCHEMA
 from pytest_runset.results.statuses import STATUSES
+
+# A report.json of 100,000 flows is some 100 MiB; flows' own metrics are at most MAX_NESTING deep.
+MAX_REPORT_BYTES = 1024 * 1024 * 1024
+MAX_REPORT_NESTING = MAX_NESTING + 8
 
 if TYPE_CHECKING:
     from pytest_runset.model.flows import RunSet
@@ -183,19 +188,26 @@ def _report_path(target: str, output: str | None) -> Path:
 
 def _read_report(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular(path, max_bytes=MAX_REPORT_BYTES).decode("utf-8")
     except FileNotFoundError:
         raise _Usage(f"{path}: no such report file") from None
     except IsADirectoryError:
         raise _Usage(f"{path}: is a directory, not a report file") from None
     except UnicodeDecodeError as exc:
         raise _Usage(f"{path}: not valid UTF-8 (offset {exc.start})") from None
+    except UnsafeFile as exc:
+        raise _Usage(f"{path}: cannot read: {exc}") from None
     except OSError as exc:
         raise _Usage(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise _Usage(f"{path}: invalid JSON: {exc}") from None
+    except (RecursionError, ValueError) as exc:
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise _Usage(f"{path}: invalid JSON: {problem}") from None
+    if nesting_depth(data, MAX_REPORT_NESTING) > MAX_REPORT_NESTING:
+        raise _Usage(f"{path}: invalid JSON: nested more than {MAX_REPORT_NESTING} levels deep")
     if not isinstance(data, dict):
         raise _Usage(f"{path}: not a pytest-runset report (not a JSON object)")
     schema = data.get("schema")
@@ -210,6 +222,11 @@ def _read_report(path: Path) -> dict[str, Any]:
         if not isinstance(data.get(key, {}), dict):
             raise _Usage(f"{path}: field {key!r} must be an object")
     return data
+
+
+def _no_constant(name: str) -> float:
+    """NaN and Infinity are not JSON: a report holding them is not one of ours."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _num(value: object) -> float | None:

@@ -91,7 +91,9 @@ class _Links:
         if not path.lower().endswith(_IMAGE_SUFFIXES):
             return None
         try:
-            target = self.run_dir / path
+            target = (self.run_dir / path).resolve()
+            if not target.is_relative_to(self.run_dir.resolve()):
+                return None  # never embed a file from outside the run (a hostile report's path)
             size = target.stat().st_size
             if size > INLINE_IMAGE_LIMIT or self.embedded + size > INLINE_TOTAL_LIMIT:
                 return None

@@ -97,6 +97,12 @@ def check_report(path: Path, data: Mapping[str, Any]) -> None:
         index = flow.get("index")
         if index is not None and (not isinstance(index, int) or isinstance(index, bool)):
             raise MergeError(f"{where}: field 'index' is not a whole number")
+        for key in ("duration_s", "started_s"):
+            if flow.get(key) is not None and not _number(flow[key]):
+                raise MergeError(f"{where}: field {key!r} is not a number")
+        artifacts = flow.get("artifacts", [])
+        if not isinstance(artifacts, list) or not all(isinstance(a, str) for a in artifacts):
+            raise MergeError(f"{where}: field 'artifacts' is not a list of paths")
 
 
 def _timestamp(value: object) -> float | None:

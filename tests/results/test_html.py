@@ -540,3 +540,15 @@ def test_runset_html_that_cannot_be_written_is_one_line(pytester: pytest.Pyteste
     assert "blocker/page.html" in lines[0]
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
     assert (pytester.path / "runset-results" / "w1" / "report.html").is_file()
+
+
+def test_an_artifact_path_leaving_the_run_directory_is_never_embedded(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    (run_dir / "a").mkdir(parents=True)
+    outside = png_bytes(1, 1, (1, 2, 3))
+    (tmp_path / "private.png").write_bytes(outside)
+    (run_dir / "a" / "link.png").symlink_to(tmp_path / "private.png")
+    artifacts = ["../private.png", "a/../../private.png", "a/link.png"]
+    page = render_html(report(flow("a", "failed", artifacts=artifacts)), run_dir)
+    assert base64.b64encode(outside).decode() not in page
+    assert "<img " not in page

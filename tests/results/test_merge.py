@@ -353,6 +353,12 @@ def test_order_without_index_comes_from_the_runset_file(
         ({"flow": ("status", "green")}, "flow #1: unknown status 'green'"),
         ({"flow": ("index", "0")}, "flow #1: field 'index' is not a whole number"),
         ({"twice": True}, "flow #2: slug 'one' appears twice in this report"),
+        ({"flow": ("duration_s", "slow")}, "flow #1: field 'duration_s' is not a number"),
+        ({"flow": ("started_s", [1])}, "flow #1: field 'started_s' is not a number"),
+        ({"flow": ("artifacts", "x.png")}, "flow #1: field 'artifacts' is not a list of paths"),
+        ('{"schema": ' + "[" * 5000 + "]" * 5000 + "}", "invalid JSON: nested too deeply"),
+        ('{"x": ' + "[" * 80 + "]" * 80 + "}", "invalid JSON: nested more than 72 levels deep"),
+        ('{"wall_s": NaN}', "invalid JSON: NaN is not a JSON number"),
     ],
 )
 def test_bad_report_files_are_one_line_usage_errors(
