@@ -375,3 +375,54 @@ def test_validate_prints_one_line_for_deep_nesting(pytester: pytest.Pytester) ->
     lines = [line for line in result.outlines + result.errlines if line.strip()]
     assert len(lines) == 1, lines
     assert "nested more than 64 levels deep" in lines[0]
+
+
+SECRET_PERSONA = '[personas.alice]\nusername = "alice"\npassword_env = "ALICE_PASSWORD"\n'
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        pytest.param('command = ["login", "{persona.password}"]', "command", id="argv"),
+        pytest.param(
+            'shell = true\ncommand = "login --pw={persona.password}"', "command", id="shell-string"
+        ),
+        pytest.param(
+            'command = ["true"]\nsidecar = { command = ["proxy", "{persona.password}"] }',
+            "sidecar.command",
+            id="sidecar",
+        ),
+    ],
+)
+def test_a_secret_in_a_commands_arguments_is_refused(
+    pytester: pytest.Pytester, body: str, field: str
+) -> None:
+    pytester.makefile(".toml", **{"run-set": SECRET_PERSONA + flow(f'persona = "alice"\n{body}')})
+    assert_usage_error(
+        run(pytester, "--runset", "run-set.toml"),
+        [
+            f"run-set.toml: flow #1 'f', field '{field}': {{persona.password}} is a secret",
+            "$RUNSET_PERSONA_PASSWORD",
+            "allow_secret_argv = true",
+        ],
+    )
+
+
+def test_plain_persona_fields_and_allowed_secrets_in_arguments_load(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makefile(
+        ".toml",
+        **{
+            "run-set": SECRET_PERSONA
+            + flow('persona = "alice"\ncommand = ["echo", "{persona.username}"]', "plain")
+            + flow(
+                'persona = "alice"\nallow_secret_argv = true\n'
+                'command = ["echo", "{persona.password}"]',
+                "allowed",
+            )
+        },
+    )
+    result = run(pytester, "--runset", "run-set.toml", "--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["run-set.toml::plain", "run-set.toml::allowed"])

@@ -249,7 +249,7 @@ def test_secrets_never_reach_files_or_output(
     monkeypatch.setenv("ALICE_PASSWORD", secret)
     write_runset(
         '[personas.alice]\nusername = "alice"\npassword_env = "ALICE_PASSWORD"\n'
-        '[[flows]]\nname = "leaky"\npersona = "alice"\nretries = 1\n'
+        '[[flows]]\nname = "leaky"\npersona = "alice"\nretries = 1\nallow_secret_argv = true\n'
         'command = ["sh", "-c", "echo login {persona.username} {persona.password}; '
         'echo pw=$RUNSET_PERSONA_PASSWORD >&2; exit 3"]\n'
     )

@@ -20,12 +20,12 @@ password_env = "ALICE_PASSWORD"
 [[flows]]
 name = "good"
 persona = "alice"
-command = ["sh", "-c", "echo ran >> ran.log; echo login {persona.password}"]
+command = ["sh", "-c", "echo ran >> ran.log; echo login $RUNSET_PERSONA_PASSWORD"]
 
 [[flows]]
 name = "bad"
 persona = "alice"
-command = ["sh", "-c", "echo wrong {persona.password}; exit 2"]
+command = ["sh", "-c", "echo wrong $RUNSET_PERSONA_PASSWORD; exit 2"]
 """
 
 

@@ -26,7 +26,7 @@ from pytest_runset.model.messages import (
     show_key,
     show_name,
 )
-from pytest_runset.model.placeholders import PlaceholderError, check_template
+from pytest_runset.model.placeholders import PlaceholderError, check_template, placeholder_names
 from pytest_runset.model.schema import FlowSpec, RunsetDocument, RunsetSettings
 from pytest_runset.model.slugs import unique_slugs
 from pytest_runset.model.steps import (
@@ -97,6 +97,35 @@ def _check_references(
             )
         fields[index] = frozenset.intersection(*(member.field_names for member in members))
     return fields
+
+
+def _check_secret_argv(path: Path, doc: RunsetDocument, personas: dict[str, Persona]) -> None:
+    """A persona secret in a flow's (or its sidecar's) command is readable by every local user
+    in ``/proc/PID/cmdline``: refused unless the flow sets ``allow_secret_argv = true``."""
+    for index, spec in enumerate(doc.flows):
+        if spec.persona is None or spec.allow_secret_argv:
+            continue
+        candidates = (
+            doc.persona_pools.get(spec.persona[len(POOL_PREFIX) :], [])
+            if spec.persona.startswith(POOL_PREFIX)
+            else [spec.persona]
+        )
+        secrets = {field for name in candidates for field in personas[name].secrets}
+        commands = [("command", spec.command)]
+        if spec.sidecar is not None:
+            commands.append(("sidecar.command", spec.sidecar.command))
+        for key, command in commands:
+            args = [command] if isinstance(command, str) else list(command or [])
+            for arg in args:
+                for name in placeholder_names(arg):
+                    field = name.removeprefix("persona.")
+                    if name.startswith("persona.") and field in secrets:
+                        raise RunsetError(
+                            f"{path}: {flow_label(index, spec.name)}, field '{key}': "
+                            f"{{{name}}} is a secret and every local user can read a "
+                            f"process's arguments; use $RUNSET_PERSONA_{field.upper()} instead, "
+                            "or set allow_secret_argv = true on the flow"
+                        )
 
 
 def _check_placeholders(
@@ -251,6 +280,7 @@ def parse_runset(path: Path, data: bytes, display: str | None = None) -> RunSet:
     personas = _personas(doc)
     persona_fields = _check_references(shown, doc, personas)
     _check_placeholders(shown, doc, persona_fields)
+    _check_secret_argv(shown, doc, personas)
 
     settings = doc.runset
     slugs = unique_slugs(spec.name for spec in doc.flows)

@@ -235,6 +235,8 @@ class FlowSpec(_Strict):
     persona: StrictStr | None = None
     ports: Annotated[StrictInt, Field(ge=0, le=64)] = 0
     exclusive: StrictBool = False
+    # A secret placeholder in the argv is refused unless the flow says it knows the risk.
+    allow_secret_argv: StrictBool = False
     sidecar: SidecarSpec | None = None
     workspace: Literal["none", "worktree", "copy"] = "none"
 
