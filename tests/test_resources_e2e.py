@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -281,6 +282,25 @@ def test_a_missing_secret_variable_fails_the_flow_with_its_name(
     flow = flows_by_name(load_report(pytester.path / "runset-results" / "ms"))["needs it"]
     assert flow["status"] == "error"
     assert "NO_SUCH_SECRET_VAR" in flow["message"]
+
+
+def test_a_secret_that_is_not_utf8_fails_its_flows_naming_the_persona_and_variable(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(os.environb, b"BAD_SECRET_VAR", b"pw\xff\xfe-1")
+    write_runset(
+        '[personas.alice]\npassword_env = "BAD_SECRET_VAR"\n'
+        '[[flows]]\nname = "needs it"\npersona = "alice"\ncommand = ["true"]\n'
+        '[[flows]]\nname = "no persona"\ncommand = ["true"]\n'
+    )
+    result = pytester.runpytest_subprocess("--runset", "run-set.toml", "--runset-run-id", "nu")
+    assert result.ret == 1
+    flows = flows_by_name(load_report(pytester.path / "runset-results" / "nu"))
+    assert flows["needs it"]["status"] == "error"
+    assert flows["needs it"]["message"] == (
+        "persona 'alice': environment variable BAD_SECRET_VAR (password_env) is not valid UTF-8"
+    )
+    assert flows["no persona"]["status"] == "passed"
 
 
 def test_resource_mistakes_are_usage_errors(

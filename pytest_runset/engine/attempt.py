@@ -48,6 +48,14 @@ def persona_values(persona: Persona) -> tuple[dict[str, str], list[str]]:
             raise AttemptError(
                 f"persona {persona.name!r}: environment variable {variable} ({name}_env) is not set"
             )
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # Undecodable bytes reach Python as surrogates, which no channel or file can carry.
+            raise AttemptError(
+                f"persona {persona.name!r}: environment variable {variable} ({name}_env) "
+                "is not valid UTF-8"
+            ) from None
         values[name] = value
         secrets.append(value)
     return values, secrets
