@@ -52,7 +52,30 @@ def lock_directory() -> Path:
             f"lock directory {path} is writable by others (mode {info.st_mode & 0o777:o}); "
             f"use chmod 700 or set {LOCK_DIR_ENV}"
         )
+    _check_parents(path)
     return path
+
+
+def _check_parents(path: Path) -> None:
+    """Whoever may rename a parent away could swap the lock directory under held leases:
+    every parent must belong to root or to you, and be writable by no one else unless it
+    is sticky (as ``/tmp`` is: others cannot rename what is not theirs there)."""
+    for parent in Path(os.path.realpath(path)).parents:
+        try:
+            info = os.stat(parent)
+        except OSError as exc:
+            raise LeaseError(f"lock directory {path}: {parent}: {exc.strerror or exc}") from None
+        if info.st_uid not in (0, os.getuid()):
+            raise LeaseError(
+                f"lock directory {path}: its parent {parent} belongs to uid {info.st_uid}; "
+                f"set {LOCK_DIR_ENV} to a directory of yours"
+            )
+        if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+            raise LeaseError(
+                f"lock directory {path}: its parent {parent} is writable by others "
+                f"(mode {info.st_mode & 0o777:o}) and not sticky; set {LOCK_DIR_ENV} to a "
+                "directory of yours"
+            )
 
 
 @dataclass

@@ -52,6 +52,32 @@ def test_lock_directory_that_is_a_symlink_is_refused(
         lock_directory()
 
 
+def test_a_parent_owned_by_someone_else_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if os.getuid() != 0:
+        pytest.skip("giving a directory to another user needs root (CI runs as root)")
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o755)
+    os.chown(theirs, 65534, 65534)
+    monkeypatch.setenv(LOCK_DIR_ENV, str(theirs / "locks"))
+    with pytest.raises(LeaseError, match=f"its parent {theirs} belongs to uid 65534"):
+        lock_directory()
+
+
+def test_a_parent_writable_by_others_is_refused_unless_sticky(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv(LOCK_DIR_ENV, str(shared / "locks"))
+    with pytest.raises(LeaseError, match=f"its parent {shared} is writable by others"):
+        lock_directory()
+    shared.chmod(0o1777)  # sticky, like /tmp: others cannot rename our directory away
+    assert lock_directory() == shared / "locks"
+
+
 def test_a_persona_is_leased_once(leaser: Leaser) -> None:
     first, second = Lease(), Lease()
     assert leaser.take_persona(["alice"], first)
