@@ -1,4 +1,5 @@
-"""The ``pytest-runset`` console script: ``validate``, ``list``, ``show`` and ``merge``.
+"""The ``pytest-runset`` console script: ``validate``, ``list``, ``show``, ``merge`` and the
+live-run controls ``status``, ``pause``, ``unpause``, ``stop``.
 
 Built on argparse rather than click/typer: the command must start fast (``show`` and ``merge``
 do not even load pydantic) and the plugin already depends on enough. Nothing here imports pytest.
@@ -9,6 +10,7 @@ Exit codes are pytest's: 0 ok / run passed, 1 run not passed or merge conflicts,
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shutil
@@ -402,11 +404,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="merge reports of different run-sets (or of changed run-set files) anyway",
     )
     merge.set_defaults(func=cmd_merge)
+
+    for name, text in (
+        ("status", "what a live run is doing (its final summary once it ended)"),
+        ("pause", "freeze every running flow of a live run and start nothing new"),
+        ("unpause", "thaw a paused run"),
+        ("stop", "stop a live run as Ctrl-C does (--drain: let running flows finish)"),
+    ):
+        control = commands.add_parser(name, help=text)
+        control.add_argument(
+            "target", nargs="?" if name == "status" else None, default="latest", metavar="RUN"
+        )
+        control.add_argument("--output", metavar="DIR", help="results directory of the runs")
+        if name == "stop":
+            control.add_argument("--drain", action="store_true", help="let running flows finish")
+        control.set_defaults(func=cmd_control)
     return parser
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    """``status``, ``pause``, ``unpause``, ``stop``: through the run directory's control files."""
+    from pytest_runset.session.live_control import control_run
+
+    run_dir = _report_path(args.target, args.output).parent
+    try:
+        lines, code = control_run(run_dir, args.command, drain=bool(getattr(args, "drain", False)))
+    except ValueError as exc:
+        raise _Usage(str(exc)) from None
+    if not lines:  # a run that ended: its report's summary
+        report = _read_report(run_dir / REPORT_NAME)
+        lines = [f"run {_text(report.get('run_id'))}: {_text(report.get('status'))}"]
+        lines.append(_counts(report))
+    print("\n".join(_one_line(line) for line in lines))
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
+    # Under a C or POSIX locale stdout is ASCII: "café" is printed as "caf\\xe9", never as a
+    # UnicodeEncodeError (stderr already escapes what it cannot encode).
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
     parser = build_parser()
     try:
         try:

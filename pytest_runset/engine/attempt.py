@@ -12,12 +12,12 @@ import secrets as random_tokens
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from pytest_runset.gateway import proctree
-from pytest_runset.gateway.protocol import AttemptSpec, SidecarSpec
+from pytest_runset.gateway.protocol import AttemptSpec, ContainmentRequest, SidecarSpec
 from pytest_runset.model.flows import Flow, Persona, RunSet
 from pytest_runset.model.placeholders import substitute
 from pytest_runset.model.slugs import UnsafePathError, attempt_dir_name, flow_dir
@@ -95,6 +95,7 @@ def build_attempt(
     ports: list[int] | None = None,
     service_values: dict[str, str] | None = None,
     workdir: Path | None = None,
+    containment: str = "auto",
 ) -> Attempt:
     """Everything a worker needs for one attempt.
 
@@ -189,6 +190,12 @@ def build_attempt(
         "secrets": secrets,
         "ports": flow_ports,
         "persona": ({"name": persona.name, **fields} if persona is not None else None),
+        "containment": {
+            "tier": cast("ContainmentRequest", containment),
+            "run_id": run_id,
+            "memory_max": flow.memory_max,
+            "pids_max": flow.pids_max,
+        },
     }
     if flow.kind != "command":
         spec.update(

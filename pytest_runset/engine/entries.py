@@ -7,7 +7,10 @@ import time
 from pytest_runset.engine.state import FlowState
 from pytest_runset.gateway.protocol import AttemptResult, AttemptStatus
 from pytest_runset.model.flows import Flow
-from pytest_runset.results.formats import FlowEntry, FlowLogs, FlowStatus
+from pytest_runset.results.formats import FlowEntry, FlowLogs, FlowResources, FlowStatus
+
+# A flow that never ran (or ran on a worker of an older release) used nothing measurable.
+NO_RESOURCES: FlowResources = {"cpu_s": 0.0, "peak_memory_bytes": None}
 
 
 def flow_entry(
@@ -46,6 +49,7 @@ def flow_entry(
         "ports": list(state.ports),
         "tags": list(flow.tags),
         "leftover_processes": int(last.get("leftover_processes") or 0),
+        "resources": dict(last.get("resources") or NO_RESOURCES),  # type: ignore[typeddict-item]
         "metrics": last.get("metrics", {}),
         "warnings": last.get("warnings", []),
         "definition_sha256": flow.sha256,
@@ -88,6 +92,7 @@ def unstarted_entry(flow: Flow, nodeid: str, status: FlowStatus, message: str) -
         "ports": [],
         "tags": list(flow.tags),
         "leftover_processes": 0,
+        "resources": dict(NO_RESOURCES),  # type: ignore[typeddict-item]
         "metrics": {},
         "warnings": [],
         "definition_sha256": flow.sha256,

@@ -11,9 +11,13 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
+# SIGHUP (the terminal closed, the ssh connection dropped) is handled like SIGTERM: the run
+# stops in order and writes its report rather than dying with its services orphaned.
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
 
 class InterruptGate:
-    """SIGINT and SIGTERM as ``KeyboardInterrupt``, but never inside a critical section.
+    """SIGINT, SIGTERM and SIGHUP as ``KeyboardInterrupt``, but never inside a critical section.
 
     Outside one (an ordinary test running, the loop waiting) the interrupt is raised at once;
     inside one it is remembered and raised when the section ends.
@@ -46,21 +50,22 @@ class InterruptGate:
 
 @contextlib.contextmanager
 def _interrupt_handler(handler: Any) -> Iterator[None]:
-    """``handler`` for SIGINT and SIGTERM within the block, the previous ones restored after.
+    """``handler`` for SIGINT, SIGTERM and SIGHUP within the block, then the previous ones.
 
     Outside the main thread signals cannot be handled, and the block runs unchanged.
     """
+    previous: dict[signal.Signals, Any] = {}
     try:
-        previous = signal.signal(signal.SIGINT, handler)
-        previous_term = signal.signal(signal.SIGTERM, handler)
+        for signum in HANDLED_SIGNALS:
+            previous[signum] = signal.signal(signum, handler)
     except ValueError:
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        signal.signal(signal.SIGTERM, previous_term)
+        for signum, before in previous.items():
+            signal.signal(signum, before)
 
 
 def sigint_ignored() -> contextlib.AbstractContextManager[None]:

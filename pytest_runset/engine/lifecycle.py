@@ -45,6 +45,7 @@ def prepare_attempt(
     run_id: str,
     timeout_override: float | None,
     lock_dir: Callable[[], Path],
+    containment: str | None = None,
 ) -> Attempt:
     """The spec of one attempt of a flow whose leases (``state.lease``) are held.
 
@@ -90,6 +91,8 @@ def prepare_attempt(
         ports=state.ports,
         service_values=run.service_values,
         workdir=workdir,
+        # --runset-containment wins over the run-set's [runset] containment.
+        containment=containment or run.runset.settings.containment,
     )
     if state.workspace is not None and state.workspace.kind == "worktree":
         built.spec["env_unset"] = list(GIT_LOCAL_ENV_VARS)

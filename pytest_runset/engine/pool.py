@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import shlex
 import signal
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ from pytest_runset import __version__
 from pytest_runset.gateway import proctree
 from pytest_runset.gateway import worker as worker_module
 from pytest_runset.gateway.transfer import Receiver
+from pytest_runset.model.fsnames import as_text, utf8_file_system
 from pytest_runset.model.txspec import GatewaySpec, ProxySpec
 
 
@@ -58,6 +61,20 @@ class WorkerHandle:
     receiver: Receiver | None = None
 
 
+def local_popen_spec() -> str:
+    """The execnet spec of a gateway on this machine: ``popen``, in Python's UTF-8 mode when
+    this interpreter is not in it.
+
+    Under a C or POSIX locale with ``PYTHONUTF8=0``, Python encodes file names, arguments and
+    environment values as ASCII, so a flow named "café" could not even be started. The worker
+    speaks UTF-8 whatever the locale (the run-set file is UTF-8); the flows it starts still get
+    the user's locale, since ``-X utf8`` is not inherited.
+    """
+    if utf8_file_system():
+        return "popen"
+    return f"popen//python={shlex.quote(sys.executable)} -X utf8"
+
+
 def _package_root() -> str:
     return str(Path(__file__).resolve().parent.parent)
 
@@ -72,7 +89,7 @@ class Pool:
         proxies: dict[str, ProxySpec] | None = None,
     ) -> None:
         self.size = size
-        self.specs = specs or [GatewaySpec("popen", None, False)] * size
+        self.specs = specs or [GatewaySpec(local_popen_spec(), None, False)] * size
         self.proxies = proxies or {}
         self.events: queue.Queue[Event] = queue.Queue()
         self.group = execnet.Group()
@@ -179,7 +196,7 @@ class Pool:
         if handle is None or handle.channel is None:
             return False
         try:
-            handle.channel.send((event, data))
+            handle.channel.send((event, as_text(data)))
         except Exception:
             return False
         return True

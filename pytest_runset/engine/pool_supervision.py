@@ -143,6 +143,8 @@ class PoolSupervisor:
 
     def check_backstops(self) -> None:
         """Attempts whose worker did not answer by the backstop: killed, swept, replaced."""
+        if self.supervision.paused:
+            return
         now = time.monotonic()
         for slot, task in list(self.scheduler.running.items()):
             state = self.states[task.key]

@@ -158,13 +158,42 @@ class Supervision:
     deadline: GlobalDeadline | None = None
     restarts: Restarts = field(default_factory=lambda: Restarts(None))
     global_expired: bool = False
+    # While the run is paused no clock runs: not the backstops, not the global deadline.
+    paused_since: float | None = None
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_since is not None
+
+    def pause(self, now: float) -> None:
+        if self.paused_since is None:
+            self.paused_since = now
+
+    def unpause(self, now: float, watches: list[AttemptWatch]) -> float:
+        """Every deadline moves by the time spent paused; returns that time."""
+        since, self.paused_since = self.paused_since, None
+        if since is None:
+            return 0.0
+        paused = max(0.0, now - since)
+        self.forgive(paused, watches)
+        if self.deadline is not None:
+            self.deadline = GlobalDeadline(self.deadline.at + paused, self.deadline.timeout_s)
+        return paused
+
+    def forgive(self, gap: float, watches: list[AttemptWatch]) -> None:
+        """The controller itself was stopped for ``gap`` seconds (SIGSTOP, a debugger, a
+        suspended VM): its workers were not late, it was. Backstops move by the gap."""
+        for watch in watches:
+            watch.backstop += gap
 
     def watch(self, dispatched_at: float, timeout_s: float, kill_grace_s: float) -> AttemptWatch:
         return AttemptWatch(dispatched_at, timeout_s, kill_grace_s, self.margin)
 
     def global_due(self, now: float | None = None) -> bool:
         """``True`` once, when the global deadline has passed: stop everything now."""
-        if self.deadline is None or self.global_expired or self.deadline.left(now) > 0:
+        if self.paused or self.deadline is None or self.global_expired:
+            return False
+        if self.deadline.left(now) > 0:
             return False
         self.global_expired = True
         return True
@@ -176,6 +205,8 @@ class Supervision:
     def next_wakeup(self, watches: list[AttemptWatch], now: float, longest: float) -> float:
         """How long a loop may block: until the nearest backstop or deadline, ``longest`` at
         most (a held-back Ctrl-C waits that long)."""
+        if self.paused:
+            return longest
         waits = [watch.left(now) for watch in watches]
         if self.deadline is not None and not self.global_expired:
             waits.append(self.deadline.left())

@@ -27,7 +27,7 @@ def browser_cookie(run_id: str, worker_id: str) -> str:
     return f"{run_id}.browser.{worker_id}"
 
 
-def _environ_has(pid: int, needle: bytes) -> bool:
+def _environ_has(pid: int, needle: bytes, prefix: bool = False) -> bool:
     # Plain file descriptors: a buffered file object costs extra system calls per process,
     # and every flow's end scans every process.
     try:
@@ -42,11 +42,15 @@ def _environ_has(pid: int, needle: bytes) -> bool:
         return False
     finally:
         os.close(fd)
-    return needle in b"".join(chunks).split(b"\0")
+    entries = b"".join(chunks).split(b"\0")
+    if prefix:
+        return any(entry.startswith(needle) for entry in entries)
+    return needle in entries
 
 
-def pids_with_cookie(cookie: str) -> list[int]:
-    """Pids of live processes whose environment holds ``RUNSET_FLOW_ID=<cookie>``.
+def pids_with_cookie(cookie: str, *, prefix: bool = False) -> list[int]:
+    """Pids of live processes whose environment holds ``RUNSET_FLOW_ID=<cookie>`` (or, with
+    ``prefix``, a cookie that starts with ``cookie``: every process of a run).
 
     The caller's own process is never listed. On systems without ``/proc`` nothing is found,
     and only process-group kills apply.
@@ -61,7 +65,7 @@ def pids_with_cookie(cookie: str) -> list[int]:
     for entry in entries:
         if entry.isdigit():
             pid = int(entry)
-            if pid != me and _environ_has(pid, needle):
+            if pid != me and _environ_has(pid, needle, prefix):
                 found.append(pid)
     return found
 
@@ -89,7 +93,12 @@ def last_pid() -> int | None:
         return None
 
 
-def sweep_cookie(cookie: str, *, rounds: int = 10) -> int:
+def sweep_cookie_prefix(prefix: str) -> int:
+    """SIGKILL every process whose cookie starts with ``prefix`` (a whole run's)."""
+    return sweep_cookie(prefix, prefix=True)
+
+
+def sweep_cookie(cookie: str, *, rounds: int = 10, prefix: bool = False) -> int:
     """SIGKILL every process carrying ``cookie``; return how many were killed.
 
     A scan is not atomic: a process can fork after ``/proc`` was listed while its parent exits
@@ -104,7 +113,7 @@ def sweep_cookie(cookie: str, *, rounds: int = 10) -> int:
     quiet = 0
     for _ in range(rounds):
         before = last_pid()
-        alive = [pid for pid in pids_with_cookie(cookie) if not _is_zombie(pid)]
+        alive = [pid for pid in pids_with_cookie(cookie, prefix=prefix) if not _is_zombie(pid)]
         if not alive:
             quiet += 1
             if quiet >= 2 or (before is not None and before == last_pid()):

@@ -33,7 +33,10 @@ AttemptStatus = Literal[
 # The statuses a cancelled attempt ends with (``interrupted`` unless the controller says).
 CancelStatus = Literal["timeout", "error", "interrupted"]
 WorkerMessageKind = Literal["ready", "started", "file", "finished", "swept"]
-ControllerMessageKind = Literal["run", "cancel", "stop"]
+ControllerMessageKind = Literal["run", "cancel", "stop", "pause", "unpause"]
+# How a flow attempt's processes were kept together (docs/reliability.md).
+ContainmentTier = Literal["cgroup", "process-group"]
+ContainmentRequest = Literal["auto", "cgroup", "process-group"]
 
 
 class GatewayInit(TypedDict, total=False):
@@ -84,6 +87,22 @@ class SidecarSpec(TypedDict):
     log_path: str
 
 
+class ContainmentSpec(TypedDict):
+    """How the worker contains an attempt: the tier asked for and the limits."""
+
+    tier: ContainmentRequest
+    run_id: str
+    memory_max: int | None
+    pids_max: int | None
+
+
+class Resources(TypedDict):
+    """What an attempt's whole process tree used."""
+
+    cpu_s: float
+    peak_memory_bytes: int | None
+
+
 class AttemptSpec(TypedDict, total=False):
     """``run``: one attempt of one flow, every value filled in by the controller.
 
@@ -110,6 +129,7 @@ class AttemptSpec(TypedDict, total=False):
     ports: list[int]
     persona: dict[str, Any] | None
     sidecar: SidecarSpec
+    containment: ContainmentSpec
     # Steps and callable flows.
     steps: list[dict[str, Any]]
     callable: str | None
@@ -168,6 +188,12 @@ class AttemptResult(TypedDict, total=False):
     skipped_artifacts: list[str]
     # A browser flow's browser: name, version, executable, launched or warm, ...
     browser: dict[str, Any]
+    # Which tier contained the attempt, what it used, whether its limits held.
+    containment: ContainmentTier
+    resources: Resources
+    limits_enforced: bool
+    # Seconds the attempt spent frozen by a pause (``pytest-runset pause``, Ctrl-Z).
+    paused_s: float
     # The worker can no longer be trusted with flows (a flow's code is stuck inside it).
     retire: bool
     # Set by the controller: the run's global deadline ended (or prevented) this attempt.

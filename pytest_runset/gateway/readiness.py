@@ -59,10 +59,12 @@ def start_process(
     cwd: str,
     env: dict[str, str],
     log_path: str,
+    preexec: Callable[[], None] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``command`` in its own session, stdout and stderr appended to ``log_path``.
 
-    ``env`` is the complete environment of the process (nothing is inherited). Raises
+    ``env`` is the complete environment of the process (nothing is inherited); ``preexec``
+    runs in the child before it executes the command (it joins its cgroup there). Raises
     :class:`OSError` with a one-line message when it cannot be started.
     """
     if isinstance(command, list) and not command:
@@ -88,6 +90,8 @@ def start_process(
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                # Only writes to open fds and calls prctl: safe between fork and exec.
+                preexec_fn=preexec,  # noqa: PLW1509
             )
         except OSError as exc:
             raise OSError(f"cannot start {_shown(command)!r}: {exc.strerror or exc}") from exc

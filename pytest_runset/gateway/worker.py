@@ -33,6 +33,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     # Types only: this module runs before the gateway has the package on its sys.path.
+    from pytest_runset.gateway.containment import Attempt as ContainedAttempt
+    from pytest_runset.gateway.containment import Containment
+    from pytest_runset.gateway.flow_dir import FlowDir
     from pytest_runset.gateway.protocol import (
         AttemptResult,
         AttemptSpec,
@@ -54,12 +57,71 @@ _PARENT_POLL_S = 0.5
 _ABANDON_GRACE_S = 1.0
 
 
-def _write_json(path: str, data: Mapping[str, Any]) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        # json.dumps without indent runs the C encoder; json.dump and indent the Python one.
-        handle.write(json.dumps(data, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+def _write_json(directory: FlowDir, name: str, data: Mapping[str, Any]) -> None:
+    """Write ``name`` in the flow's open directory: strict JSON (no NaN/Infinity: ``ValueError``),
+    replacing whatever the flow left at that name, never writing through it (flow_dir.py)."""
+    # json.dumps without indent runs the C encoder; json.dump and indent the Python one.
+    text = json.dumps(data, ensure_ascii=False, allow_nan=False) + "\n"
+    directory.write_bytes(name, text.encode("utf-8"))
+
+
+def _write_result(spec: AttemptSpec, result: AttemptResult) -> AttemptResult:
+    """Write the attempt's ``result.json`` into the directory the worker opened before the flow
+    ran, then close it; return the result as written (the one to send).
+
+    Its metrics are checked first (metrics.py). A flow that moved or removed its directory is
+    told so in a warning, and nothing is written through what took its place. A result that is
+    not JSON (a bug) becomes a minimal ``error`` result saying why: the attempt always ends
+    with something the controller can read.
+    """
+    from pytest_runset.gateway import flow_dir
+    from pytest_runset.gateway.metrics import check_metrics
+
+    check_metrics(result)
+    path = spec["flow_dir"]
+    directory = flow_dir.opened(path)
+    try:
+        if directory is None:
+            # Not opened when the attempt started (a link in its place): refused again here.
+            directory = flow_dir.FlowDir.open(path)
+        problem = directory.problem()
+        if problem is not None:
+            result["warnings"].append(problem)
+        try:
+            _write_json(directory, "result.json", result)
+        except (TypeError, ValueError, RecursionError) as exc:
+            result = _fallback_result(result, f"result.json: {type(exc).__name__}: {exc}")
+            _write_json(directory, "result.json", result)
+    except OSError as exc:
+        result["warnings"].append(f"could not write result.json: {exc.strerror or exc}")
+    finally:
+        if directory is not None:
+            directory.close()
+        flow_dir.release(path)
+    return result
+
+
+def _fallback_result(result: Mapping[str, Any], why: str) -> AttemptResult:
+    """What is left to say about an attempt whose result cannot be written or sent as it is:
+    ``error``, why, and the plain fields that identify and time it."""
+    fallback: AttemptResult = {
+        "status": "error",
+        "exit_code": None,
+        "message": f"the flow's result could not be recorded ({why[:300]})",
+        "metrics": {},
+        "artifacts": [],
+        "warnings": [],
+    }
+    for key in ("flow_id", "attempt", "started_at", "duration_s", "leftover_processes"):
+        value = result.get(key)
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            fallback[key] = value
+    status, message = result.get("status"), result.get("message")
+    if isinstance(status, str) and isinstance(message, str):
+        fallback["warnings"].append(f"it had ended {status[:20]}: {message[:1000]}")
+    if result.get("retire") is True:
+        fallback["retire"] = True
+    return fallback
 
 
 class Worker:
@@ -75,6 +137,8 @@ class Worker:
         self.port_locks: list[int] = []
         # A remote gateway's directory for flow dirs while they run (removed when it exits).
         self.scratch: str | None = None
+        self.containment: Containment | None = None
+        self.paused = False
 
     # -- running one flow -------------------------------------------------------------------
     def start_flow(self, spec: AttemptSpec) -> None:
@@ -107,18 +171,26 @@ class Worker:
         started_at = time.time()
         started = time.monotonic()
         result: AttemptResult
+        attempt: ContainedAttempt | None = None
         try:
-            os.makedirs(spec["flow_dir"], exist_ok=True)
+            from pytest_runset.gateway.flow_dir import open_for_attempt
+
+            # Opened before any code of the flow runs; the plugin's files go through this
+            # handle until result.json is written (flow_dir.py).
+            open_for_attempt(spec["flow_dir"])
             self.send("started", {"flow_id": spec["flow_id"], "started_at": started_at})
             from pytest_runset.gateway.runners import RUNNERS
 
             runner = importlib.import_module(RUNNERS[spec["kind"]])
             sidecar = spec.get("sidecar")
+            attempt = self._contain(spec, control)
             problem = self._hold_host_ports(spec)
             if problem is not None:
                 result = {"status": "error", "exit_code": None, "message": problem}
             elif sidecar:
-                result = _with_sidecar(sidecar, spec, control, lambda: runner.run(spec, control))
+                result = _with_sidecar(
+                    sidecar, spec, control, lambda: runner.run(spec, control), attempt
+                )
             else:
                 result = runner.run(spec, control)
         except Exception:
@@ -129,8 +201,14 @@ class Worker:
             }
         from pytest_runset.gateway.proctree import sweep_cookie
 
-        # Whatever happened, nothing of this flow may keep running into the next one.
-        leftovers = sweep_cookie(spec["flow_id"])
+        # Whatever happened, nothing of this flow may keep running into the next one: its
+        # group (or every process the worker adopted) first, then the cookie sweep.
+        usage = attempt.finish() if attempt is not None else None
+        leftovers = sweep_cookie(spec["flow_id"]) + (usage.killed if usage else 0)
+        if attempt is not None and usage is not None:
+            from pytest_runset.gateway.containment import record_usage
+
+            record_usage(result, attempt, usage, control.paused_s)
         self._release_host_ports()
         result.setdefault("metrics", {})
         result.setdefault("artifacts", [])
@@ -157,10 +235,7 @@ class Worker:
         names: list[str] = []
         if transfer:
             result, names = _plan_transfer(spec["flow_dir"], transfer, result)
-        try:
-            _write_json(os.path.join(spec["flow_dir"], "result.json"), result)
-        except OSError as exc:
-            result["warnings"].append(f"could not write result.json: {exc}")
+        result = _write_result(spec, result)
         if transfer:
             # A remote flow's files go back to the controller's run directory, then go here.
             from pytest_runset.gateway.transfer import remove_tree, send_files
@@ -174,6 +249,45 @@ class Worker:
         if result.get("retire"):
             self.retired = True
         self.send("finished", result)
+
+    def _contain(self, spec: AttemptSpec, control: Control) -> ContainedAttempt | None:
+        """The attempt's containment (cgroup or process-group tier), started before any of
+        its processes; the runners start theirs through ``control.preexec``."""
+        request = spec.get("containment")
+        if request is None:
+            return None
+        from pytest_runset.gateway import containment
+
+        if self.containment is None:
+            run_id = str(request["run_id"])
+            if self.scratch:
+                # Several gateways of one run may share a remote host: each its own group.
+                run_id = f"{run_id}.{socket.gethostname()}.{os.getpid()}"
+            self.containment = containment.Containment(str(request["tier"]), run_id)
+            containment.CURRENT = self.containment
+        attempt = self.containment.attempt(
+            str(spec["flow_id"]),
+            memory_max=request.get("memory_max"),
+            pids_max=request.get("pids_max"),
+            in_process=spec["kind"] == "callable",
+        )
+        attempt.start()
+        control.preexec = attempt.preexec()
+        return attempt
+
+    def pause(self, frozen: bool) -> None:
+        """Freeze (or thaw) the running attempt's processes and stop (restart) its clock."""
+        with self.lock:
+            control = self.control
+            self.paused = frozen
+        if control is not None:
+            if frozen:
+                control.pause()
+            else:
+                control.unpause()
+        current = self.containment.current if self.containment is not None else None
+        if current is not None:
+            current.pause(frozen)
 
     def _hold_host_ports(self, spec: AttemptSpec) -> str | None:
         """A remote flow's ports, held on this host while it runs (see hostports.py)."""
@@ -234,9 +348,19 @@ class Worker:
     def send(self, event: WorkerMessageKind, data: WorkerMessage) -> None:
         try:
             self.channel.send((event, data))
-        except Exception:
-            # The controller is gone; the receive loop or the parent watch will notice.
-            pass
+        except Exception as exc:
+            if event != "finished":
+                # The controller is gone; the receive loop or the parent watch will notice.
+                return
+            # A result execnet cannot serialize (nested too deep for its recursive encoder, a
+            # type it does not know) must still end the attempt: otherwise the controller
+            # waits out the whole backstop and calls this worker unresponsive. If the channel
+            # is closed this fails too, and the controller is gone anyway.
+            why = f"it cannot be sent: {type(exc).__name__}: {exc}"
+            try:
+                self.channel.send((event, _fallback_result(cast("Mapping[str, Any]", data), why)))
+            except Exception:
+                pass
 
     def watch_parent(self) -> None:
         while True:
@@ -264,6 +388,8 @@ class Worker:
                 self.cancel(
                     str(request.get("reason", "interrupted")), request.get("status", "interrupted")
                 )
+            elif event in ("pause", "unpause"):
+                self.pause(event == "pause")
             elif event == "stop":
                 self.abandon("worker stopped")
                 return
@@ -317,7 +443,11 @@ def _probe(remote: bool) -> ProbeInfo:
 
 
 def _with_sidecar(
-    sidecar: SidecarSpec, spec: AttemptSpec, control: Control, body: Callable[[], AttemptResult]
+    sidecar: SidecarSpec,
+    spec: AttemptSpec,
+    control: Control,
+    body: Callable[[], AttemptResult],
+    attempt: ContainedAttempt | None,
 ) -> AttemptResult:
     """Start the flow's sidecar, wait until it is ready, run the flow, stop the sidecar.
 
@@ -338,6 +468,7 @@ def _with_sidecar(
             cwd=sidecar["cwd"],
             env=env,
             log_path=log_path,
+            preexec=attempt.sidecar_preexec() if attempt is not None else None,
         )
     except OSError as exc:
         return {"status": "error", "exit_code": None, "message": f"sidecar: {exc}"}
@@ -391,14 +522,19 @@ def _watch_sidecar(proc: Any, control: Control, done: threading.Event) -> None:
 
 
 def _mask_file(path: str, secrets: list[str]) -> None:
-    """Rewrite a log that was written unfiltered with the secrets masked (streamed)."""
+    """Rewrite a log that was written unfiltered with the secrets masked (streamed), relative to
+    the flow's open directory: a link the flow planted at the log is neither read nor written
+    through, and the masked copy replaces it (flow_dir.py)."""
+    from pytest_runset.gateway.flow_dir import attempt_dir
     from pytest_runset.gateway.masking import copy_masked
 
-    tmp = f"{path}.masking"
+    name = os.path.basename(path)
     try:
-        with open(path, "rb") as source, open(tmp, "wb") as sink:
-            copy_masked(source, sink, secrets)
-        os.replace(tmp, path)
+        with (
+            attempt_dir(os.path.dirname(path)) as directory,
+            directory.open_read(name) as source,
+        ):
+            directory.write(name, lambda sink: copy_masked(source, sink, secrets))
     except OSError:
         pass
 

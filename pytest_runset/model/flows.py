@@ -72,6 +72,9 @@ class Flow:
     exclusive: bool = False
     sidecar: SidecarSpec | None = None
     workspace: str = "none"
+    # Limits of the flow's whole process tree, enforced by the cgroup tier.
+    memory_max: int | None = None
+    pids_max: int | None = None
 
 
 @dataclass(frozen=True)

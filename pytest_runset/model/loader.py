@@ -322,6 +322,8 @@ def parse_runset(path: Path, data: bytes, display: str | None = None) -> RunSet:
                 exclusive=spec.exclusive,
                 sidecar=spec.sidecar,
                 workspace=spec.workspace,
+                memory_max=spec.memory_max if spec.memory_max is not None else settings.memory_max,
+                pids_max=spec.pids_max if spec.pids_max is not None else settings.pids_max,
                 **extra,
             )
         )

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from pytest_runset.model.durations import parse_duration
+from pytest_runset.model.sizes import parse_size
 from pytest_runset.model.steps import Viewport
 
 DEFAULT_TIMEOUT_S = 15 * 60.0
@@ -54,6 +55,10 @@ def _non_negative_duration(value: object) -> float:
 
 
 PositiveDuration = Annotated[float, BeforeValidator(_positive_duration)]
+MemorySize = Annotated[int, BeforeValidator(parse_size)]
+PidsMax = Annotated[StrictInt, Field(gt=0, le=4194304)]
+# How a flow's processes are kept together (docs/reliability.md#containment).
+CONTAINMENT_TIERS = ("auto", "cgroup", "process-group")
 NonNegativeDuration = Annotated[float, BeforeValidator(_non_negative_duration)]
 EnvTable = dict[StrictStr, StrictStr]
 
@@ -170,6 +175,9 @@ class RunsetSettings(_Strict):
     tx: list[StrictStr] | None = None
     max_artifact_mb: Annotated[StrictInt | StrictFloat, Field(gt=0)] = 200
     browser_endpoint: StrictStr | None = None
+    containment: Literal["auto", "cgroup", "process-group"] = "auto"
+    memory_max: MemorySize | None = None
+    pids_max: PidsMax | None = None
 
     @field_validator("tx")
     @classmethod
@@ -239,6 +247,8 @@ class FlowSpec(_Strict):
     allow_secret_argv: StrictBool = False
     sidecar: SidecarSpec | None = None
     workspace: Literal["none", "worktree", "copy"] = "none"
+    memory_max: MemorySize | None = None
+    pids_max: PidsMax | None = None
 
     @field_validator("name")
     @classmethod

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_runset.gateway.containment import HelperGroup, resolve, run_group_name
 from pytest_runset.gateway.proctree import COOKIE_VAR
 from pytest_runset.gateway.readiness import (
     exit_description,
@@ -86,8 +87,14 @@ class Services:
         base_env: Mapping[str, str],
         default_grace_s: float,
         lease_ports: Callable[[int], list[int]],
+        containment: str = "process-group",
+        group_run_id: str | None = None,
     ) -> None:
         self._specs = list(specs)
+        # The cgroup tier gives each service a group of its own under the run's group.
+        self._tree = resolve(containment)[1]
+        self._groups: dict[str, HelperGroup] = {}
+        self._run_group = run_group_name(group_run_id or run_id)
         self._run_dir = Path(run_dir)
         self._run_id = run_id
         self._base_dir = Path(base_dir)
@@ -214,12 +221,23 @@ class Services:
         except PlaceholderError as exc:
             raise self._error(name, f"cannot be configured: {exc}") from None
 
+        group = HelperGroup.make(self._tree, self._run_group, "service", name)
         try:
             proc = start_process(
-                command, shell=spec.shell, cwd=str(cwd), env=env, log_path=str(log_path)
+                command,
+                shell=spec.shell,
+                cwd=str(cwd),
+                env=env,
+                log_path=str(log_path),
+                preexec=group.preexec() if group is not None else None,
             )
         except OSError as exc:
+            if group is not None:
+                group.close()
             raise self._error(name, str(exc)) from None
+        if group is not None:
+            group.started()
+            self._groups[name] = group
         grace = spec.kill_grace if spec.kill_grace is not None else self._default_grace_s
         service = RunningService(
             name=name, proc=proc, ports=ports, log_path=log_path, cookie=cookie, grace_s=grace
@@ -268,6 +286,9 @@ class Services:
                 self.leftovers[service.name] = stop_process(
                     service.proc, grace_s=service.grace_s, cookie=service.cookie
                 )
+                group = self._groups.pop(service.name, None)
+                if group is not None:
+                    self.leftovers[service.name] += group.close()
             except Exception:
                 # Best effort: one service that cannot be stopped must not keep the others up.
                 continue

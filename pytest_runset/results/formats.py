@@ -80,6 +80,14 @@ class HistoryItem(TypedDict):
     message: str
 
 
+class FlowResources(TypedDict):
+    """What a flow's whole process tree used in its last attempt (cgroup accounting, or the
+    ``getrusage`` of the reaped tree; ``peak_memory_bytes`` is None where unknown)."""
+
+    cpu_s: float
+    peak_memory_bytes: int | None
+
+
 class FlowEntry(TypedDict):
     """One flow of ``report.json``'s ``flows``; also a ``flow`` line of the journal, and what
     the ``pytest_runset_flow_finished`` hook is given.
@@ -120,6 +128,8 @@ class FlowEntry(TypedDict):
     ports: list[int]
     tags: list[str]
     leftover_processes: int
+    # Of the last attempt (absent in reports of older releases).
+    resources: NotRequired[FlowResources]
     # From ``$RUNSET_REPORT``.
     metrics: dict[str, Any]
     warnings: list[str]
@@ -194,6 +204,11 @@ class RunReport(TypedDict):
     # In run-set file order.
     flows: list[FlowEntry]
     summary: Summary
+    # How flows' processes were contained ("cgroup" or "process-group"), whether the
+    # memory_max / pids_max limits were enforced, and seconds spent paused.
+    containment: NotRequired[str]
+    limits_enforced: NotRequired[bool]
+    paused_s: NotRequired[float]
     # A session with ``--runset-shard K/N`` only.
     shard: NotRequired[ShardInfo]
     # Merged reports only.

@@ -37,8 +37,10 @@ class AttemptSpecs:
         supervision: Supervision,
         scaleout: Scaleout | None,
         lock_dir: Callable[[], Path],
+        containment: str | None = None,
     ) -> None:
         self.config = config
+        self.containment = containment
         self.pool = pool
         self.run_id = run_id
         self.timeout_override = timeout_override
@@ -67,6 +69,7 @@ class AttemptSpecs:
             run_id=self.run_id,
             timeout_override=self.timeout_override,
             lock_dir=self.lock_dir,
+            containment=self.containment,
         )
         if built.spec.get("browser"):
             self.browser_workers.add(handle.worker_id)

@@ -14,9 +14,10 @@ from pytest_runset.engine.state import RunsetRun
 from pytest_runset.resources.leases import LeaseError, Leaser, lock_directory
 from pytest_runset.resources.requirements import needs_leases
 from pytest_runset.session.collect import RunsetItem
+from pytest_runset.session.containment import RunContainment, start_containment
 from pytest_runset.session.resume import resolve_resume
 from pytest_runset.session.runloop import FlowRunLoop
-from pytest_runset.session.runs import open_runs
+from pytest_runset.session.runs import open_runs, storage_stop_line
 from pytest_runset.session.scaleout import check_workers, resolve
 from pytest_runset.session.settings import (
     OWN_N,
@@ -52,9 +53,11 @@ def run_flows(session: pytest.Session, flows: list[RunsetItem], others: list[pyt
     )
     runs: dict[str, RunsetRun] = {}
     loop: FlowRunLoop | None = None
+    containment: RunContainment | None = None
     try:
         # From the first run directory on, an interrupt must still end in a written report.
         with deferred_interrupts():
+            containment = start_containment(config, run_id, list(runsets.values()))
             open_runs(config, runsets, run_id, resume, runs)
             loop = FlowRunLoop(
                 session,
@@ -79,6 +82,12 @@ def run_flows(session: pytest.Session, flows: list[RunsetItem], others: list[pyt
         finally:
             for run in runs.values():
                 run.directory.close()
+            if containment is not None:
+                containment.close()
+    if loop.drained:
+        pytest.exit("runset: stopped by pytest-runset stop --drain", returncode=2)
+    if loop.storage_error is not None:
+        raise session.Interrupted(storage_stop_line(loop.storage_error, run_id))
     if session.testsfailed and config.option.maxfail and session.shouldfail:
         raise session.Failed(session.shouldfail)
     if loop.no_usable_gateway:

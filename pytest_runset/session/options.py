@@ -98,6 +98,14 @@ def register(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -
         "unstarted ones are not_run; the report is still written.",
     )
     group.addoption(
+        "--runset-containment",
+        default=None,
+        choices=("auto", "cgroup", "process-group"),
+        help="how each flow's processes are kept together and killed: a cgroup per flow, "
+        "or its process group plus a subreaper (default: [runset] containment, else auto: "
+        "cgroup where it works).",
+    )
+    group.addoption(
         "--runset-fail-on-flaky",
         action="store_true",
         default=False,

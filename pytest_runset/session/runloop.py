@@ -7,6 +7,7 @@ hooks are called for flows.
 
 from __future__ import annotations
 
+import functools
 import queue
 import time
 from collections.abc import Iterator
@@ -28,16 +29,19 @@ from pytest_runset.engine.supervision import (
     GlobalDeadline,
     Restarts,
     Supervision,
-    restarts_exhausted_message,
 )
 from pytest_runset.gateway.protocol import AttemptResult
 from pytest_runset.resources.leases import Leaser, lock_directory
 from pytest_runset.resources.requirements import acquire, needs_leases
 from pytest_runset.resources.services import ServiceError
+from pytest_runset.results.storage import StorageError
 from pytest_runset.results.syncer import JournalSyncer
 from pytest_runset.session import history
 from pytest_runset.session.announcer import FlowAnnouncer
 from pytest_runset.session.attempt_specs import AttemptSpecs
+from pytest_runset.session.containment import containment_tier, record_paused
+from pytest_runset.session.live_control import RunControl
+from pytest_runset.session.pausing import PauseDriver
 from pytest_runset.session.progress import Counts, LiveStatus, live_status
 from pytest_runset.session.runs import (
     journal_start,
@@ -48,6 +52,7 @@ from pytest_runset.session.runs import (
 )
 from pytest_runset.session.scaleout import Scaleout
 from pytest_runset.session.settings import Settings
+from pytest_runset.session.unrun import left_without_workers, not_run_reason
 
 if TYPE_CHECKING:
     from pytest_runset.session.collect import RunsetItem
@@ -98,6 +103,15 @@ class FlowRunLoop:
             deadline=GlobalDeadline.starting(time.time(), settings.global_timeout),
             restarts=Restarts(max_restarts if max_restarts is not None else 4 * self.workers),
         )
+        self.live = PauseDriver(
+            RunControl([run.directory.path for run in runs.values()], run_id),
+            self.pool,
+            self.supervision,
+            lambda: [(s, self.states[t.key].watch) for s, t in self.scheduler.running.items()],
+            functools.partial(record_paused, self.config),
+        )
+        # `pytest-runset stop --drain`: running flows finish, nothing new starts.
+        self.drained = False
         self.flow_items: dict[str, RunsetItem] = {item.nodeid: item for item in items}
         for item in items:
             state = FlowState(item=item, flow=item.flow, run=runs[str(item.runset.path)])
@@ -111,6 +125,7 @@ class FlowRunLoop:
             supervision=self.supervision,
             scaleout=scaleout,
             lock_dir=self._lock_dir,
+            containment=settings.containment_override,
         )
         self.watchdog = PoolSupervisor(
             self.pool,
@@ -132,6 +147,8 @@ class FlowRunLoop:
             before_output=self._before_output,
         )
         self._syncer: JournalSyncer | None = None
+        # The storage error that stopped the run, if one did (see run()).
+        self.storage_error: StorageError | None = None
 
     # -- entry point -----------------------------------------------------------------------
     def run(self, others: list[pytest.Item]) -> None:
@@ -141,7 +158,7 @@ class FlowRunLoop:
         :meth:`write_reports` accounts for those that never ran.
         """
         try:
-            with self.gate.installed():
+            with self.gate.installed(), self.live.signals():
                 self._run(others)
         except KeyboardInterrupt:
             self._before_output()
@@ -149,6 +166,15 @@ class FlowRunLoop:
             self._stop_syncer()
             self._interrupt()
             raise
+        except StorageError as exc:
+            # The disk refused the run's own files: stop as an interrupt does; the driver then
+            # ends the session with one line naming the file (exit code 2).
+            self._before_output()
+            self.storage_error = exc
+            self.announcer.storage_stopped = True
+            self.interrupted = True
+            self._stop_syncer()
+            self._interrupt()
         finally:
             try:
                 self._stop_syncer()
@@ -159,6 +185,8 @@ class FlowRunLoop:
                 self._before_output()
                 self._stop_services()
                 self.specs.remove_markers()
+                record_paused(self.config, self.live.finish())
+                self._show_status(final=True)
 
     def _run(self, others: list[pytest.Item]) -> None:
         to_run: list[str] = []
@@ -225,7 +253,7 @@ class FlowRunLoop:
         """Start each run's services before its first flow; a failure fails its flows."""
         for run in self.runs.values():
             try:
-                start_services(run, self.run_id, self._leaser)
+                start_services(run, self.run_id, self._leaser, containment_tier(self.config))
             except ServiceError as exc:
                 if exc.cancelled:
                     raise KeyboardInterrupt from None
@@ -269,6 +297,7 @@ class FlowRunLoop:
         # One critical section: an interrupt waits for the end of the bookkeeping it would
         # otherwise tear (an event taken off the queue but not recorded, say).
         with self.gate.critical():
+            self._apply_live_control()
             self._dispatch()
             self._show_status()
             timeout = self.watchdog.next_wakeup(INTERRUPT_LATENCY_S) if block else 0.0
@@ -300,19 +329,22 @@ class FlowRunLoop:
             self._check_stop()
             self._show_status()
 
-    # -- live status -----------------------------------------------------------------------
-    def _show_status(self) -> None:
-        if self.status is None:
-            return
+    # -- live status and control ----------------------------------------------------------
+    def _show_status(self, final: bool = False) -> None:
         done = sum(1 for state in self.states.values() if state.entry is not None)
-        self.status.show(
-            Counts(
-                running=len(self.scheduler.running),
-                queued=self.scheduler.pending_count,
-                done=done,
-                total=len(self.states),
-            )
-        )
+        running = [self.states[task.key] for task in self.scheduler.running.values()]
+        counts = Counts(len(running), self.scheduler.pending_count, done, len(self.states))
+        self.live.publish(self.run_id, counts, running, final=final)
+        if self.status is not None and not final:
+            self.status.show(counts)
+
+    def _apply_live_control(self) -> None:
+        stop = self.live.apply()
+        if stop == "now":
+            raise KeyboardInterrupt
+        if stop == "drain" and not self.scheduler.stopped:
+            self.drained = True
+            self.scheduler.stop()
 
     def _before_output(self) -> None:
         """Erase the live status: a hook (pytest's terminal, any plugin) may print next."""
@@ -333,7 +365,7 @@ class FlowRunLoop:
         return reason
 
     def _dispatch(self) -> None:
-        if self.announcer.failure_pending():
+        if self.live.paused or self.announcer.failure_pending():
             # A failure waits to be reported, which may stop dispatch (-x, --maxfail).
             return
         # A failure reported a moment ago (a "synced" event) may have stopped the session.
@@ -438,24 +470,13 @@ class FlowRunLoop:
 
     def _not_run_reason(self) -> str:
         """Why the flows that never started did not (journaled as ``not_run``)."""
-        supervision = self.supervision
-        if supervision.global_expired:
-            return supervision.global_timeout_reason(not_run=True)
-        if self.last_spawn_error and not self.scheduler.stopped:
-            return f"not run: no worker could be started ({self.last_spawn_error})"
-        if supervision.restarts.exhausted and not self.scheduler.stopped:
-            return restarts_exhausted_message(supervision.restarts.used)
-        return "not run: run interrupted" if self.interrupted else "not run: dispatch stopped"
+        return not_run_reason(self.supervision, self.watchdog, self.scheduler, self.drained)
 
     def left_without_workers(self) -> str | None:
-        """Why flows were left ``not_run`` for want of a worker (none could start, or the
-        restart budget ran out), or ``None``: such a run must not end green."""
-        if self.supervision.global_expired or self.scheduler.stopped or self.interrupted:
-            return None
-        if not (self.last_spawn_error or self.supervision.restarts.exhausted):
-            return None
-        unrun = [s for s in self.states.values() if s.entry and s.entry["status"] == "not_run"]
-        return self._not_run_reason() if unrun else None
+        """Why flows were left ``not_run`` for want of a worker, or ``None``."""
+        return left_without_workers(
+            self.supervision, self.watchdog, self.scheduler, self.drained, self.states.values()
+        )
 
     def write_reports(self) -> None:
         """One ``report.json`` per run-set; a second Ctrl-C cannot cut this short."""
@@ -467,7 +488,7 @@ class FlowRunLoop:
         self.announcer.finish_unstarted(self.states.values(), self._not_run_reason())
         finished = time.time()
         for run in self.runs.values():
-            write_run_report(
+            refused = write_run_report(
                 self.config,
                 run,
                 session_started=self.started_at,
@@ -475,6 +496,7 @@ class FlowRunLoop:
                 interrupted=self.interrupted,
                 finished_at=finished,
             )
+            self.storage_error = self.storage_error or refused
 
 
 def _pairs(items: list[pytest.Item]) -> Iterator[tuple[pytest.Item, pytest.Item | None]]:

@@ -6,6 +6,7 @@ the same way and write the same ``report.json``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -21,7 +22,15 @@ from pytest_runset.model.placeholders import PlaceholderError, substitute
 from pytest_runset.model.slugs import slugify
 from pytest_runset.resources.leases import Leaser
 from pytest_runset.resources.services import ServiceError, Services
-from pytest_runset.results.report import RunDirectory, RunDirError, build_report, iso_utc
+from pytest_runset.results.report import (
+    RunDirectory,
+    RunDirError,
+    build_report,
+    iso_utc,
+    point_latest,
+)
+from pytest_runset.results.storage import StorageError
+from pytest_runset.session.containment import containment_fields
 from pytest_runset.session.resume import notice_unfinished, resumed_run
 from pytest_runset.session.settings import output_root
 from pytest_runset.session.shards import SHARD_INFO
@@ -49,6 +58,9 @@ def open_runs(
             used.add(root / name)
             directory = RunDirectory(root, name)
             directory.open(resume=resume is not None)
+            # From the moment the run starts: `tail -f latest/*/stdout.log`, `status latest`.
+            with contextlib.suppress(OSError):
+                point_latest(root, name)
             base_url = config.option.runset_base_url or runset.settings.base_url
             if resume is not None:
                 runs[key] = resumed_run(config, runset, directory, base_url)
@@ -71,7 +83,9 @@ def journal_start(run: RunsetRun, started_at: float) -> None:
     )
 
 
-def start_services(run: RunsetRun, run_id: str, leaser: Callable[[], Leaser]) -> None:
+def start_services(
+    run: RunsetRun, run_id: str, leaser: Callable[[], Leaser], containment: str = "process-group"
+) -> None:
     """Start the run's services (if any) before its first flow.
 
     Raises :class:`ServiceError` when one cannot start (``cancelled`` when interrupted);
@@ -89,6 +103,9 @@ def start_services(run: RunsetRun, run_id: str, leaser: Callable[[], Leaser]) ->
         base_env=base_env,
         default_grace_s=run.runset.settings.kill_grace,
         lease_ports=functools.partial(_service_ports, run, leaser),
+        # Each service in a group of its own under the session's run group (cgroup tier).
+        containment=containment,
+        group_run_id=run_id,
     )
     run.services.start()
     run.service_values = run.services.placeholder_values()
@@ -146,8 +163,13 @@ def write_run_report(
     workers: int,
     interrupted: bool,
     finished_at: float | None = None,
-) -> None:
-    """``report.json`` of one run (flows in file order), ``latest``, and the report hook."""
+) -> StorageError | None:
+    """``report.json`` of one run (flows in file order), ``latest``, and the report hook.
+
+    Returns the :class:`StorageError` when the disk refused the report (nothing is left half
+    written; the hook is not called, since there is no report): the caller stops the session
+    with :func:`storage_stop_line`.
+    """
     finished = finished_at if finished_at is not None else time.time()
     flows = [run.entries[slug] for slug in sorted(run.entries, key=run.order.__getitem__)]
     report = build_report(
@@ -164,7 +186,30 @@ def write_run_report(
         interrupted=interrupted,
         shard=config.stash.get(SHARD_INFO, None),
     )
-    run.report_path = str(run.directory.write_report(report))
+    fields = containment_fields(config)
+    report["containment"] = fields["containment"]
+    report["limits_enforced"] = fields["limits_enforced"]
+    report["paused_s"] = fields["paused_s"]
+    try:
+        run.report_path = str(run.directory.write_report(report))
+    except StorageError as exc:
+        return exc
     run.report = report
-    run.directory.journal({"event": "report", "finished_at": iso_utc(finished)})
+    # The report is the run's record; a journal that failed earlier takes no more lines.
+    with contextlib.suppress(StorageError):
+        run.directory.journal({"event": "report", "finished_at": iso_utc(finished)})
     config.hook.pytest_runset_report(config=config, report=report)
+    return None
+
+
+def storage_stop_line(error: StorageError, run_id: str) -> str:
+    """The one line that says a storage error stopped the session, and how to go on.
+
+    The run loop and the xdist controller both end the session with it (exit code 2, as an
+    interrupt): flows still running were stopped, what the journal holds is intact.
+    """
+    if error.resumable:
+        then = f"fix it and run again with --runset-resume {run_id}"
+    else:
+        then = "the run's journal is gone, so run the flows again"
+    return f"runset: {error}; running flows stopped; {then}"

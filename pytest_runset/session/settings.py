@@ -72,6 +72,8 @@ class Settings:
     # ``--runset-global-timeout``: the whole run's deadline.
     global_timeout: float | None
     fail_on_flaky: bool
+    # ``--runset-containment``: the tier for every run-set, whatever its file says.
+    containment_override: str | None = None
 
 
 def resolve_settings(config: pytest.Config) -> Settings:
@@ -95,6 +97,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
             else None
         ),
         fail_on_flaky=bool(option.runset_fail_on_flaky),
+        containment_override=option.runset_containment,
     )
 
 

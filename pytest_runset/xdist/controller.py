@@ -36,13 +36,16 @@ from pytest_runset.resources.leases import LeaseError, Leaser, lock_directory
 from pytest_runset.resources.services import ServiceError
 from pytest_runset.results.formats import FlowEntry
 from pytest_runset.results.report import JOURNAL_NAME, write_json_atomic
+from pytest_runset.results.storage import StorageError
 from pytest_runset.session.collect import get_runset
+from pytest_runset.session.containment import containment_tier, start_containment
 from pytest_runset.session.runs import (
     journal_start,
     open_runs,
     record_service_failure,
     start_services,
     stop_services,
+    storage_stop_line,
     write_run_report,
 )
 from pytest_runset.session.settings import EXPLICIT, is_runset_path
@@ -108,19 +111,25 @@ class XdistRun:
         # Whether the run's global timeout ended (or kept from starting) any flow.
         self.global_expired = False
         self._watch_stop = threading.Event()
+        # The storage error that stopped the session, if one did.
+        self.storage_error: StorageError | None = None
         self._watch: threading.Thread | None = None
 
     # -- session start ---------------------------------------------------------------------
     def open(self) -> None:
         """Open the run directories and start the services (usage errors as one line)."""
         with deferred_interrupts():
+            start_containment(self.config, self.run_id, list(self.runsets.values()))
             open_runs(self.config, self.runsets, self.run_id, self.resume, self.runs)
             for run in self.runs.values():
-                if run.started_at is None:
-                    journal_start(run, self.started_at)
-                    run.started_at = self.started_at
-                else:
-                    run.directory.journal({"event": "resume", "at": time.time()})
+                try:
+                    if run.started_at is None:
+                        journal_start(run, self.started_at)
+                    else:
+                        run.directory.journal({"event": "resume", "at": time.time()})
+                except StorageError as exc:
+                    self._storage_stop(exc)
+                run.started_at = run.started_at or self.started_at
                 run.order.update({flow.slug: (flow.index, flow.slug) for flow in run.runset.flows})
         for key, run in self.runs.items():
             flows = list(run.runset.flows)
@@ -132,7 +141,7 @@ class XdistRun:
                 run.order.setdefault(flow.slug, (flow.index, flow.slug))
         for run in self.runs.values():
             try:
-                start_services(run, self.run_id, self._leaser)
+                start_services(run, self.run_id, self._leaser, containment_tier(self.config))
             except ServiceError as exc:
                 if exc.cancelled:
                     raise KeyboardInterrupt from None
@@ -262,12 +271,29 @@ class XdistRun:
         run.entries[str(entry["slug"])] = entry
         if not resumed:
             # Durable first, as in the run loop: once a hook hears of it, the journal has it.
-            run.directory.journal({"event": "flow", **entry})
+            try:
+                run.directory.journal({"event": "flow", **entry})
+            except StorageError as exc:
+                self._storage_stop(exc)
+                return
         self.config.hook.pytest_runset_flow_finished(config=self.config, result=entry)
 
+    def _storage_stop(self, error: StorageError) -> None:
+        """The disk refused the run's own files: end the session as an interrupt (xdist stops
+        its workers and their flows), with one line naming the file; once only."""
+        if self.storage_error is not None:
+            return
+        self.storage_error = error
+        raise pytest.Session.Interrupted(storage_stop_line(error, self.run_id))
+
     # -- session end -----------------------------------------------------------------------
-    def finish(self, *, interrupted: bool, stopped: bool) -> None:
-        """Stop services, account for unfinished flows, write the reports; close the runs."""
+    def finish(self, *, interrupted: bool, stopped: bool) -> str | None:
+        """Stop services, account for unfinished flows, write the reports; close the runs.
+
+        Returns the line to end the session with when the disk refused a report and no
+        storage error stopped the session before (see :meth:`_storage_stop`).
+        """
+        refused: StorageError | None = None
         with sigint_ignored():
             try:
                 self._watch_stop.set()
@@ -282,7 +308,7 @@ class XdistRun:
                 for key, run in self.runs.items():
                     if not self._has_flows(key):
                         continue
-                    write_run_report(
+                    error = write_run_report(
                         self.config,
                         run,
                         session_started=self.started_at,
@@ -290,6 +316,7 @@ class XdistRun:
                         interrupted=interrupted,
                         finished_at=finished,
                     )
+                    refused = refused or error
             finally:
                 for key, run in self.runs.items():
                     run.directory.close()
@@ -298,6 +325,10 @@ class XdistRun:
                         # loop, leave no run behind.
                         with contextlib.suppress(OSError):
                             shutil.rmtree(run.directory.path)
+        if refused is None or self.storage_error is not None:
+            return None
+        self.storage_error = refused
+        return storage_stop_line(refused, self.run_id)
 
     def _has_flows(self, key: str) -> bool:
         collected = self.collected or []

@@ -225,6 +225,7 @@ def _run_on_gateway(state: FlowState, attempt: int, supervision: Supervision) ->
             run_id=session_run_id(config),
             timeout_override=settings(config).timeout_override,
             lock_dir=lock_dir,
+            containment=settings(config).containment_override,
         )
     except CANNOT_START as exc:
         return record_attempt(state, local_result(attempt, "error", str(exc)), lock_dir)

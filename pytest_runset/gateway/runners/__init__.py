@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from pytest_runset.gateway.protocol import CancelStatus
 
@@ -25,6 +26,12 @@ class Control:
         self.cancel_reason: str | None = None
         self.cancel_status: CancelStatus = "interrupted"
         self.grace_cap: float | None = None
+        # Set by the worker's containment: moves each process the flow starts into the
+        # attempt's group between fork and exec (``subprocess.Popen(preexec_fn=...)``).
+        self.preexec: Callable[[], None] | None = None
+        # While paused the clock of the attempt stands still (pytest-runset pause, Ctrl-Z).
+        self.paused_since: float | None = None
+        self.paused_s = 0.0
 
     def cancel(
         self, reason: str, grace_cap: float | None = None, status: CancelStatus = "interrupted"
@@ -45,7 +52,19 @@ class Control:
         return configured if self.grace_cap is None else min(configured, self.grace_cap)
 
     def remaining(self) -> float:
-        return max(0.0, self.deadline - time.monotonic())
+        now = self.paused_since if self.paused_since is not None else time.monotonic()
+        return max(0.0, self.deadline - now)
+
+    def pause(self) -> None:
+        if self.paused_since is None:
+            self.paused_since = time.monotonic()
+
+    def unpause(self) -> None:
+        since, self.paused_since = self.paused_since, None
+        if since is not None:
+            paused = time.monotonic() - since
+            self.deadline += paused
+            self.paused_s += paused
 
 
 RUNNERS = {

@@ -8,6 +8,7 @@ import select
 import signal
 import subprocess
 import threading
+from collections.abc import Callable
 from typing import Any, Literal, TypedDict
 
 from pytest_runset.gateway.masking import start_masking_copy
@@ -126,6 +127,7 @@ def _start(
     env: dict[str, str],
     stdout_path: str,
     stderr_path: str,
+    preexec: Callable[[], None] | None = None,
 ) -> tuple[subprocess.Popen[bytes], list[threading.Thread]]:
     """Start the flow with its output going straight to its log files.
 
@@ -145,13 +147,18 @@ def _start(
             stdout=target,
             stderr=target_err,
             start_new_session=True,
+            # Only writes to open fds and calls prctl: safe between fork and exec.
+            preexec_fn=preexec,  # noqa: PLW1509
         )
-    copies: list[threading.Thread] = []
-    if secrets:
-        for stream, path in ((proc.stdout, stdout_path), (proc.stderr, stderr_path)):
-            assert stream is not None
-            sink = open(path, "ab")  # noqa: SIM115 - the copy thread owns and closes it
-            copies.append(start_masking_copy(stream, sink, secrets, close=True))
+        copies: list[threading.Thread] = []
+        if secrets:
+            # The logs opened before the flow started, not their paths: by now the flow may
+            # have swapped its directory for a link (flow_dir.py).
+            for stream, log in ((proc.stdout, out), (proc.stderr, err)):
+                assert stream is not None
+                # The copy thread owns and closes it.
+                sink = os.fdopen(os.dup(log.fileno()), "ab")
+                copies.append(start_masking_copy(stream, sink, secrets, close=True))
     return proc, copies
 
 
@@ -167,7 +174,7 @@ def run(spec: AttemptSpec, control: Control) -> AttemptResult:
     stdout_path = os.path.join(flow_dir, "stdout.log")
     stderr_path = os.path.join(flow_dir, "stderr.log")
     try:
-        proc, copies = _start(spec, command, env, stdout_path, stderr_path)
+        proc, copies = _start(spec, command, env, stdout_path, stderr_path, control.preexec)
     except OSError as exc:
         shown = command if isinstance(command, str) else command[0]
         return {
