@@ -106,7 +106,14 @@ class PoolSupervisor:
         if task is not None:
             state = self.states[task.key]
             # The lost worker's browser was swept above.
-            result = crashed_result(task.attempt, state.cookie, state.worker_id, lambda: None)
+            result = crashed_result(
+                task.attempt,
+                state.cookie,
+                state.worker_id,
+                lambda: None,
+                run_id=None if lost is not None and lost.remote else self.run_id,
+                memory_max=state.flow.memory_max,
+            )
             self.attempt_done(state, event.slot, result)
         self.replace(event.slot)
 
@@ -172,6 +179,8 @@ class PoolSupervisor:
             status=status,
             message=message,
             sweep_browser=functools.partial(self.sweep_browser, state.worker_id),
+            run_id=self.run_id,
+            memory_max=state.flow.memory_max,
         )
         self.scheduler.slot_down(slot)
         self.attempt_done(state, slot, result)

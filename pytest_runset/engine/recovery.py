@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pytest_runset.engine.entries import local_result
 from pytest_runset.engine.pool import Pool
 from pytest_runset.engine.supervision import crashed_message
-from pytest_runset.gateway import proctree
+from pytest_runset.gateway import containment, proctree
 from pytest_runset.gateway.protocol import AttemptResult, AttemptStatus
 
 
@@ -22,6 +22,8 @@ def abandon_slot(
     status: AttemptStatus,
     message: str,
     sweep_browser: Callable[[], None],
+    run_id: str | None = None,
+    memory_max: int | None = None,
 ) -> AttemptResult:
     """End the attempt on ``slot`` without its worker: sweep a remote host's processes
     through its gateway, kill the gateway, sweep the worker's warm browser and the flow's
@@ -32,14 +34,35 @@ def abandon_slot(
     sweep_browser()
     result = local_result(attempt, status, message)
     result["leftover_processes"] = leftovers or proctree.sweep_cookie(cookie)
+    if not remote:
+        _end_group(result, run_id, cookie, memory_max)
     return result
 
 
+def _end_group(
+    result: AttemptResult, run_id: str | None, cookie: str, memory_max: int | None
+) -> None:
+    """The attempt's cgroup outlived its worker: what is in it dies, what it used counts."""
+    if run_id is None:
+        return
+    usage = containment.end_orphaned_attempt(run_id, cookie)
+    if usage is not None:
+        containment.orphaned_result(result, usage, memory_max)
+
+
 def crashed_result(
-    attempt: int, cookie: str, worker_id: str, sweep_browser: Callable[[], None]
+    attempt: int,
+    cookie: str,
+    worker_id: str,
+    sweep_browser: Callable[[], None],
+    run_id: str | None = None,
+    memory_max: int | None = None,
 ) -> AttemptResult:
-    """The attempt of a worker that died: whatever of the flow survived it is swept."""
+    """The attempt of a worker that died: whatever of the flow survived it is killed (its
+    cgroup, its cookie); a worker the kernel killed for the flow's memory limit makes the
+    flow ``failed`` saying so."""
     sweep_browser()
     result = local_result(attempt, "error", crashed_message(worker_id))
     result["leftover_processes"] = proctree.sweep_cookie(cookie)
+    _end_group(result, run_id, cookie, memory_max)
     return result

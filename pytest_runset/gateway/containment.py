@@ -359,3 +359,43 @@ def record_usage(result: AttemptResult, attempt: Attempt, usage: Usage, paused_s
             f"memory limit {memory_text(attempt.memory_max)} exceeded{shown}: "
             f"the kernel killed the flow's process ({result.get('message', '')})"
         )
+
+
+def end_orphaned_attempt(run_id: str, cookie: str) -> Usage | None:
+    """An attempt whose worker died (a crash, a memory kill, a flow that killed it): kill
+    what is left in its groups, read its usage, remove them. None when there is no group
+    on this host (the process-group tier, a remote worker)."""
+    found = cgroups.discover()
+    if isinstance(found, str):
+        return None
+    run_group = run_group_name(run_id)
+    group = cgroups.Group(found, run_group, cgroups.group_name("flow", cookie))
+    if not os.path.isdir(group.v2):
+        return None
+    usage = Usage()
+    sidecar = cgroups.Group(found, run_group, cgroups.group_name("sidecar", cookie))
+    if os.path.isdir(sidecar.v2):
+        usage.killed += sidecar.kill()
+        sidecar.remove()
+    usage.killed += group.kill()
+    usage.cpu_s = round(group.cpu_s() or 0.0, 6)
+    usage.peak_memory_bytes = group.peak_memory_bytes()
+    usage.oom_killed = group.oom_killed()
+    group.remove()
+    return usage
+
+
+def orphaned_result(result: AttemptResult, usage: Usage, memory_max: int | None) -> None:
+    """What an orphaned attempt's group tells about it: its usage, and a memory kill (the
+    kernel's OOM killer picked the worker itself, which ran a callable flow's code)."""
+    result["containment"] = "cgroup"
+    result["resources"] = {"cpu_s": usage.cpu_s, "peak_memory_bytes": usage.peak_memory_bytes}
+    result["leftover_processes"] = int(result.get("leftover_processes") or 0) + usage.killed
+    if usage.oom_killed and memory_max is not None:
+        peak = usage.peak_memory_bytes
+        shown = f" (peak {memory_text(peak)})" if peak else ""
+        result["status"] = "failed"
+        result["message"] = (
+            f"memory limit {memory_text(memory_max)} exceeded{shown}: "
+            f"the kernel killed the worker running the flow ({result.get('message', '')})"
+        )

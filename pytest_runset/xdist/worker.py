@@ -269,6 +269,8 @@ def _run_on_gateway(state: FlowState, attempt: int, supervision: Supervision) ->
                     status="timeout",
                     message=unresponsive_message(built.timeout_s, worker_id),
                     sweep_browser=sweep_browser,
+                    run_id=session_run_id(config),
+                    memory_max=state.flow.memory_max,
                 )
                 _replace(pool, supervision)
                 return _recorded(state, result, ended_by, lock_dir)
@@ -283,7 +285,14 @@ def _run_on_gateway(state: FlowState, attempt: int, supervision: Supervision) ->
                 _replace(pool, supervision)
             return _recorded(state, finished_result(event.data), ended_by, lock_dir)
         if event.kind in ("died", "spawn_failed"):
-            result = crashed_result(attempt, built.cookie, worker_id, sweep_browser)
+            result = crashed_result(
+                attempt,
+                built.cookie,
+                worker_id,
+                sweep_browser,
+                run_id=session_run_id(config),
+                memory_max=state.flow.memory_max,
+            )
             _replace(pool, supervision)
             return _recorded(state, result, ended_by, lock_dir)
 

@@ -141,8 +141,13 @@ class Host:
                 raise BrowserUnavailable(NO_PLAYWRIGHT) from None
             # The driver must not carry a flow's cookie: the sweep after that flow would kill
             # it. Browser launches happen before a flow's environment is applied, so the
-            # worker's own environment is what it inherits here.
-            self.playwright = sync_playwright().start()
+            # worker's own environment is what it inherits here. Nor may it start in a callable
+            # flow's cgroup, which is killed when that flow ends.
+            from pytest_runset.gateway import containment
+
+            keeper = containment.CURRENT
+            with keeper.outside_flow() if keeper is not None else contextlib.nullcontext():
+                self.playwright = sync_playwright().start()
         return self.playwright
 
     def browser_for(self, options: dict[str, Any], env: dict[str, str], timeout_s: float) -> bool:
