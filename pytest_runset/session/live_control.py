@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 CONTROL_DIR = "control"
 PAUSED_NAME = "paused"
@@ -49,6 +49,14 @@ class LiveStatus(TypedDict):
     total: int
     paused_s: float
     updated_at: float
+    # "xdist": the run's flows are distributed by pytest-xdist, which cannot be paused.
+    controller: NotRequired[Literal["own", "xdist"]]
+
+
+XDIST_REFUSAL = (
+    "the run uses pytest-xdist's -n, whose workers cannot be paused or drained: "
+    "run with pytest-runset's own workers (--runset-workers N, or -p no:xdist) to control it"
+)
 
 
 def control_dir(run_dir: Path) -> Path:
@@ -196,6 +204,8 @@ def control_run(run_dir: Path, command: str, *, drain: bool = False) -> tuple[li
         return (_status_lines(status) if live and status is not None else []), 0
     if not live:
         raise ValueError(f"{run_dir}: the run is not running (nothing to {command})")
+    if status is not None and status.get("controller") == "xdist":
+        raise ValueError(f"{run_dir}: {XDIST_REFUSAL}")
     try:
         request(run_dir, command, drain)  # type: ignore[arg-type]
     except OSError as exc:

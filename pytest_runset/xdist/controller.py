@@ -16,6 +16,7 @@ import fnmatch
 import json
 import os
 import shutil
+import signal
 import threading
 import time
 from pathlib import Path
@@ -35,10 +36,12 @@ from pytest_runset.model.flows import Flow, RunSet, RunsetError
 from pytest_runset.resources.leases import LeaseError, Leaser, lock_directory
 from pytest_runset.resources.services import ServiceError
 from pytest_runset.results.formats import FlowEntry
-from pytest_runset.results.report import JOURNAL_NAME, write_json_atomic
+from pytest_runset.results.jsonfile import write_json_atomic
+from pytest_runset.results.report import JOURNAL_NAME
 from pytest_runset.results.storage import StorageError
 from pytest_runset.session.collect import get_runset
 from pytest_runset.session.containment import containment_tier, start_containment
+from pytest_runset.session.live_control import RunControl
 from pytest_runset.session.runs import (
     journal_start,
     open_runs,
@@ -46,7 +49,7 @@ from pytest_runset.session.runs import (
     start_services,
     stop_services,
     storage_stop_line,
-    write_run_report,
+    write_run_reports,
 )
 from pytest_runset.session.settings import EXPLICIT, is_runset_path
 
@@ -106,6 +109,8 @@ class XdistRun:
         self.flows: dict[tuple[str, str], tuple[Flow, str]] = {}
         self.collected: list[tuple[str, str]] | None = None
         self.started: dict[str, str] = {}
+        self.live: RunControl | None = None
+        self.signals: dict[int, Any] = {}
         self.workers = 1
         self.global_timeout: float | None = None
         # Whether the run's global timeout ended (or kept from starting) any flow.
@@ -118,6 +123,11 @@ class XdistRun:
     # -- session start ---------------------------------------------------------------------
     def open(self) -> None:
         """Open the run directories and start the services (usage errors as one line)."""
+        # SIGTERM and SIGHUP (terminal closed) end the run as Ctrl-C does, report included:
+        # pytest-xdist turns a KeyboardInterrupt into stopping its workers.
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(ValueError):
+                self.signals[signum] = signal.signal(signum, _as_keyboard_interrupt)
         with deferred_interrupts():
             start_containment(self.config, self.run_id, list(self.runsets.values()))
             open_runs(self.config, self.runsets, self.run_id, self.resume, self.runs)
@@ -213,6 +223,33 @@ class XdistRun:
         key = self._flow_key(nodeid)
         if key is not None:
             self.started[nodeid] = ""
+            self._publish_status()
+
+    def _publish_status(self, final: bool = False) -> None:
+        """``status.json`` for ``pytest-runset status`` (pause and stop are refused here)."""
+        if self.live is None:
+            self.live = RunControl([run.directory.path for run in self.runs.values()], self.run_id)
+        done = {(key, slug) for key, run in self.runs.items() for slug in run.entries}
+        running = [
+            self.flows[key][0].name
+            for key in map(self._flow_key, self.started)
+            if key is not None and key not in done
+        ]
+        self.live.write_status(
+            {
+                "run_id": self.run_id,
+                "pid": os.getpid(),
+                "state": "finished" if final else "running",
+                "running": [{"name": name, "worker": "", "elapsed_s": 0.0} for name in running],
+                "queued": max(0, len(self.flows) - len(done) - len(running)),
+                "done": len(done),
+                "total": len(self.flows),
+                "paused_s": 0.0,
+                "updated_at": time.time(),
+                "controller": "xdist",
+            },
+            force=final,
+        )
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.logreport(report)
@@ -277,6 +314,7 @@ class XdistRun:
                 self._storage_stop(exc)
                 return
         self.config.hook.pytest_runset_flow_finished(config=self.config, result=entry)
+        self._publish_status()
 
     def _storage_stop(self, error: StorageError) -> None:
         """The disk refused the run's own files: end the session as an interrupt (xdist stops
@@ -302,22 +340,21 @@ class XdistRun:
                 for run in self.runs.values():
                     stop_services(run)
                 self._finish_unstarted(interrupted=interrupted, stopped=stopped)
-                finished = time.time()
                 total = len(self.collected) if self.collected is not None else 0
                 workers = max(1, min(self.workers, total)) if total else max(1, self.workers)
-                for key, run in self.runs.items():
-                    if not self._has_flows(key):
-                        continue
-                    error = write_run_report(
-                        self.config,
-                        run,
-                        session_started=self.started_at,
-                        workers=workers,
-                        interrupted=interrupted,
-                        finished_at=finished,
-                    )
-                    refused = refused or error
+                refused = write_run_reports(
+                    self.config,
+                    [run for key, run in self.runs.items() if self._has_flows(key)],
+                    self.started_at,
+                    workers,
+                    interrupted,
+                )
             finally:
+                for signum, handler in self.signals.items():
+                    with contextlib.suppress(ValueError, TypeError):
+                        signal.signal(signum, handler)
+                with contextlib.suppress(OSError):
+                    self._publish_status(final=True)
                 for key, run in self.runs.items():
                     run.directory.close()
                     if self.resume is None and not self._has_flows(key):
@@ -359,6 +396,10 @@ class XdistRun:
             run.entries[slug] = entry
             with contextlib.suppress(Exception):
                 run.directory.journal({"event": "flow", **entry})
+
+
+def _as_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def xdist_worker_count(config: pytest.Config) -> int:
