@@ -13,6 +13,10 @@ invocation, the same work done by:
 Every wall time is the whole command, interpreter start-up included, median of ``--repeat``.
 Prints each wall, pytest-runset's ratio to xdist (target <= 0.8x), its excess over xargs
 (target <= 1.5 s) and the per-flow overhead: (runset wall - xargs wall) / flows.
+
+The containment tiers side by side: pytest-runset runs once per tier (``cgroup`` where this
+host allows it, and ``process-group``); the difference per flow is what a cgroup per attempt
+costs (target <= 1 ms per flow).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from _bench import (
     xdist_command,
     xdist_python,
 )
+
+from pytest_runset.gateway.containment import resolve
 
 XDIST_TESTS = """
 import subprocess
@@ -68,7 +74,13 @@ def main() -> int:
     args = parser.parse_args()
     xdist = xdist_python(args.xdist_python)
     n, w = args.flows, args.workers
-    walls: dict[str, list[float]] = {"runset": [], "xdist": [], "xargs": [], "asyncio": []}
+    walls: dict[str, list[float]] = {
+        "runset": [],
+        "runset-pg": [],
+        "xdist": [],
+        "xargs": [],
+        "asyncio": [],
+    }
     inner: list[float] = []
     with tempfile.TemporaryDirectory(prefix="runset-bench-dispatch-") as tmp:
         root = Path(tmp)
@@ -84,6 +96,8 @@ def main() -> int:
             timed = run_timed(runset_command(runset, w), root, env)
             walls["runset"].append(timed.wall_s)
             inner.append(_report_wall(timed.stdout))
+            process_group = runset_command(runset, w, "--runset-containment", "process-group")
+            walls["runset-pg"].append(run_timed(process_group, root, env).wall_s)
             walls["xdist"].append(
                 run_timed(xdist_command(xdist, w, "test_xdist_true.py"), root, env).wall_s
             )
@@ -94,11 +108,13 @@ def main() -> int:
                 run_timed([sys.executable, "dispatcher.py", str(n), str(w)], root, env).wall_s
             )
     wall = {name: median(values) for name, values in walls.items()}
+    tier = "cgroup" if resolve("auto")[0] == "cgroup" else "auto: process-group here"
     print(
         f"P1 dispatch: {n} flows of `true`, {w} workers, median of {args.repeat}; {machine_line()}"
     )
     labels = {
-        "runset": "pytest-runset",
+        "runset": f"pytest-runset ({tier})",
+        "runset-pg": "pytest-runset (process-group)",
         "xdist": f"pytest-xdist -n {w}",
         "xargs": f"xargs -P {w}",
         "asyncio": "asyncio + semaphore",
@@ -113,6 +129,8 @@ def main() -> int:
         f"runset - xargs = {wall['runset'] - wall['xargs']:+.2f}s (target <= +1.50s)"
     )
     print(f"  per-flow overhead over xargs: {per_flow_ms:.2f} ms")
+    tier_ms = (wall["runset"] - wall["runset-pg"]) * 1000 / n
+    print(f"  {tier} tier vs process-group: {tier_ms:+.2f} ms per flow (target <= +1.00 ms)")
     return 0
 
 

@@ -399,3 +399,18 @@ def orphaned_result(result: AttemptResult, usage: Usage, memory_max: int | None)
             f"memory limit {memory_text(memory_max)} exceeded{shown}: "
             f"the kernel killed the worker running the flow ({result.get('message', '')})"
         )
+
+
+def watch_worker(keeper: Containment) -> int | None:
+    """A watchdog for this worker's own groups (a remote worker's); returns the pipe's write
+    end to keep open for as long as the worker lives."""
+    from pytest_runset.gateway import watchdog
+
+    if keeper.tree is None:
+        return None
+    directories = cgroups.Group(keeper.tree, keeper.run_group).directories
+    try:
+        _pid, fd = watchdog.spawn(keeper.run_group, directories)
+    except OSError:
+        return None
+    return fd

@@ -139,6 +139,8 @@ class Worker:
         self.scratch: str | None = None
         self.containment: Containment | None = None
         self.paused = False
+        # The write end of a remote worker's own watchdog pipe; closed when this process ends.
+        self.watchdog_fd: int | None = None
 
     # -- running one flow -------------------------------------------------------------------
     def start_flow(self, spec: AttemptSpec) -> None:
@@ -265,6 +267,10 @@ class Worker:
                 run_id = f"{run_id}.{socket.gethostname()}.{os.getpid()}"
             self.containment = containment.Containment(str(request["tier"]), run_id)
             containment.CURRENT = self.containment
+            if self.scratch and self.containment.tree is not None:
+                # On a remote host no run watchdog of the controller's watches this worker:
+                # its own kills its groups when it dies (a flow may kill it).
+                self.watchdog_fd = containment.watch_worker(self.containment)
         attempt = self.containment.attempt(
             str(spec["flow_id"]),
             memory_max=request.get("memory_max"),
