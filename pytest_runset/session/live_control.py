@@ -54,8 +54,8 @@ class LiveStatus(TypedDict):
 
 
 XDIST_REFUSAL = (
-    "the run uses pytest-xdist's -n, whose workers cannot be paused or drained: "
-    "run with pytest-runset's own workers (--runset-workers N, or -p no:xdist) to control it"
+    "the run uses pytest-xdist's -n, which cannot drain (finish running flows, start none): "
+    "use 'stop' without --drain, or run with pytest-runset's own workers (--runset-workers N)"
 )
 
 
@@ -204,7 +204,7 @@ def control_run(run_dir: Path, command: str, *, drain: bool = False) -> tuple[li
         return (_status_lines(status) if live and status is not None else []), 0
     if not live:
         raise ValueError(f"{run_dir}: the run is not running (nothing to {command})")
-    if status is not None and status.get("controller") == "xdist":
+    if command == "stop" and drain and status is not None and status.get("controller") == "xdist":
         raise ValueError(f"{run_dir}: {XDIST_REFUSAL}")
     try:
         request(run_dir, command, drain)  # type: ignore[arg-type]

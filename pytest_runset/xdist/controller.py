@@ -40,7 +40,11 @@ from pytest_runset.results.jsonfile import write_json_atomic
 from pytest_runset.results.report import JOURNAL_NAME
 from pytest_runset.results.storage import StorageError
 from pytest_runset.session.collect import get_runset
-from pytest_runset.session.containment import containment_tier, start_containment
+from pytest_runset.session.containment import (
+    containment_tier,
+    record_paused,
+    start_containment,
+)
 from pytest_runset.session.live_control import RunControl
 from pytest_runset.session.runs import (
     journal_start,
@@ -111,6 +115,7 @@ class XdistRun:
         self.started: dict[str, str] = {}
         self.live: RunControl | None = None
         self.signals: dict[int, Any] = {}
+        self._stop_sent = False
         self.workers = 1
         self.global_timeout: float | None = None
         # Whether the run's global timeout ended (or kept from starting) any flow.
@@ -125,9 +130,15 @@ class XdistRun:
         """Open the run directories and start the services (usage errors as one line)."""
         # SIGTERM and SIGHUP (terminal closed) end the run as Ctrl-C does, report included:
         # pytest-xdist turns a KeyboardInterrupt into stopping its workers.
-        for signum in (signal.SIGTERM, signal.SIGHUP):
+        handlers = {
+            signal.SIGTERM: _as_keyboard_interrupt,
+            signal.SIGHUP: _as_keyboard_interrupt,
+            signal.SIGTSTP: self._on_tstp,
+            signal.SIGCONT: self._on_cont,
+        }
+        for signum, handler in handlers.items():
             with contextlib.suppress(ValueError):
-                self.signals[signum] = signal.signal(signum, _as_keyboard_interrupt)
+                self.signals[signum] = signal.signal(signum, handler)
         with deferred_interrupts():
             start_containment(self.config, self.run_id, list(self.runsets.values()))
             open_runs(self.config, self.runsets, self.run_id, self.resume, self.runs)
@@ -156,15 +167,37 @@ class XdistRun:
                 if exc.cancelled:
                     raise KeyboardInterrupt from None
                 record_service_failure(run, exc)
-        if any(run.services is not None for run in self.runs.values()):
-            self._watch = threading.Thread(
-                target=self._watch_services, name="runset-service-watch", daemon=True
-            )
-            self._watch.start()
+        # Dead services, and the run's pauses (its xdist workers freeze their own flows).
+        self.live = RunControl([run.directory.path for run in self.runs.values()], self.run_id)
+        self._watch = threading.Thread(
+            target=self._watch_services, name="runset-service-watch", daemon=True
+        )
+        self._watch.start()
+
+    def _on_tstp(self, signum: int, frame: object) -> None:
+        """Ctrl-Z: counted as a pause (the xdist workers freeze their flows), then stop."""
+        if self.live is not None:
+            self.live.pause_from_signal(True)
+            self.live.poll()
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+    def _on_cont(self, signum: int, frame: object) -> None:
+        if self.live is not None:
+            self.live.pause_from_signal(False)
 
     def _watch_services(self) -> None:
         """Notice a service that dies while xdist's workers run flows (no pytest hooks here)."""
         while not self._watch_stop.wait(SERVICE_WATCH_INTERVAL_S):
+            if self.live is not None:
+                self.live.poll()
+                with contextlib.suppress(Exception):
+                    # Status reads only: a pause shows in `pytest-runset status` at once.
+                    self._publish_status()
+                if self.live.stop == "now" and not self._stop_sent:
+                    # `pytest-runset stop`: as Ctrl-C, which pytest-xdist handles on the
+                    # main thread (stops its workers, and this plugin writes the report).
+                    self._stop_sent = True
+                    os.kill(os.getpid(), signal.SIGINT)
             for run in self.runs.values():
                 if run.services is None or run.service_error is not None:
                     continue
@@ -239,12 +272,12 @@ class XdistRun:
             {
                 "run_id": self.run_id,
                 "pid": os.getpid(),
-                "state": "finished" if final else "running",
+                "state": "finished" if final else "paused" if self.live.paused else "running",
+                "paused_s": round(self.live.total_paused_s(), 3),
                 "running": [{"name": name, "worker": "", "elapsed_s": 0.0} for name in running],
                 "queued": max(0, len(self.flows) - len(done) - len(running)),
                 "done": len(done),
                 "total": len(self.flows),
-                "paused_s": 0.0,
                 "updated_at": time.time(),
                 "controller": "xdist",
             },
@@ -339,6 +372,9 @@ class XdistRun:
                     self._watch.join()
                 for run in self.runs.values():
                     stop_services(run)
+                if self.live is not None:
+                    self.live.set_paused(False)
+                    record_paused(self.config, self.live.total_paused_s())
                 self._finish_unstarted(interrupted=interrupted, stopped=stopped)
                 total = len(self.collected) if self.collected is not None else 0
                 workers = max(1, min(self.workers, total)) if total else max(1, self.workers)

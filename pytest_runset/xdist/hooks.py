@@ -127,7 +127,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
             stop = getattr(dsession, "shouldstop", False)
             stopped = bool(stop) and "keyboard-interrupt" not in str(stop)
             interrupted = session.exitstatus == pytest.ExitCode.INTERRUPTED and not stopped
-            xrun.finish(interrupted=interrupted, stopped=stopped)
+            refused = xrun.finish(interrupted=interrupted, stopped=stopped)
+            if refused is not None:
+                # The disk refused a report: one line, and the session ends as interrupted.
+                reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+                if reporter is not None:
+                    reporter.write_line(refused, red=True, bold=True)
+                session.exitstatus = pytest.ExitCode.INTERRUPTED
             if xrun.global_expired and session.exitstatus == pytest.ExitCode.OK:
                 # Unstarted flows are a failure of the run even when nothing that ran failed.
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED

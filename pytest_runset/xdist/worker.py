@@ -18,10 +18,8 @@ import functools
 import json
 import queue
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import pytest
 
@@ -35,21 +33,18 @@ from pytest_runset.engine.lifecycle import (
 )
 from pytest_runset.engine.marks import skip_reason
 from pytest_runset.engine.pool import Pool
-from pytest_runset.engine.recovery import abandon_slot, crashed_result
 from pytest_runset.engine.scheduler import RETRYABLE
 from pytest_runset.engine.state import FlowState, RunsetRun
 from pytest_runset.engine.supervision import (
-    SERVICE_FAILED_NAME,
     UNREACHABLE,
     Busy,
     GlobalDeadline,
     Ready,
     Restarts,
     Supervision,
-    unresponsive_message,
 )
 from pytest_runset.gateway import proctree
-from pytest_runset.gateway.protocol import AttemptResult, AttemptStatus, finished_result
+from pytest_runset.gateway.protocol import AttemptResult, AttemptStatus
 from pytest_runset.resources.leases import LeaseError, Leaser, lock_directory
 from pytest_runset.results.formats import FlowEntry, FlowStatus
 from pytest_runset.results.report import RunDirectory
@@ -62,6 +57,7 @@ from pytest_runset.xdist.controller import (
     EntryPayload,
     RunInput,
 )
+from pytest_runset.xdist.supervised import service_failed, supervise_attempt, wait_while_paused
 from pytest_runset.xdist.waits import Exclusion, take_leases
 
 SINGLE_POOL = pytest.StashKey[Pool]()
@@ -69,8 +65,6 @@ WORKER_RUNS = pytest.StashKey[dict[str, RunsetRun]]()
 WORKER_LEASER = pytest.StashKey[Leaser]()
 FLOW_OUTCOME = pytest.StashKey["FinishedFlow"]()
 READY_TIMEOUT_S = 120.0
-# How often a running flow looks for the controller's note that a service died.
-SERVICE_POLL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -177,20 +171,6 @@ def _global_deadline(item: RunsetItem) -> GlobalDeadline | None:
     return GlobalDeadline(float(data["global_deadline"]), float(data["global_timeout"]))
 
 
-def _service_failed(run: RunsetRun) -> bool:
-    """Whether a service of the run failed (at start, or since: the controller's note)."""
-    if run.service_error:
-        return True
-    try:
-        note = json.loads((run.directory.path / SERVICE_FAILED_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    run.service_tail = str(note.get("tail") or "")
-    run.service_log = str(note.get("log") or "")
-    run.service_error = str(note.get("message") or "a service of the run failed")
-    return True
-
-
 def _leaser(config: pytest.Config) -> Leaser:
     leaser = config.stash.get(WORKER_LEASER, None)
     if leaser is None:
@@ -214,6 +194,7 @@ def _run_on_gateway(state: FlowState, attempt: int, supervision: Supervision) ->
     slot, worker_id = worker_slot(config)
     pool = _pool(config)
     problem = _wait_ready(pool)
+    wait_while_paused(state.run.directory.path)
     lock_dir = lambda: _leaser(config).lock_dir  # noqa: E731
     try:
         built = prepare_attempt(
@@ -234,83 +215,18 @@ def _run_on_gateway(state: FlowState, attempt: int, supervision: Supervision) ->
     generation = pool.workers[0].generation
     if not pool.send(0, "run", built.spec):
         return record_attempt(state, local_result(attempt, "error", UNREACHABLE), lock_dir)
-    watch = state.watch = supervision.watch(
-        state.dispatched_at, built.timeout_s, state.flow.kill_grace_s
+    return supervise_attempt(
+        state,
+        built,
+        attempt,
+        pool,
+        supervision,
+        generation=generation,
+        worker_id=worker_id,
+        run_id=session_run_id(config),
+        lock_dir=lock_dir,
+        sweep_browser=functools.partial(_sweep_browser, config),
     )
-    sweep_browser = functools.partial(_sweep_browser, config)
-    deadline = supervision.deadline
-    ended_by: Literal["global_timeout", "service"] | None = None
-    run = state.run
-    while True:
-        wait = min(watch.left(time.monotonic()), SERVICE_POLL_S)
-        if deadline is not None and not watch.cancelled:
-            wait = min(wait, deadline.left())
-        try:
-            event = pool.events.get(timeout=max(0.0, wait))
-        except queue.Empty:
-            now = time.monotonic()
-            if not watch.cancelled and _service_failed(run):
-                # A service the flow relies on died: the flow ends as error, as in the pool.
-                ended_by = "service"
-                reason = run.service_error or "a service of the run failed"
-                pool.send(0, "cancel", watch.cancel(now, reason, "error"))
-            elif not watch.cancelled and supervision.global_due():
-                # The run's global deadline: the flow is stopped as a timeout, as in the pool.
-                ended_by = "global_timeout"
-                reason = supervision.global_timeout_reason(not_run=False)
-                pool.send(0, "cancel", watch.cancel(now, reason, "timeout"))
-            elif watch.overdue(now):
-                # The gateway did not answer in time: stop trusting it.
-                result = abandon_slot(
-                    pool,
-                    0,
-                    attempt=attempt,
-                    cookie=built.cookie,
-                    status="timeout",
-                    message=unresponsive_message(built.timeout_s, worker_id),
-                    sweep_browser=sweep_browser,
-                    run_id=session_run_id(config),
-                    memory_max=state.flow.memory_max,
-                )
-                _replace(pool, supervision)
-                return _recorded(state, result, ended_by, lock_dir)
-            continue
-        if event.generation != generation:
-            continue
-        if event.kind == "finished":
-            if event.data.get("retire"):
-                # A flow's code is stuck inside the worker for good: give it a new one.
-                pool.kill(0)
-                sweep_browser()
-                _replace(pool, supervision)
-            return _recorded(state, finished_result(event.data), ended_by, lock_dir)
-        if event.kind in ("died", "spawn_failed"):
-            result = crashed_result(
-                attempt,
-                built.cookie,
-                worker_id,
-                sweep_browser,
-                run_id=session_run_id(config),
-                memory_max=state.flow.memory_max,
-            )
-            _replace(pool, supervision)
-            return _recorded(state, result, ended_by, lock_dir)
-
-
-def _replace(pool: Pool, supervision: Supervision) -> None:
-    if supervision.restarts.take():
-        pool.spawn(0)
-
-
-def _recorded(
-    state: FlowState,
-    result: AttemptResult,
-    ended_by: Literal["global_timeout", "service"] | None,
-    lock_dir: Callable[[], Path],
-) -> AttemptResult:
-    if ended_by is not None:
-        result["ended_by"] = ended_by
-    return record_attempt(state, result, lock_dir)
 
 
 def _supervision(item: RunsetItem) -> Supervision:
@@ -340,7 +256,7 @@ def run_flow(item: RunsetItem) -> FinishedFlow:
     for attempt in range(1, allowed + 1):
         if deadline is not None and deadline.left() <= 0:
             break
-        if _service_failed(run):
+        if service_failed(run):
             _end_unstarted(
                 state,
                 attempt,
@@ -362,7 +278,7 @@ def run_flow(item: RunsetItem) -> FinishedFlow:
             result = _run_on_gateway(state, attempt, supervision)
         finally:
             exclusion.leave()
-        if result.get("status") not in RETRYABLE or _service_failed(run):
+        if result.get("status") not in RETRYABLE or service_failed(run):
             # A flow whose service died is not retried against the dead service.
             break
     if not state.attempts:

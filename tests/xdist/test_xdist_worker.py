@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from pytest_runset.engine.supervision import SERVICE_FAILED_NAME
-from pytest_runset.xdist.worker import _service_failed, worker_slot
+from pytest_runset.xdist.supervised import service_failed as _service_failed
+from pytest_runset.xdist.worker import worker_slot
 
 
 def test_the_xdist_worker_id_gives_the_slot(pytester: pytest.Pytester) -> None:
