@@ -550,3 +550,100 @@ def test_gateway_options_and_xdist_n_together_are_refused(
     errors = [line for line in result.errlines if option[0] in line]
     assert len(errors) == 1, result.errlines
     assert "Traceback" not in result.stderr.str()
+
+
+def test_containment_limits_and_usage_are_the_same_under_xdist(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    marker = f"60{os.getpid() % 1000:03d}"
+    write_runset(
+        '[runset]\ntimeout = "60s"\n'
+        '[[flows]]\nname = "escape"\nshell = true\n'
+        f"command = \"setsid sh -c 'exec env -i sleep {marker}' & echo started\"\n"
+        '[[flows]]\nname = "hog"\nmemory_max = "100MiB"\n'
+        'command = ["{python}", "-c", "x = bytearray(300 * 1024 * 1024)"]\n'
+        '[[flows]]\nname = "alloc"\n'
+        'command = ["{python}", "-c", "x = bytearray(200 * 1024 * 1024); x[::4096] = '
+        'b\\"1\\" * len(x[::4096])"]\n'
+    )
+    result = run_pytest(
+        pytester, "--runset", "run-set.toml", "-n", "2", "--runset-run-id", "k1",
+        "--runset-containment", "cgroup",
+    )  # fmt: skip
+    assert result.ret == 1, result.stdout.str()
+    report = load_report(pytester.path / "runset-results" / "k1")
+    flows = flows_by_name(report)
+    assert report["containment"] == "cgroup"
+    assert flows["escape"]["status"] == "passed"
+    assert flows["escape"]["leftover_processes"] >= 1
+    assert flows["hog"]["status"] == "failed"
+    assert flows["hog"]["message"].startswith("memory limit 100 MiB exceeded")
+    assert flows["alloc"]["resources"]["peak_memory_bytes"] >= 150 * 1024 * 1024
+    found = subprocess.run(
+        ["pgrep", "-f", f"sleep {marker}"], check=False, capture_output=True, text=True
+    )
+    assert found.stdout.strip() == ""
+
+
+def test_a_pause_under_xdist_freezes_the_flow_and_stops_its_clock(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    write_runset(
+        '[runset]\ntimeout = "9s"\n[[flows]]\nname = "work"\nshell = true\n'
+        'command = "for i in $(seq 12); do date +%s.%N; sleep 0.5; done"\n'
+    )
+    proc = subprocess.Popen(
+        [*PYTEST, "--runset", "run-set.toml", "-n", "1", "--runset-run-id", "p1"],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    run_dir = pytester.path / "runset-results" / "p1"
+    log = run_dir / "work" / "stdout.log"
+    cli = [sys.executable, "-m", "pytest_runset.cli"]
+    try:
+        assert wait_for(lambda: log.exists() and log.read_text().count("\n") >= 2, 120)
+        subprocess.run([*cli, "pause", str(run_dir)], check=True, capture_output=True)
+        time.sleep(7)
+        subprocess.run([*cli, "unpause", str(run_dir)], check=True, capture_output=True)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, output.decode(errors="replace")
+    stamps = [float(line) for line in log.read_text().split()]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(stamps)]
+    # One long silence: the pause; the flow ran past its 9 s timeout and still passed.
+    assert max(gaps) >= 5.0
+    report = load_report(run_dir)
+    assert report["paused_s"] >= 5.0
+    assert flows_by_name(report)["work"]["status"] == "passed"
+
+
+def test_sighup_of_the_xdist_controller_writes_the_report_and_stops_everything(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    (pytester.path / "tree.py").write_text(TREE_SCRIPT)
+    write_runset(
+        '[runset]\nkill_grace = "1s"\n'
+        '[[flows]]\nname = "hang"\ntimeout = "5m"\ncommand = ["{python}", "tree.py"]\n'
+    )
+    proc = subprocess.Popen(
+        [*PYTEST, "--runset", "run-set.toml", "-n", "1", "--runset-run-id", "h1"],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    run_dir = pytester.path / "runset-results" / "h1"
+    try:
+        assert wait_for((run_dir / "hang" / "started").exists, 120)
+        os.kill(proc.pid, signal.SIGHUP)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, output.decode(errors="replace")
+    assert load_report(run_dir)["flows"][0]["status"] == "interrupted"
+    assert wait_for(lambda: not processes_with_cookie_prefix("h1."), timeout=30)
