@@ -88,6 +88,19 @@ def _read_record(path: Path) -> RunRecord | None:
     }
 
 
+def _controller_alive(path: Path) -> bool:
+    record = _read_record(path)
+    if record is None or record["pid"] <= 0 or record["pid"] == os.getpid():
+        return False
+    try:
+        os.kill(record["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _boot_id() -> str:
     try:
         with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
@@ -124,7 +137,9 @@ def reap_dead_runs(
         except OSError:
             continue
         try:
-            if not _try_lock(fd, SAME_RUN_WAIT_S if name == own else 0.0):
+            # Only a dead controller's watchdog is worth waiting for (it is cleaning up).
+            wait = SAME_RUN_WAIT_S if name == own and not _controller_alive(path) else 0.0
+            if not _try_lock(fd, wait):
                 continue
             record = _read_record(path)
             killed = 0
@@ -147,7 +162,8 @@ def register(lock_dir: Path, run_id: str, cgroup_dirs: list[str]) -> Registratio
     path = directory / _file_name(run_id)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        if not _try_lock(fd, SAME_RUN_WAIT_S):
+        wait = 0.0 if _controller_alive(path) else SAME_RUN_WAIT_S
+        if not _try_lock(fd, wait):
             raise OSError(f"run {run_id} is registered by a live session ({path})")
         record: RunRecord = {
             "run_id": run_id,

@@ -57,8 +57,9 @@ def run_flows(session: pytest.Session, flows: list[RunsetItem], others: list[pyt
     try:
         # From the first run directory on, an interrupt must still end in a written report.
         with deferred_interrupts():
-            containment = start_containment(config, run_id, list(runsets.values()))
             open_runs(config, runsets, run_id, resume, runs)
+            # After the run directories: a run id in use by a live session was refused there.
+            containment = start_containment(config, run_id, list(runsets.values()))
             loop = FlowRunLoop(
                 session,
                 items=flows,

@@ -176,7 +176,22 @@ class Replay:
             self.hook.pytest_runtest_logreport(report=report)
             if report.when == "call" or (report.when == "setup" and report.failed):
                 self._end_result_line(node, duration)
+            if report.failed:
+                self._exception_interact(item, report)
         self.hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+
+    def _exception_interact(self, item: RunsetItem, report: pytest.TestReport) -> None:
+        """As pytest's runner does after a failed setup or call: clients that learn of errors
+        only here (VS Code's test adapter) hear of a flow that could not run, too.
+
+        Not under ``--pdb``: a flow's error happened in another process, and there is no
+        frame here to debug."""
+        if self.config.option.usepdb:
+            return
+        text = str(report.longrepr)
+        error = FlowError(text) if report.when == "setup" else AssertionError(text)
+        call = pytest.CallInfo.from_call(_raiser(error), when=report.when)
+        self.hook.pytest_exception_interact(node=item, call=call, report=report)
 
     def _end_result_line(self, node: WorkerNode | None, duration: float) -> None:
         """Finish ``-v``'s ``[gw1] PASSED run-set.toml::login`` line with the flow's duration.
@@ -216,6 +231,17 @@ class Replay:
         teardown.user_properties.extend(properties(run_dir, entry))
         self.hook.pytest_runtest_logreport(report=teardown)
         self.hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+
+
+class FlowError(Exception):
+    """A flow that ended ``error``: it could not run (no worker, a lease wait, a service)."""
+
+
+def _raiser(error: BaseException) -> Callable[[], None]:
+    def raise_it() -> None:
+        raise error
+
+    return raise_it
 
 
 def _report(

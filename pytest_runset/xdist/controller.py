@@ -140,8 +140,8 @@ class XdistRun:
             with contextlib.suppress(ValueError):
                 self.signals[signum] = signal.signal(signum, handler)
         with deferred_interrupts():
-            start_containment(self.config, self.run_id, list(self.runsets.values()))
             open_runs(self.config, self.runsets, self.run_id, self.resume, self.runs)
+            start_containment(self.config, self.run_id, list(self.runsets.values()))
             for run in self.runs.values():
                 try:
                     if run.started_at is None:

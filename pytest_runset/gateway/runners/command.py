@@ -256,6 +256,12 @@ def _finished(code: int, spec: AttemptSpec, stderr_path: str) -> AttemptResult:
         result.update({"status": "skipped", "message": "skipped (exit code 77)"})
     else:
         tail = tail_lines(stderr_path)
+        if not tail.strip():
+            # A flow that says why only on stdout (many test runners do) still shows why.
+            stdout_tail = tail_lines(os.path.join(os.path.dirname(stderr_path), "stdout.log"))
+            if stdout_tail.strip():
+                tail = stdout_tail
+                result["tail_source"] = f"{spec['slug']}/stdout.log"
         last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
         why = f"killed by {_signal_name(-code)}" if code < 0 else f"exit code {code}"
         result.update(
