@@ -65,9 +65,11 @@ def test_worktree_flows_are_isolated_and_cleaned_up(
     assert kept.read_text().strip() == "broken"
     # The main checkout never saw any flow's edit.
     assert (pytester.path / "shared.txt").read_text() == "original\n"
+    # Workspaces are private clones: the repository registers none of them, not even the
+    # failed flow's kept one.
     worktrees = _git(pytester.path, "worktree", "list", "--porcelain")
     registered = [line for line in worktrees.splitlines() if line.startswith("worktree ")]
-    assert len(registered) == 2  # the main checkout and the failed flow's kept worktree
+    assert len(registered) == 1
 
 
 def test_worktree_outside_a_repository_is_a_clear_error(
@@ -113,3 +115,39 @@ def test_a_worktree_flow_does_not_inherit_git_dir(
     marker, toplevel = (flow_dir / "where.txt").read_text().split("\n")[:2]
     assert marker == "[]"
     assert Path(toplevel).resolve() == (flow_dir / "workspace").resolve()
+
+
+def test_a_worktree_flow_cannot_leak_refs_or_config_into_the_repository(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    write_runset(
+        '[[flows]]\nname = "leaky"\nworkspace = "worktree"\nshell = true\n'
+        "command = 'git tag leak && git branch leak2 && git config user.leak 1 && "
+        "git update-ref refs/heads/leak3 HEAD && "
+        "git -c user.name=a -c user.email=a@example.invalid commit -q --allow-empty -m x && "
+        'git rev-parse HEAD > "$RUNSET_FLOW_DIR/commit.txt" && '
+        "! git push -q origin HEAD:refs/heads/pushed 2>/dev/null'\n"
+    )
+    (pytester.path / ".gitignore").write_text("runset-results/\n")
+    _git(pytester.path, "init", "-q")
+    _git(pytester.path, "add", "-A")
+    _git(pytester.path, "commit", "-q", "-m", "init")
+    refs = _git(pytester.path, "for-each-ref")
+    config = _git(pytester.path, "config", "--local", "--list")
+
+    result = pytester.runpytest_subprocess("--runset", "run-set.toml", "--runset-run-id", "leak")
+
+    assert result.ret == 0, result.stdout.str()
+    assert _git(pytester.path, "for-each-ref") == refs
+    assert _git(pytester.path, "config", "--local", "--list") == config
+    assert "leak" not in _git(pytester.path, "tag") + _git(pytester.path, "branch")
+    commit = (pytester.path / "runset-results" / "leak" / "leaky" / "commit.txt").read_text()
+    unknown = subprocess.run(
+        ["git", "cat-file", "-e", commit.strip()],
+        cwd=pytester.path,
+        capture_output=True,
+        check=False,
+    )
+    assert unknown.returncode != 0, "the flow's commit reached the repository's objects"
+    # The flow passed: its workspace is gone.
+    assert not (pytester.path / "runset-results" / "leak" / "leaky" / "workspace").exists()

@@ -24,7 +24,11 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or a string like '90s', '15m'")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            # An integer of hundreds of digits: no float holds it, and no duration is that long.
+            raise ValueError("too long: a duration is at most 365 days") from None
     elif isinstance(value, str):
         text = value.strip()
         try:

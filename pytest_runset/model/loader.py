@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from pytest_runset.gateway.safe_files import MAX_DEFINITION_BYTES, UnsafeFile, read_regular
 from pytest_runset.model.flows import POOL_PREFIX, Flow, Persona, RunSet, RunsetError
+from pytest_runset.model.fsnames import as_text
 from pytest_runset.model.messages import (
     describe_validation_error,
     flow_label,
@@ -329,7 +330,7 @@ def parse_runset(path: Path, data: bytes, display: str | None = None) -> RunSet:
         )
     return RunSet(
         path=path,
-        name=settings.name or path.stem,
+        name=settings.name or as_text(path.stem),
         sha256=hashlib.sha256(data).hexdigest(),
         settings=settings,
         flows=tuple(flows),

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from pytest_runset.gateway.safe_files import MAX_DEFINITION_BYTES, UnsafeFile, read_regular
 from pytest_runset.model.durations import parse_duration
+from pytest_runset.model.fsnames import os_name
 from pytest_runset.model.messages import toml_type
 from pytest_runset.model.placeholders import PlaceholderError, check_template
 from pytest_runset.model.toml_text import parse_toml
@@ -320,7 +321,7 @@ SPEC_KEYS = ("steps", "base_url", "viewport", "timeout", "description")
 def load_spec(path: Path) -> SpecFile:
     """Read and validate a spec file; raises :class:`SpecError` with a one-line message."""
     try:
-        data = read_regular(path, max_bytes=MAX_DEFINITION_BYTES)
+        data = read_regular(os_name(path), max_bytes=MAX_DEFINITION_BYTES)
     except UnsafeFile as exc:
         raise SpecError(f"cannot read: {exc}") from None
     except IsADirectoryError:

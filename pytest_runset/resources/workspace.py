@@ -1,30 +1,23 @@
 """Private working directories for flows: ``workspace = "worktree"`` and ``workspace = "copy"``.
 
 This runs on the controller, before a flow attempt is dispatched and after it ends, so that a
-worker only ever receives a plain ``cwd``. A ``worktree`` workspace is a detached ``git worktree``
-of the run-set's repository at ``HEAD``; a ``copy`` workspace is a copy of the run-set
-directory. Either lives in ``<flow_dir>/workspace``, so no flow sees another flow's (or the
-user's) working tree.
-
-Git takes a lock in the repository while it adds or removes a worktree and fails, rather than
-waits, when that lock is taken. Adding and removing worktrees is therefore serialized per
-repository by a ``filelock`` in the per-user lock directory, which also covers threads of one
-controller and concurrent pytest sessions on the same host.
+worker only ever receives a plain ``cwd``. A ``worktree`` workspace is a private clone of the
+run-set's repository that shares its objects (``git clone --shared``), checked out detached at
+``HEAD``; a ``copy`` workspace is a copy of the run-set directory. Either lives in
+``<flow_dir>/workspace``, so no flow sees another flow's (or the user's) working tree, and
+nothing a flow does in its workspace (refs, tags, config, commits) reaches the user's
+repository.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
 import shutil
 import stat
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import filelock
 
 __all__ = [
     "COPY_SKIPPED_NAMES",
@@ -43,11 +36,8 @@ WORKSPACE_DIR_NAME = "workspace"
 #: belong to the source tree and would only mislead the flow.
 COPY_SKIPPED_NAMES = frozenset({".git", "__pycache__", ".pytest_cache"})
 
-# Waiting for the worktree lock: other sessions may be checking out large worktrees, so this is
-# generous; it only has to keep a wedged holder from blocking a flow forever.
-LOCK_TIMEOUT_S = 120.0
-# One git command (a checkout of a big repository, a hook) may be slow, but never endless: it
-# runs while holding the worktree lock that every other flow of the repository waits for.
+# One git command (a checkout of a big repository, a hook) may be slow, but never endless: the
+# flow waits for it before its own clock starts.
 GIT_TIMEOUT_S = 600.0
 
 # Repository-locating variables git exports to hooks and aliases. When pytest itself runs from a
@@ -112,10 +102,12 @@ def create_workspace(
 
     ``kind`` is ``"worktree"`` or ``"copy"``; ``source_dir`` is the run-set file's directory.
 
-    - ``worktree``: a detached worktree of the repository containing ``source_dir``, at ``HEAD``
-      (committed files only: uncommitted changes of the main checkout are not in it, and
-      submodules are not initialized). Creation is serialized per repository by a lock file in
-      ``lock_dir``. The run-set directory must be committed at ``HEAD``.
+    - ``worktree``: a private clone of the repository containing ``source_dir`` that shares its
+      objects, checked out detached at ``HEAD`` (committed files only: uncommitted changes of
+      the main checkout are not in it, and submodules are not initialized). Refs, tags, config
+      and commits the flow makes stay in the clone. The run-set directory must be committed at
+      ``HEAD``. ``lock_dir`` is not needed any more (cloning only reads the repository) and is
+      kept for callers.
     - ``copy``: a copy of ``source_dir``. Symbolic links are copied as links, never followed.
       Skipped: every path in ``exclude`` (the output directory, which usually lives inside
       ``source_dir``), ``flow_dir`` itself (so the copy never contains itself), names in
@@ -134,15 +126,15 @@ def create_workspace(
 def remove_workspace(workspace: Workspace, *, lock_dir: Path, keep: bool) -> str | None:
     """Remove a workspace after its flow, unless ``keep`` (the flow failed: leave it to look at).
 
-    A worktree is removed with ``git worktree remove --force`` (under the same lock as its
-    creation) and the repository's worktree list is pruned; a copy is deleted. Never raises:
-    returns a one-line warning when something could not be removed, else ``None``.
+    Either kind is deleted (a clone leaves nothing to unregister in the repository it came
+    from). Never raises: returns a one-line warning when something could not be removed, else
+    ``None``.
     """
     if keep:
         return None
     try:
-        if workspace.kind == "worktree":
-            return _remove_worktree(workspace, lock_dir=lock_dir)
+        # A worktree workspace is a clone of its own: deleting it leaves nothing in the
+        # repository it came from.
         root = workspace.root or workspace.path
         error = _rmtree(root)
         if error is not None:
@@ -155,29 +147,56 @@ def remove_workspace(workspace: Workspace, *, lock_dir: Path, keep: bool) -> str
 
 # --- worktrees ---------------------------------------------------------------------------------
 
+# What ``git push`` from a workspace is sent to instead of the user's repository: a URL no git
+# can reach, so the push fails with git's own message and never writes a ref there.
+PUSH_DISABLED = "runset-disabled://a flow's workspace cannot push to the repository it came from"
+
 
 def _create_worktree(*, source_dir: Path, flow_dir: Path, lock_dir: Path) -> Workspace:
+    """A private clone sharing the repository's objects, checked out (detached) at its HEAD.
+
+    Not a linked ``git worktree``: a linked worktree shares refs, config and the object store
+    with the user's repository, so a flow's ``git tag``, ``git branch``, ``git config`` or
+    commit would land there. A ``git clone --shared`` borrows the objects read-only (through
+    ``objects/info/alternates``) and has refs, config, index and new objects of its own; its
+    ``origin`` still fetches from the repository but cannot push to it. Cloning only reads the
+    repository, so concurrent flows and sessions need no lock (``lock_dir`` is not used).
+    """
     repo, prefix = _locate_repository(source_dir)
     root = flow_dir.resolve() / WORKSPACE_DIR_NAME
     if root.exists() or root.is_symlink():
-        # Checked here, not left to git: the cleanup after a failed add would delete it.
+        # Checked here, not left to git: the cleanup after a failed clone would delete it.
         raise WorkspaceError(f"cannot create a worktree at {root}: it exists already")
+    head = _git(repo, "rev-parse", "--verify", "HEAD^{commit}")
+    if head.returncode != 0:
+        raise WorkspaceError(
+            f'workspace = "worktree" checks out HEAD of {repo}, which names no commit '
+            "(is anything committed?)"
+        )
+    commit = head.stdout.strip()
     flow_dir.mkdir(parents=True, exist_ok=True)
-    with _repo_lock(repo, lock_dir):
-        result = _git(repo, "worktree", "add", "--detach", str(root), "HEAD")
+    steps: list[tuple[Path, tuple[str, ...]]] = [
+        (repo, ("clone", "--quiet", "--shared", "--no-checkout", "--", str(repo), str(root))),
+        (root, ("remote", "set-url", "--push", "origin", PUSH_DISABLED)),
+        (root, ("checkout", "--quiet", "--detach", commit)),
+    ]
+    for cwd, args in steps:
+        result = _git(cwd, *args)
         if result.returncode != 0:
-            # git may have created the directory (or half a checkout) before failing.
-            _cleanup_failed_worktree(repo, root)
-            raise WorkspaceError(f"git worktree add {root} failed in {repo}: {_last_line(result)}")
-        path = root / prefix
-        if not path.is_dir():
-            # The run-set directory exists in the main checkout but is not committed, so the
-            # flow would start in a directory that is not there.
-            _cleanup_failed_worktree(repo, root)
+            # git may have left half a clone or half a checkout behind.
+            _rmtree(root)
             raise WorkspaceError(
-                f'workspace = "worktree" checks out HEAD of {repo}, which has no run-set '
-                f"directory {prefix.as_posix()} (is it committed?)"
+                f"git {args[0]} for the workspace {root} failed in {repo}: {_last_line(result)}"
             )
+    path = root / prefix
+    if not path.is_dir():
+        # The run-set directory exists in the main checkout but is not committed, so the flow
+        # would start in a directory that is not there.
+        _rmtree(root)
+        raise WorkspaceError(
+            f'workspace = "worktree" checks out HEAD of {repo}, which has no run-set '
+            f"directory {prefix.as_posix()} (is it committed?)"
+        )
     return Workspace(kind="worktree", path=path, repo=repo, root=root)
 
 
@@ -205,92 +224,6 @@ def _locate_repository(source_dir: Path) -> tuple[Path, Path]:
             f"repository: {source_dir} is not in one"
         )
     return Path(lines[0]), Path(lines[1])
-
-
-def _remove_worktree(workspace: Workspace, *, lock_dir: Path) -> str | None:
-    repo = workspace.repo
-    if repo is None:
-        return f"could not remove worktree {workspace.path}: its repository is unknown"
-    root = workspace.root or _registered_root(repo, workspace.path)
-    if root is None:
-        return f"could not remove worktree {workspace.path}: git does not list it in {repo}"
-    problems: list[str] = []
-    with _repo_lock(repo, lock_dir):
-        # Two --force: also remove a worktree the flow locked (`git worktree lock`).
-        result = _git(repo, "worktree", "remove", "--force", "--force", str(root))
-        if result.returncode != 0:
-            # E.g. the flow deleted the directory or left submodules in it: delete the files
-            # ourselves; the prune below then drops git's record of the worktree.
-            removed = _rmtree(root)
-            if removed is not None:
-                problems.append(removed)
-        pruned = _git(repo, "worktree", "prune")
-        if pruned.returncode != 0:
-            problems.append(f"git worktree prune: {_last_line(pruned)}")
-    if _registered_root(repo, root) is not None:
-        problems.append("git still lists it")
-    if problems:
-        return _one_line(f"could not remove worktree {root} of {repo}: {'; '.join(problems)}")
-    return None
-
-
-def _registered_root(repo: Path, path: Path) -> Path | None:
-    """The linked worktree of ``repo`` that ``path`` is in (or is), if git lists one."""
-    result = _git(repo, "worktree", "list", "--porcelain")
-    if result.returncode != 0:
-        return None
-    # Compare real paths: either side may have been written through a symbolic link.
-    target = os.path.realpath(path)
-    main = os.path.realpath(repo)
-    best: Path | None = None
-    for line in result.stdout.splitlines():
-        if not line.startswith("worktree "):
-            continue
-        candidate = os.path.realpath(line.removeprefix("worktree "))
-        if candidate == main:
-            continue
-        inside = target == candidate or target.startswith(candidate.rstrip(os.sep) + os.sep)
-        # The deepest match wins, in case worktrees are nested.
-        if inside and (best is None or len(candidate) > len(str(best))):
-            best = Path(candidate)
-    return best
-
-
-def _cleanup_failed_worktree(repo: Path, root: Path) -> None:
-    # Called with the lock held. Best effort: the error being raised is the one that matters.
-    with contextlib.suppress(WorkspaceError):
-        _git(repo, "worktree", "remove", "--force", "--force", str(root))
-    _rmtree(root)
-    with contextlib.suppress(WorkspaceError):
-        _git(repo, "worktree", "prune")
-
-
-@contextlib.contextmanager
-def _repo_lock(repo: Path, lock_dir: Path) -> Iterator[None]:
-    """Hold the lock that serializes adding and removing worktrees of ``repo``.
-
-    The name is derived from the real path git reports, so every session and thread that works
-    on the same repository picks the same file. A fresh instance per use: flock() locks held
-    through separate open files exclude each other even between threads of one process.
-    """
-    digest = hashlib.sha256(str(repo).encode("utf-8", "surrogateescape")).hexdigest()[:16]
-    lock = filelock.FileLock(str(lock_dir / f"worktree-{digest}.lock"))
-    try:
-        lock.acquire(timeout=LOCK_TIMEOUT_S)
-    except filelock.Timeout:
-        raise WorkspaceError(
-            f"timed out after {LOCK_TIMEOUT_S:.0f} s waiting for the git worktree lock "
-            f"{lock.lock_file} (another flow or pytest session is adding or removing a "
-            "worktree of the same repository)"
-        ) from None
-    except OSError as exc:
-        raise WorkspaceError(
-            f"cannot take the git worktree lock {lock.lock_file}: {exc.strerror or exc}"
-        ) from None
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import json
 import os
 import re
 import secrets
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import filelock
 
+from pytest_runset.model.fsnames import os_name
 from pytest_runset.results.formats import (
     FlowEntry,
     JournalLine,
@@ -31,10 +33,12 @@ from pytest_runset.results.formats import (
     Summary,
 )
 from pytest_runset.results.html import html_path_for, write_html
+from pytest_runset.results.jsonfile import json_bytes, strict_json, write_json_atomic
 
 # Re-exported (explicit ``as`` for mypy) for modules that still import them from here; new
 # code imports them from pytest_runset.results.statuses.
 from pytest_runset.results.statuses import FAILING_STATUSES, STATUSES
+from pytest_runset.results.storage import StorageError, deleted_error, storage_error
 
 REPORT_SCHEMA = "pytest-runset/report@1"
 JOURNAL_NAME = "journal.jsonl"
@@ -68,41 +72,12 @@ def iso_utc(timestamp: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def json_chunks(data: Mapping[str, Any]) -> Iterator[str]:
-    """JSON for people and programs, in pieces: one top-level key per line, and each element
-    of a top-level list (a report's flows) on a line of its own.
-
-    Every piece goes through the C encoder: ``json.dump`` with ``indent`` runs the pure-Python
-    encoder, several seconds for a report of 10,000 flows.
-    """
-    if not data:
-        yield "{}\n"
-        return
-    separator = "{\n"
-    for key, value in data.items():
-        yield f"{separator}  {json.dumps(key, ensure_ascii=False)}: "
-        separator = ",\n"
-        if isinstance(value, list) and value:
-            yield "[\n    " + json.dumps(value[0], ensure_ascii=False)
-            for element in value[1:]:
-                yield ",\n    " + json.dumps(element, ensure_ascii=False)
-            yield "\n  ]"
-        else:
-            yield json.dumps(value, ensure_ascii=False)
-    yield "\n}\n"
-
-
-def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.writelines(json_chunks(data))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def point_latest(output_root: Path, run_id: str) -> None:
-    """Make ``<output>/latest`` point at ``run_id`` (relative symlink, swapped atomically)."""
+    """Make ``<output>/latest`` point at ``run_id`` (relative symlink, swapped atomically).
+
+    Raises ``OSError`` when neither a link nor a plain file can be written; no temporary
+    link is left behind.
+    """
     link = output_root / LATEST_NAME
     tmp = output_root / f".{LATEST_NAME}.{os.getpid()}.tmp"
     with contextlib.suppress(FileNotFoundError):
@@ -111,23 +86,30 @@ def point_latest(output_root: Path, run_id: str) -> None:
         os.symlink(run_id, tmp)
         os.replace(tmp, link)
     except OSError:
-        # Filesystems without symlinks: a plain file naming the run still helps humans.
         with contextlib.suppress(OSError):
             tmp.unlink()
-        with contextlib.suppress(OSError):
-            link.write_text(run_id + "\n", encoding="utf-8")
+        if link.is_dir() and not link.is_symlink():
+            return  # a directory of the user's called "latest": left alone
+        # Filesystems without symlinks: a plain file naming the run still helps humans.
+        link.unlink(missing_ok=True)
+        link.write_text(run_id + "\n", encoding="utf-8")
 
 
 class RunDirectory:
     """``<output>/<run_id>/``: created, locked against a second session, journaled."""
 
     def __init__(self, output_root: Path, run_id: str) -> None:
-        self.output_root = output_root
+        # A run-set's ``output = "résultats"`` must work under a C locale too.
+        self.output_root = Path(os_name(output_root))
         self.run_id = check_run_id(run_id)
-        self.path = output_root / run_id
+        self.path = self.output_root / run_id
+        self.journal_path = self.path / JOURNAL_NAME
         self._lock: filelock.BaseFileLock | None = None
-        self._journal: Any = None
+        self._fd: int | None = None
         self._unsynced = False
+        # The first storage error: from then on the journal takes no more lines (an fsync that
+        # failed once may report success the next time, with the data lost).
+        self.failed: StorageError | None = None
 
     def open(self, *, resume: bool = False) -> None:
         """Create (or, with ``resume``, reopen) the run directory and take its lock."""
@@ -167,13 +149,15 @@ class RunDirectory:
             )
         self._lock = lock
         try:
-            self._journal = open(self.path / JOURNAL_NAME, "a", encoding="utf-8")  # noqa: SIM115
-            if resume and self._journal.tell() > 0 and not _ends_with_newline(self._journal.name):
-                # A torn last line (the controller died mid-write) stays apart, ignored.
-                self._journal.write("\n")
+            self._fd = os.open(
+                self.journal_path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
+            )
+            if resume and os.fstat(self._fd).st_size > 0 and not _ends_with_newline(self._fd):
+                # A torn last line (an older controller died mid-write) stays apart, ignored.
+                os.write(self._fd, b"\n")
         except OSError as exc:
-            lock.release()
-            raise RunDirError(f"cannot write {self.path / JOURNAL_NAME}: {exc.strerror}") from None
+            self.close()
+            raise RunDirError(f"cannot write {self.journal_path}: {exc.strerror}") from None
 
     def journal(self, entry: JournalLine, *, sync: bool = True) -> None:
         """Append one line and make it durable before returning.
@@ -181,36 +165,90 @@ class RunDirectory:
         With ``sync=False`` the line is written but not yet durable: the caller must call
         :meth:`sync` before anyone hears of it. That lets the run loop make several flows
         durable with one fsync (a group commit) when they finish together.
+
+        A line is in the journal whole or not at all: it goes out in one ``write``, and when
+        the disk takes only part of it (full, over quota) the journal is cut back to where it
+        was. Any failure raises :class:`StorageError`, and so does every later call.
         """
-        line = json.dumps(entry, ensure_ascii=False, default=str)
-        self._journal.write(line + "\n")
-        self._journal.flush()
+        self._append(json_bytes(strict_json(entry, default=str) + "\n"))
         if sync:
-            os.fsync(self._journal.fileno())
+            self.sync(force=True)
         else:
             self._unsynced = True
 
+    def _append(self, data: bytes) -> None:
+        fd = self._usable_fd()
+        try:
+            before = os.fstat(fd).st_size
+        except OSError as exc:
+            raise self._failure(exc) from None
+        written = 0
+        try:
+            while written < len(data):
+                # A short count means the disk filled up mid-line: the next write says why.
+                written += os.write(fd, data[written:])
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, before)
+            raise self._failure(exc) from None
+
     def sync(self, *, force: bool = False) -> None:
         """Make every line written so far durable (one fsync, only if something is pending;
-        ``force`` for a syncing thread, which cannot trust the flag the writer sets)."""
-        journal = self._journal
-        if (self._unsynced or force) and journal is not None:
-            self._unsynced = False
-            os.fsync(journal.fileno())
+        ``force`` for a syncing thread, which cannot trust the flag the writer sets).
+
+        Raises :class:`StorageError` when the fsync fails, or when the journal was deleted
+        (its run directory removed under the run): lines written there would be lost.
+        """
+        if not (self._unsynced or force) or self._fd is None:
+            return
+        fd = self._usable_fd()
+        self._unsynced = False
+        try:
+            os.fsync(fd)
+            deleted = os.fstat(fd).st_nlink == 0
+        except OSError as exc:
+            raise self._failure(exc) from None
+        if deleted:
+            self.failed = deleted_error(self.journal_path, journal=self.journal_path)
+            raise self.failed
+
+    def _usable_fd(self) -> int:
+        if self.failed is not None:
+            raise self.failed
+        if self._fd is None:
+            raise self._failure(OSError(errno.EBADF, "the journal is closed"))
+        return self._fd
+
+    def _failure(self, exc: OSError, path: Path | None = None) -> StorageError:
+        """Remember the first storage error (later calls raise it again) and return it."""
+        error = storage_error(path or self.journal_path, exc, journal=self.journal_path)
+        if self.failed is None:
+            self.failed = error
+        return error
 
     def write_report(self, report: Mapping[str, Any]) -> Path:
-        """Write ``report.json``, then ``report.html`` beside it, then point ``latest`` here."""
+        """Write ``report.json``, then ``report.html`` beside it, then point ``latest`` here.
+
+        Raises :class:`StorageError` (leaving no temporary file) when the disk refuses
+        ``report.json`` or ``latest``; the page only costs itself (see write_html_beside).
+        """
         target = self.path / REPORT_NAME
-        write_json_atomic(target, report)
+        try:
+            write_json_atomic(target, report)
+        except OSError as exc:
+            raise self._failure(exc, target) from None
         write_html_beside(report, target)
-        point_latest(self.output_root, self.run_id)
+        try:
+            point_latest(self.output_root, self.run_id)
+        except OSError as exc:
+            raise self._failure(exc, self.output_root / LATEST_NAME) from None
         return target
 
     def close(self) -> None:
-        if self._journal is not None:
+        if self._fd is not None:
             with contextlib.suppress(OSError):
-                self._journal.close()
-            self._journal = None
+                os.close(self._fd)
+            self._fd = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -229,14 +267,14 @@ def write_html_beside(report: Mapping[str, Any], report_path: Path) -> Path | No
         return None
 
 
-def _ends_with_newline(path: str) -> bool:
-    with open(path, "rb") as handle:
-        handle.seek(-1, os.SEEK_END)
-        return handle.read(1) == b"\n"
+def _ends_with_newline(fd: int) -> bool:
+    return os.pread(fd, 1, os.fstat(fd).st_size - 1) == b"\n"
 
 
 def read_journal(path: Path) -> tuple[list[Mapping[str, Any]], int]:
     """The events of a journal and how many lines were unreadable (a torn last line, say).
+
+    Raises :class:`RunDirError` when the journal exists but cannot be read.
 
     Each event is a JSON object, its fields unchecked (a journal may come from another version,
     or be damaged): the caller checks what it uses (see formats.JournalLine).
@@ -245,8 +283,11 @@ def read_journal(path: Path) -> tuple[list[Mapping[str, Any]], int]:
     bad = 0
     try:
         data = path.read_bytes()
-    except OSError:
+    except FileNotFoundError:
         return events, 0
+    except OSError as exc:
+        # An I/O error must not pass for "nothing finished": a resume would run it all again.
+        raise RunDirError(f"cannot read {path}: {exc.strerror or exc}") from None
     for raw in data.split(b"\n"):
         if not raw.strip():
             continue
@@ -310,9 +351,12 @@ def newest_run(output_root: Path) -> str | None:
         return None
     for run_dir in entries:
         journal = run_dir / JOURNAL_NAME
-        if run_dir.is_symlink() or not journal.is_file():
-            continue
-        candidates.append((journal.stat().st_mtime, run_dir.name))
+        try:
+            if run_dir.is_symlink() or not journal.is_file():
+                continue
+            candidates.append((journal.stat().st_mtime, run_dir.name))
+        except OSError:
+            continue  # deleted meanwhile, or unreadable: not a run to resume
     for _, run_id in sorted(candidates, reverse=True):
         if not _finished_cleanly(output_root / run_id):
             return run_id

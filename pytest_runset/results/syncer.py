@@ -13,6 +13,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from pytest_runset.results.storage import StorageError
+
 if TYPE_CHECKING:
     from pytest_runset.results.report import RunDirectory
 
@@ -56,8 +58,9 @@ class JournalSyncer:
             try:
                 for directory in self._directories:
                     directory.sync(force=True)
-            except (OSError, ValueError) as exc:
-                # The loop syncs again itself, where the error is raised as before.
+            except (OSError, ValueError, StorageError) as exc:
+                # The loop syncs again itself, where the directory raises the same
+                # StorageError (it remembers the first one) on the main thread.
                 problem = str(exc) or repr(exc)
             done = target
             self._notify(target, problem)

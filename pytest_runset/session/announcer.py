@@ -20,7 +20,7 @@ from pytest_runset.engine.entries import flow_entry, unstarted_entry
 from pytest_runset.engine.lifecycle import conclude
 from pytest_runset.engine.state import FlowState, RunsetRun
 from pytest_runset.gateway.protocol import AttemptResult
-from pytest_runset.results.formats import FlowEntry, FlowStatus
+from pytest_runset.results.formats import FlowEntry, FlowStatus, JournalLine
 from pytest_runset.results.statuses import FAILING_STATUSES
 from pytest_runset.session.collect import RunsetItem
 from pytest_runset.session.replay import Replay, through_protocol
@@ -64,6 +64,9 @@ class FlowAnnouncer:
         self.journaled = 0
         # While set, flows that end are journaled but told only after one shared fsync.
         self.group_commit = False
+        # Set once a storage error stopped the run: the journal takes no more lines, and the
+        # flows that end while running ones are stopped are told without waiting for it.
+        self.storage_stopped = False
 
     def failure_pending(self) -> bool:
         """Whether a failure waits to be reported (which may stop dispatch: -x, --maxfail)."""
@@ -79,11 +82,16 @@ class FlowAnnouncer:
         entry = outcome.entry
         state.run.entries[state.flow.slug] = entry
         state.entry = entry
-        state.run.directory.journal({"event": "flow", **entry}, sync=False)
-        self.journaled += 1
-        self.pending.append(
-            _Unannounced(self.journaled, state, outcome.status, outcome.last, outcome.xfail_reason)
-        )
+        try:
+            self._journal(state.run, {"event": "flow", **entry}, sync=False)
+        finally:
+            # Pending even when its line failed (StorageError): told once the run is stopped.
+            self.journaled += 1
+            self.pending.append(
+                _Unannounced(
+                    self.journaled, state, outcome.status, outcome.last, outcome.xfail_reason
+                )
+            )
         if not self.group_commit:
             self.announce()
 
@@ -96,8 +104,9 @@ class FlowAnnouncer:
         if not self.pending:
             return
         if durable is None:
-            for run in self.runs.values():
-                run.directory.sync(force=True)
+            if not self.storage_stopped:
+                for run in self.runs.values():
+                    run.directory.sync(force=True)
             durable = self.journaled
         told = [flow for flow in self.pending if flow.number <= durable]
         self.pending = self.pending[len(told) :]
@@ -138,7 +147,7 @@ class FlowAnnouncer:
         """A flow skipped by a mark: journaled (durably) and reported as pytest's skip."""
         entry = unstarted_entry(state.flow, state.item.nodeid, "skipped", reason)
         state.entry = entry
-        state.run.directory.journal({"event": "flow", **entry})
+        self._journal(state.run, {"event": "flow", **entry}, sync=True)
         state.run.entries[state.flow.slug] = entry
         item = self.items[state.item.nodeid]
         self._flow_finished(entry)
@@ -163,6 +172,13 @@ class FlowAnnouncer:
             with contextlib.suppress(Exception):
                 state.run.directory.journal({"event": "flow", **entry})
             state.run.entries[state.flow.slug] = entry
+
+    def _journal(self, run: RunsetRun, line: JournalLine, *, sync: bool) -> None:
+        """Journal a line; raises StorageError, unless a storage error already stopped the run
+        (then the journal, which remembers its failure, is not asked again)."""
+        if self.storage_stopped:
+            return
+        run.directory.journal(line, sync=sync)
 
     def _flow_finished(self, entry: FlowEntry) -> None:
         self.before_output()

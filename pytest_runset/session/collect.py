@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,9 @@ from pytest_runset.model.flows import Flow, RunSet, RunsetError
 from pytest_runset.model.loader import load_runset
 from pytest_runset.session.settings import FLOW_EXECUTOR, LOAD_ERRORS, LOADED, FlowExecutor
 
-_FLOWS_HEADER = re.compile(rb"^\s*\[\[\s*flows\s*\]\]", re.MULTILINE)
+# Spaces and tabs only before the header: ``\s`` would swallow the blank lines above it, and
+# the flow would point at the first of them.
+_FLOWS_HEADER = re.compile(rb"^[ \t]*\[\[[ \t]*flows[ \t]*\]\]", re.MULTILINE)
 
 
 class FlowFailed(Exception):
@@ -22,14 +26,24 @@ class FlowFailed(Exception):
 def get_runset(config: pytest.Config, path: Path) -> RunSet:
     """Load (once per session) and cache a run-set file; raises :class:`RunsetError`."""
     cache = config.stash.setdefault(LOADED, {})
-    key = path.resolve()
+    try:
+        key = path.resolve()
+    except (OSError, RuntimeError):
+        # A loop of symbolic links: RuntimeError up to Python 3.12, OSError (ELOOP) after.
+        raise RunsetError(
+            f"{_shown(config, path)}: cannot read: {os.strerror(errno.ELOOP)}"
+        ) from None
     if key not in cache:
-        try:
-            shown = str(key.relative_to(config.invocation_params.dir))
-        except ValueError:
-            shown = str(path)
-        cache[key] = load_runset(key, display=shown)
+        cache[key] = load_runset(key, display=_shown(config, key, fallback=path))
     return cache[key]
+
+
+def _shown(config: pytest.Config, path: Path, fallback: Path | None = None) -> str:
+    """``path`` as the user sees it: relative to where pytest was started, if inside it."""
+    try:
+        return str(path.relative_to(config.invocation_params.dir))
+    except ValueError:
+        return str(fallback or path)
 
 
 def _flow_lines(path: Path) -> list[int]:

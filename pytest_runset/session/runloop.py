@@ -48,7 +48,7 @@ from pytest_runset.session.runs import (
     record_service_failure,
     start_services,
     stop_services,
-    write_run_report,
+    write_run_reports,
 )
 from pytest_runset.session.scaleout import Scaleout
 from pytest_runset.session.settings import Settings
@@ -160,21 +160,17 @@ class FlowRunLoop:
         try:
             with self.gate.installed(), self.live.signals():
                 self._run(others)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, StorageError) as exc:
             self._before_output()
             self.interrupted = True
-            self._stop_syncer()
-            self._interrupt()
-            raise
-        except StorageError as exc:
-            # The disk refused the run's own files: stop as an interrupt does; the driver then
+            # The disk refused the run's own files: stopped as an interrupt is; the driver then
             # ends the session with one line naming the file (exit code 2).
-            self._before_output()
-            self.storage_error = exc
-            self.announcer.storage_stopped = True
-            self.interrupted = True
+            self.storage_error = exc if isinstance(exc, StorageError) else None
+            self.announcer.storage_stopped = self.storage_error is not None
             self._stop_syncer()
             self._interrupt()
+            if self.storage_error is None:
+                raise
         finally:
             try:
                 self._stop_syncer()
@@ -486,17 +482,10 @@ class FlowRunLoop:
 
     def _write_reports(self) -> None:
         self.announcer.finish_unstarted(self.states.values(), self._not_run_reason())
-        finished = time.time()
-        for run in self.runs.values():
-            refused = write_run_report(
-                self.config,
-                run,
-                session_started=self.started_at,
-                workers=self.workers,
-                interrupted=self.interrupted,
-                finished_at=finished,
-            )
-            self.storage_error = self.storage_error or refused
+        refused = write_run_reports(
+            self.config, self.runs.values(), self.started_at, self.workers, self.interrupted
+        )
+        self.storage_error = self.storage_error or refused
 
 
 def _pairs(items: list[pytest.Item]) -> Iterator[tuple[pytest.Item, pytest.Item | None]]:

@@ -11,7 +11,7 @@ import functools
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
@@ -200,6 +200,29 @@ def write_run_report(
         run.directory.journal({"event": "report", "finished_at": iso_utc(finished)})
     config.hook.pytest_runset_report(config=config, report=report)
     return None
+
+
+def write_run_reports(
+    config: pytest.Config,
+    runs: Iterable[RunsetRun],
+    session_started: float,
+    workers: int,
+    interrupted: bool,
+) -> StorageError | None:
+    """:func:`write_run_report` of each run, with one finish time; the first StorageError."""
+    finished = time.time()
+    refused: StorageError | None = None
+    for run in runs:
+        error = write_run_report(
+            config,
+            run,
+            session_started=session_started,
+            workers=workers,
+            interrupted=interrupted,
+            finished_at=finished,
+        )
+        refused = refused or error
+    return refused
 
 
 def storage_stop_line(error: StorageError, run_id: str) -> str:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 import pytest
 
 from pytest_runset.engine.supervision import BACKSTOP_MARGIN_S
+from pytest_runset.model.fsnames import os_name
 from pytest_runset.session.options import timeout_value, workers_value, xdist_available
 
 if TYPE_CHECKING:
@@ -169,7 +170,8 @@ def output_root(config: pytest.Config, runset: RunSet) -> Path:
             root = config.invocation_params.dir / root
         return root
     if runset.settings.output:
-        return Path(runset.directory) / runset.settings.output
+        # The run-set's text, as a name the file system takes under any locale.
+        return Path(runset.directory) / os_name(runset.settings.output)
     return Path(runset.directory) / "runset-results"
 
 

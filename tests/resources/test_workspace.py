@@ -1,4 +1,6 @@
-"""Flow workspaces: detached git worktrees and plain copies, with real git and real files."""
+"""Flow workspaces: private shared clones ("worktree") and plain copies, with real git and real
+files. Whatever a flow does to its clone (refs, tags, config, commits) stays out of the user's
+repository."""
 
 from __future__ import annotations
 
@@ -52,6 +54,16 @@ def registered_worktrees(repo: Path) -> list[str]:
         for line in listing.splitlines()
         if line.startswith("worktree ")
     ]
+
+
+def repository_state(repo: Path) -> tuple[str, str, list[str], str]:
+    """Everything of ``repo`` a flow must not change: refs, local config, worktrees, objects."""
+    return (
+        git(repo, "for-each-ref", "--format=%(refname) %(objectname)"),
+        git(repo, "config", "--local", "--list"),
+        registered_worktrees(repo),
+        git(repo, "count-objects", "-v"),
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -177,6 +189,52 @@ def test_concurrent_edits_in_two_worktrees_stay_apart(repo: Path, lock_dir: Path
     assert git(repo, "diff", "--name-only") == ""
 
 
+def test_refs_tags_config_and_commits_of_a_flow_stay_out_of_the_repository(
+    repo: Path, lock_dir: Path
+) -> None:
+    git(repo, "tag", "v1")
+    git(repo, "branch", "feature")
+    before = repository_state(repo)
+    workspace = create_workspace(
+        "worktree",
+        source_dir=repo / "suite",
+        flow_dir=flow_dir_in(repo, "leaky"),
+        lock_dir=lock_dir,
+    )
+    # What a flow (an agent, say) does with git in its workspace, pushing included.
+    for args in (
+        ("tag", "leak"),
+        ("branch", "leak2"),
+        ("config", "user.leak", "1"),
+        ("update-ref", "refs/heads/leak3", "HEAD"),
+        ("tag", "-f", "v1"),
+        ("branch", "-f", "feature"),
+    ):
+        git(workspace.path, *args)
+    (workspace.path / "data" / "input.txt").write_text("agent's edit\n")
+    git(workspace.path, "commit", "-q", "-am", "agent's commit")
+    commit = git(workspace.path, "rev-parse", "HEAD")
+    pushed = subprocess.run(
+        ["git", "-C", str(workspace.path), "push", "origin", "HEAD:refs/heads/pushed"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert pushed.returncode != 0
+    assert repository_state(repo) == before
+    assert (
+        subprocess.run(
+            ["git", "-C", str(repo), "cat-file", "-e", commit], capture_output=True, check=False
+        ).returncode
+        != 0
+    ), "the flow's commit reached the repository's objects"
+    # The workspace still fetches from the repository: a flow can compare with its branches.
+    assert git(workspace.path, "rev-parse", "origin/feature") == git(repo, "rev-parse", "feature")
+    assert remove_workspace(workspace, lock_dir=lock_dir, keep=False) is None
+    assert repository_state(repo) == before
+
+
 def test_remove_unregisters_and_deletes_the_worktree(repo: Path, lock_dir: Path) -> None:
     flow_dir = flow_dir_in(repo, "done")
     workspace = create_workspace(
@@ -189,7 +247,8 @@ def test_remove_unregisters_and_deletes_the_worktree(repo: Path, lock_dir: Path)
     outside.mkdir()
     (outside / "precious.txt").write_text("keep me\n")
     (workspace.path / "link").symlink_to(outside)
-    assert len(registered_worktrees(repo)) == 2
+    # A private clone: the user's repository has nothing to unregister, ever.
+    assert registered_worktrees(repo) == [str(repo.resolve())]
 
     assert remove_workspace(workspace, lock_dir=lock_dir, keep=False) is None
 
@@ -209,7 +268,9 @@ def test_keep_leaves_the_worktree_of_a_failed_flow(repo: Path, lock_dir: Path) -
     assert remove_workspace(workspace, lock_dir=lock_dir, keep=True) is None
 
     assert (workspace.path / "evidence.txt").read_text() == "look at me\n"
-    assert len(registered_worktrees(repo)) == 2
+    # Still a working repository to look into, at the commit the flow started from.
+    assert git(workspace.path, "rev-parse", "HEAD") == git(repo, "rev-parse", "HEAD")
+    assert git(workspace.path, "status", "--porcelain") == "?? suite/evidence.txt"
 
 
 def test_remove_copes_with_a_flow_that_deleted_its_worktree(repo: Path, lock_dir: Path) -> None:
@@ -222,16 +283,22 @@ def test_remove_copes_with_a_flow_that_deleted_its_worktree(repo: Path, lock_dir
     assert registered_worktrees(repo) == [str(repo.resolve())]
 
 
-def test_remove_never_raises_and_warns_in_one_line(tmp_path: Path, lock_dir: Path) -> None:
-    not_a_repo = tmp_path / "plain"
-    not_a_repo.mkdir()
-    bogus = Workspace(kind="worktree", path=not_a_repo / "workspace", repo=not_a_repo)
+def test_remove_never_raises_and_warns_in_one_line(
+    repo: Path, lock_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workspace = create_workspace(
+        "worktree", source_dir=repo / "suite", flow_dir=tmp_path / "f", lock_dir=lock_dir
+    )
 
-    warning = remove_workspace(bogus, lock_dir=lock_dir, keep=False)
+    def refuse(path: object, *args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied\n(twice)", str(path))
+
+    monkeypatch.setattr("shutil.rmtree", refuse)
+    warning = remove_workspace(workspace, lock_dir=lock_dir, keep=False)
 
     assert warning is not None
     assert "\n" not in warning
-    assert str(bogus.path) in warning
+    assert str(workspace.root) in warning
 
 
 def test_outside_a_repository_is_a_one_line_error(tmp_path: Path, lock_dir: Path) -> None:
@@ -282,7 +349,7 @@ def test_an_existing_workspace_directory_is_left_alone(
     assert registered_worktrees(repo) == [str(repo.resolve())]
 
 
-def test_git_failure_reports_gits_last_line(tmp_path: Path, lock_dir: Path) -> None:
+def test_a_repository_without_a_commit_is_a_one_line_error(tmp_path: Path, lock_dir: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     git(empty, "init", "-q")  # no commit: HEAD names nothing
@@ -290,17 +357,46 @@ def test_git_failure_reports_gits_last_line(tmp_path: Path, lock_dir: Path) -> N
     with pytest.raises(WorkspaceError) as info:
         create_workspace("worktree", source_dir=empty, flow_dir=tmp_path / "f", lock_dir=lock_dir)
 
+    assert str(info.value) == (
+        f'workspace = "worktree" checks out HEAD of {empty.resolve()}, which names no commit '
+        "(is anything committed?)"
+    )
+    assert registered_worktrees(empty) == [str(empty.resolve())]
+    assert not (tmp_path / "f" / "workspace").exists()
+
+
+def test_git_failure_reports_gits_last_line_and_leaves_nothing(
+    repo: Path, lock_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A post-checkout hook (the user's global core.hooksPath) that fails the checkout.
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    hook = hooks / "post-checkout"
+    hook.write_text("#!/bin/sh\necho first >&2\necho the hook says no >&2\nexit 1\n")
+    hook.chmod(0o755)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text(f"[core]\n\thooksPath = {hooks}\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    before = repository_state(repo)
+
+    with pytest.raises(WorkspaceError) as info:
+        create_workspace(
+            "worktree", source_dir=repo / "suite", flow_dir=tmp_path / "f", lock_dir=lock_dir
+        )
+
     message = str(info.value)
     assert "\n" not in message
-    assert "git worktree add" in message
-    assert "HEAD" in message
-    assert registered_worktrees(empty) == [str(empty.resolve())]
+    assert message.startswith("git checkout for the workspace ")
+    assert message.endswith(": the hook says no")
+    assert not (tmp_path / "f" / "workspace").exists()
+    assert repository_state(repo) == before
 
 
 def test_eight_threads_create_and_remove_worktrees_at_once(repo: Path, lock_dir: Path) -> None:
-    # Unserialized, git fails here: every worktree is called "workspace", and concurrent adds
-    # race for the same administrative directory name under .git/worktrees. A few rounds per
-    # thread make that race show up nearly every time when the lock is missing.
+    # Linked worktrees raced here for the same administrative directory under .git/worktrees
+    # and needed a lock; clones only read the repository, so they need none and must not fail.
     threads, rounds = 8, 8
     start = threading.Barrier(threads)
 
@@ -348,7 +444,9 @@ for index in range(8):
 """
 
 
-def test_concurrent_sessions_share_the_lock(repo: Path, lock_dir: Path, tmp_path: Path) -> None:
+def test_concurrent_sessions_create_and_remove_workspaces_at_once(
+    repo: Path, lock_dir: Path, tmp_path: Path
+) -> None:
     go = tmp_path / "go"
     sessions = [
         subprocess.Popen(

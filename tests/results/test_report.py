@@ -220,6 +220,38 @@ def test_journal_content_reaches_the_file_descriptor_level(run_dir: RunDirectory
     assert json.loads(data) == {"event": "flow", "name": "x"}
 
 
+def _strict(text: str) -> Any:
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_nan_and_infinity_never_reach_the_journal_or_the_report(run_dir: RunDirectory) -> None:
+    """The worker refuses such metrics; should one slip through anyway, it is written as null
+    and the flow's entry says so, and the files stay JSON for strict readers."""
+    entry = {
+        "event": "flow",
+        "name": "x",
+        "metrics": {"a": float("nan"), "b": [1.0, float("inf")], "c": 2.5},
+        "warnings": ["earlier"],
+    }
+    run_dir.journal(entry)
+    line = _strict((run_dir.path / "journal.jsonl").read_text(encoding="utf-8"))
+    assert line["metrics"] == {"a": None, "b": [1.0, None], "c": 2.5}
+    assert line["warnings"] == [
+        "earlier",
+        "not a JSON number, written as null: metrics.a, metrics.b[1]",
+    ]
+    assert entry["warnings"] == ["earlier"]  # the caller's entry is left as it was
+    target = run_dir.write_report(
+        {"schema": REPORT_SCHEMA, "flows": [entry], "wall_s": float("nan")}
+    )
+    report = _strict(target.read_text(encoding="utf-8"))
+    assert report["wall_s"] is None
+    assert report["flows"][0]["metrics"]["b"] == [1.0, None]
+
+
 # -- report.json and latest ------------------------------------------------------------------------
 
 

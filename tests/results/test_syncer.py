@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import queue
 from pathlib import Path
 
@@ -61,7 +62,10 @@ def test_an_fsync_problem_is_reported_not_raised(run_dir: RunDirectory) -> None:
     syncer = JournalSyncer([run_dir], lambda upto, problem: answers.put((upto, problem)))
     try:
         run_dir.journal({"event": "flow"}, sync=False)
-        run_dir._journal.close()  # a journal that can no longer be synced
+        # A journal that can no longer be synced: fsync of /dev/null fails (EINVAL).
+        assert run_dir._fd is not None
+        os.close(run_dir._fd)
+        run_dir._fd = os.open(os.devnull, os.O_RDONLY)
         syncer.request(1)
         upto, problem = answers.get(timeout=30)
     finally:
