@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import os
 import shutil
 import sys
@@ -20,13 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from pytest_runset import __version__
-from pytest_runset.gateway.safe_files import MAX_NESTING, UnsafeFile, nesting_depth, read_regular
-from pytest_runset.results.report import LATEST_NAME, REPORT_NAME, REPORT_SCHEMA
+from pytest_runset.results.report import REPORT_NAME
+from pytest_runset.results.report_files import ReportFileError, locate_report, read_report_file
 from pytest_runset.results.statuses import STATUSES
-
-# A report.json of 100,000 flows is some 100 MiB; flows' own metrics are at most MAX_NESTING deep.
-MAX_REPORT_BYTES = 1024 * 1024 * 1024
-MAX_REPORT_NESTING = MAX_NESTING + 8
 
 if TYPE_CHECKING:
     from pytest_runset.model.flows import RunSet
@@ -164,75 +161,30 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _report_path(target: str, output: str | None) -> Path:
-    """The report.json that ``show TARGET`` means (``latest``, a run dir, a run id or a file)."""
-    root = Path(output if output is not None else DEFAULT_OUTPUT)
-    if target == LATEST_NAME:
-        link = root / LATEST_NAME
-        if link.is_dir():
-            return link / REPORT_NAME
-        if link.is_file():  # filesystems without symlinks: a plain file naming the run
-            try:
-                run_id = link.read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise _Usage(f"{link}: cannot read: {exc}") from None
-            if not run_id or os.sep in run_id or run_id in (".", ".."):
-                raise _Usage(f"{link}: does not name a run ({run_id!r})")
-            return root / run_id / REPORT_NAME
-        raise _Usage(
-            f"{link}: no such run (no run has written a report to {root} yet; "
-            "use --output DIR to name the results directory)"
-        )
-    path = Path(target)
-    if not path.exists() and output is not None and (root / target).exists():
-        path = root / target  # a bare run id under --output
-    return path / REPORT_NAME if path.is_dir() else path
+    """The report.json that ``TARGET`` means (``latest``, a run dir, a run id or a file)."""
+    try:
+        return locate_report(target, output, DEFAULT_OUTPUT)
+    except ReportFileError as exc:
+        raise _Usage(str(exc)) from None
 
 
 def _read_report(path: Path) -> dict[str, Any]:
     try:
-        text = read_regular(path, max_bytes=MAX_REPORT_BYTES).decode("utf-8")
-    except FileNotFoundError:
-        raise _Usage(f"{path}: no such report file") from None
-    except IsADirectoryError:
-        raise _Usage(f"{path}: is a directory, not a report file") from None
-    except UnicodeDecodeError as exc:
-        raise _Usage(f"{path}: not valid UTF-8 (offset {exc.start})") from None
-    except UnsafeFile as exc:
-        raise _Usage(f"{path}: cannot read: {exc}") from None
-    except OSError as exc:
-        raise _Usage(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text, parse_constant=_no_constant)
-    except json.JSONDecodeError as exc:
-        raise _Usage(f"{path}: invalid JSON: {exc}") from None
-    except (RecursionError, ValueError) as exc:
-        problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-        raise _Usage(f"{path}: invalid JSON: {problem}") from None
-    if nesting_depth(data, MAX_REPORT_NESTING) > MAX_REPORT_NESTING:
-        raise _Usage(f"{path}: invalid JSON: nested more than {MAX_REPORT_NESTING} levels deep")
-    if not isinstance(data, dict):
-        raise _Usage(f"{path}: not a pytest-runset report (not a JSON object)")
-    schema = data.get("schema")
-    if schema != REPORT_SCHEMA:
-        found = f"schema {schema!r}" if schema is not None else "no 'schema' field"
-        raise _Usage(f"{path}: not a pytest-runset report ({found}; expected {REPORT_SCHEMA!r})")
-    if not isinstance(data.get("flows", []), list) or not all(
-        isinstance(flow, dict) for flow in data.get("flows", [])
-    ):
-        raise _Usage(f"{path}: field 'flows' must be a list of objects")
-    for key in ("runset", "summary"):
-        if not isinstance(data.get(key, {}), dict):
-            raise _Usage(f"{path}: field {key!r} must be an object")
-    return data
-
-
-def _no_constant(name: str) -> float:
-    """NaN and Infinity are not JSON: a report holding them is not one of ours."""
-    raise ValueError(f"{name} is not a JSON number")
+        return read_report_file(path)
+    except ReportFileError as exc:
+        raise _Usage(str(exc)) from None
 
 
 def _num(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    """A finite number of the report, else ``None`` (an integer of hundreds of digits, 1e999
+    and ``true`` are not durations or sizes)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _text(value: object, default: str = "-") -> str:
@@ -256,6 +208,63 @@ def _counts(report: Mapping[str, Any]) -> str:
     return f"{', '.join(parts) or 'no flows'} ({total} flow{'' if total == 1 else 's'})"
 
 
+def _memory(value: object) -> str:
+    """``200M``, ``1.5G``, ``512K``: binary units as ``ps`` and ``top`` count; ``-`` unknown."""
+    size = _num(value)
+    if size is None or size < 0:
+        return "-"
+    if size >= 1 << 30:
+        gib = size / (1 << 30)
+        return f"{gib:.1f}G" if gib < 10 else f"{gib:.0f}G"
+    if size >= 1 << 20:
+        return f"{size / (1 << 20):.0f}M"
+    return f"{size / (1 << 10):.0f}K"
+
+
+def _usage(flow: Mapping[str, Any]) -> tuple[str, str]:
+    """The CPU and PEAK MEM cells of a flow: ``-`` where the report does not say (a report of
+    an older release, a flow that never started, a peak the process-group tier cannot tell)."""
+    resources = flow.get("resources")
+    if not isinstance(resources, dict) or flow.get("attempts") == 0:
+        return "-", "-"
+    cpu = _num(resources.get("cpu_s"))
+    return (f"{cpu:.2f}s" if cpu is not None else "-"), _memory(resources.get("peak_memory_bytes"))
+
+
+def _containment_line(report: Mapping[str, Any]) -> str | None:
+    """``containment cgroup``, ``containment process-group, limits not enforced, paused 7s``;
+    ``None`` for reports that do not say (older releases, merged reports)."""
+    tier = report.get("containment")
+    if not isinstance(tier, str) or not tier:
+        return None
+    line = f"containment {_one_line(tier)}"
+    if report.get("limits_enforced") is False:
+        line += ", limits not enforced"
+    paused = _num(report.get("paused_s"))
+    if paused is not None and paused > 0:
+        line += f", paused {paused:.0f}s" if paused >= 1 else f", paused {paused:.1f}s"
+    return line
+
+
+def _flow_rows(flows: list[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for flow in flows:
+        duration = _num(flow.get("duration_s")) if flow.get("attempts") != 0 else None
+        rows.append(
+            [
+                _text(flow.get("status"), "?"),
+                f"{duration:.2f}s" if duration is not None else "-",
+                *_usage(flow),
+                _text(flow.get("worker")),
+                _text(flow.get("attempts")),
+                "flaky" if flow.get("flaky") is True else "",
+                _clip(_text(flow.get("name") or flow.get("slug"), "?"), _NAME_WIDTH),
+                _text(flow.get("message"), ""),
+            ]
+        )
+    return rows
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     path = _report_path(args.target, args.output)
     report = _read_report(path)
@@ -272,30 +281,21 @@ def cmd_show(args: argparse.Namespace) -> int:
     if report.get("started_at"):
         line += f", started {_text(report['started_at'])}"
     print(line)
+    contained = _containment_line(report)
+    if contained is not None:
+        print(contained)
     print(f"report: {_one_line(str(path))}")
     page = path.with_suffix(".html")
     if page.is_file():
         print(f"html: {_one_line(str(page))}")
     flows: list[dict[str, Any]] = report.get("flows", [])
     if flows:
-        rows = []
-        for flow in flows:
-            duration = _num(flow.get("duration_s")) if flow.get("attempts") != 0 else None
-            rows.append(
-                [
-                    _text(flow.get("status"), "?"),
-                    f"{duration:.2f}s" if duration is not None else "-",
-                    _text(flow.get("worker")),
-                    _text(flow.get("attempts")),
-                    "flaky" if flow.get("flaky") is True else "",
-                    _clip(_text(flow.get("name") or flow.get("slug"), "?"), _NAME_WIDTH),
-                    _text(flow.get("message"), ""),
-                ]
-            )
-        headers = ["STATUS", "DURATION", "WORKER", "ATTEMPTS", "FLAKY", "NAME", "MESSAGE"]
+        headers = ["STATUS", "DURATION", "CPU", "PEAK MEM", "WORKER", "ATTEMPTS", "FLAKY", "NAME"]
+        headers.append("MESSAGE")
+        table = _table(headers, _flow_rows(flows), right={1, 2, 3, 5})
         width = max(40, shutil.get_terminal_size().columns)
         print()
-        print("\n".join(_clip(line, width) for line in _table(headers, rows, right={1, 3})))
+        print("\n".join(_clip(line, width) for line in table))
     print()
     print(_counts(report))
     return OK if status == "passed" else FAILED
@@ -306,8 +306,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     from pytest_runset.results.html import html_path_for
+    from pytest_runset.results.jsonfile import write_json_atomic
     from pytest_runset.results.merge import MergeError, Shard, check_report, merge_reports
-    from pytest_runset.results.report import write_html_beside, write_json_atomic
+    from pytest_runset.results.report import write_html_beside
 
     out = Path(args.output)
     if html_path_for(out) == out:

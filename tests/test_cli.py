@@ -213,6 +213,13 @@ def check_show_output(out: str) -> None:
     assert "skipped one" in table[2]
     assert "not today" in table[2]
     assert lines[-1] == "1 passed, 1 failed, 1 skipped (3 flows)"
+    # The run measured its flows and says how it contained them (cgroup where this host
+    # allows it, else process-group).
+    assert lines[2] in ("containment cgroup", "containment process-group")
+    header = next(line for line in lines if line.startswith("STATUS"))
+    assert header.split()[:5] == ["STATUS", "DURATION", "CPU", "PEAK", "MEM"]
+    assert table[0].split()[2].endswith("s")  # the passing flow's CPU seconds
+    assert table[2].split()[1:4] == ["-", "-", "-"]  # the skipped flow never ran
 
 
 def test_show_run_dir_report_and_latest(
@@ -251,6 +258,55 @@ def test_show_passed_run_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "wall 2.00s on 2 workers, efficiency 50%" in out
 
 
+def test_show_prints_usage_and_how_the_run_was_contained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flows = [
+        {"name": "big", "status": "passed", "attempts": 1, "duration_s": 2.0,
+         "resources": {"cpu_s": 0.514, "peak_memory_bytes": 200 * 2**20}},
+        {"name": "huge", "status": "passed", "attempts": 1, "duration_s": 1.0,
+         "resources": {"cpu_s": 12.0, "peak_memory_bytes": 3 * 2**29}},
+        {"name": "unmeasured peak", "status": "failed", "attempts": 1, "duration_s": 1.0,
+         "resources": {"cpu_s": 0.0, "peak_memory_bytes": None}},
+        {"name": "never ran", "status": "not_run", "attempts": 0,
+         "resources": {"cpu_s": 0.0, "peak_memory_bytes": None}},
+        {"name": "older release", "status": "passed", "attempts": 1, "duration_s": 1.0},
+        {"name": "hostile", "status": "passed", "attempts": 1, "duration_s": 1.0,
+         "resources": {"cpu_s": 10**400, "peak_memory_bytes": "lots"}},
+    ]  # fmt: skip
+    data = {**report("failed", flows), "containment": "process-group"}
+    data.update(limits_enforced=False, paused_s=7.2)
+    path = write(tmp_path / "report.json", json.dumps(data))
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["show", str(path)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == "containment process-group, limits not enforced, paused 7s"
+    cells = {
+        line.split()[0] + " " + name: line.split()[2:4]
+        for line in lines
+        for name in ("big", "huge", "unmeasured peak", "never ran", "older release", "hostile")
+        if line.rstrip().endswith(name)
+    }
+    assert cells == {
+        "passed big": ["0.51s", "200M"],
+        "passed huge": ["12.00s", "1.5G"],
+        "failed unmeasured peak": ["0.00s", "-"],
+        "not_run never ran": ["-", "-"],
+        "passed older release": ["-", "-"],
+        "passed hostile": ["-", "-"],
+    }
+
+    # A report of an older release has no containment line at all; a run that was contained
+    # in cgroups, enforced its limits and was never paused says just the tier.
+    for extra, expected in (({}, None), ({"containment": "cgroup"}, "containment cgroup")):
+        write(tmp_path / "report.json", json.dumps({**report("passed"), **extra}))
+        assert main(["show", str(path)]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert [line for line in lines if line.startswith("containment")] == (
+            [expected] if expected else []
+        )
+
+
 def test_show_latest_as_plain_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # On filesystems without symlinks ``latest`` is a file that holds the run id.
     (tmp_path / "run7").mkdir()
@@ -268,11 +324,11 @@ def test_show_truncates_messages_to_terminal_width(
         {"name": "flaky one", "status": "passed", "attempts": 2, "flaky": True, "worker": "gw1"},
     ]
     path = write(tmp_path / "report.json", json.dumps(report("failed", flows)))
-    monkeypatch.setenv("COLUMNS", "72")
+    monkeypatch.setenv("COLUMNS", "90")
     assert main(["show", str(path)]) == 1
     lines = capsys.readouterr().out.splitlines()
     table = lines[lines.index("") + 1 :]  # the header's report path is never cut
-    assert all(len(line) <= 72 for line in table), table
+    assert all(len(line) <= 90 for line in table), table
     failed = next(line for line in lines if line.startswith("failed"))
     assert failed.endswith("xxx...")
     assert "flaky one" in next(line for line in lines if " flaky " in line)
@@ -375,7 +431,10 @@ def test_console_script(runset_file: Path, tmp_path: Path) -> None:
     ]
 
 
-def test_python_m_show_on_a_real_run(run_dir: Path, tmp_path: Path) -> None:
+def test_python_m_show_on_a_real_run(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # wide enough for every message
     result = run(sys.executable, "-m", "pytest_runset.cli", "show", str(run_dir))
     assert result.returncode == 1, result.stderr
     check_show_output(result.stdout)

@@ -17,6 +17,7 @@ import base64
 import contextlib
 import hashlib
 import html
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from pytest_runset.model.fsnames import os_name, text_of
 from pytest_runset.results.html_assets import CSS, JS
 from pytest_runset.results.statuses import STATUSES
 
@@ -43,12 +45,35 @@ def _e(value: object) -> str:
 
 
 def _num(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    """A finite number of the report, else ``None`` (an integer of hundreds of digits, 1e999
+    and ``true`` are not durations or sizes)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _secs(value: object) -> str:
     number = _num(value)
     return "-" if number is None else f"{number:.2f}s"
+
+
+def _usage(flow: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    """A flow's CPU seconds and peak memory in MiB; ``None`` where the report does not say
+    (a report of an older release, a flow that never started, a peak nobody measured)."""
+    resources = flow.get("resources")
+    if not isinstance(resources, Mapping) or flow.get("attempts") == 0:
+        return None, None
+    cpu = _num(resources.get("cpu_s"))
+    peak = _num(resources.get("peak_memory_bytes"))
+    return cpu, (None if peak is None else peak / (1 << 20))
+
+
+def _mib(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _status(value: object) -> str:
@@ -91,7 +116,7 @@ class _Links:
         if not path.lower().endswith(_IMAGE_SUFFIXES):
             return None
         try:
-            target = (self.run_dir / path).resolve()
+            target = (self.run_dir / os_name(path)).resolve()
             if not target.is_relative_to(self.run_dir.resolve()):
                 return None  # never embed a file from outside the run (a hostile report's path)
             size = target.stat().st_size
@@ -167,6 +192,7 @@ def _summary(report: Mapping[str, Any], flows: list[Mapping[str, Any]], links: _
     ]
     out = ['<table class="meta">']
     out += [f"<tr><td>{_e(key)}</td><td>{_e(value)}</td></tr>" for key, value in rows]
+    out += _containment_rows(report)
     merged = report.get("merged_from")
     if isinstance(merged, list):
         out.append(f"<tr><td>merged from</td><td>{'<br>'.join(_shards(merged, links))}</td></tr>")
@@ -182,6 +208,24 @@ def _summary(report: Mapping[str, Any], flows: list[Mapping[str, Any]], links: _
     if flaky:
         counts.append(f"<span>flaky {flaky}</span>")
     out.append(f'<p class="counts">{"".join(counts) or "no flows"} (total {len(flows)})</p>')
+    return out
+
+
+def _containment_rows(report: Mapping[str, Any]) -> list[str]:
+    """How the run's flows were contained, whether their limits held, how long it was paused.
+    Reports of older releases (and merged reports) say none of it: no rows then."""
+    out = []
+    tier = report.get("containment")
+    if isinstance(tier, str) and tier:
+        out.append(f"<tr><td>containment</td><td>{_e(tier)}</td></tr>")
+    if report.get("limits_enforced") is False:
+        out.append(
+            '<tr><td>limits</td><td class="warn">memory_max and pids_max were not enforced '
+            "(no cgroup tier)</td></tr>"
+        )
+    paused = _num(report.get("paused_s"))
+    if paused is not None and paused > 0:
+        out.append(f"<tr><td>paused</td><td>{_e(_secs(paused))}</td></tr>")
     return out
 
 
@@ -239,6 +283,8 @@ def _table(flows: list[Mapping[str, Any]], links: _Links) -> list[str]:
         '<th class="num" data-col="2" data-numeric data-desc>duration</th>'
         '<th data-col="3">worker</th><th data-col="4">persona</th>'
         '<th class=num data-col="5" data-numeric data-desc>attempts</th>'
+        '<th class=num data-col="6" data-numeric data-desc title="CPU seconds">cpu</th>'
+        '<th class=num data-col="7" data-numeric data-desc title="peak memory">peak MiB</th>'
         "<th>tags</th><th>files</th><th>message</th></tr></thead><tbody>"
     ]
     for position, flow in enumerate(flows):
@@ -248,6 +294,7 @@ def _table(flows: list[Mapping[str, Any]], links: _Links) -> list[str]:
         duration = _secs(flow.get("duration_s")) if attempts != 0 else "-"
         seconds = _num(flow.get("duration_s")) if attempts != 0 else None
         tries = _num(attempts)
+        cpu, peak = _usage(flow)
         name = _e(flow.get("name"))
         if _has_details(flow):
             name = f'<a href="#{_e(_anchor(flow, position))}">{name}</a>'
@@ -263,6 +310,8 @@ def _table(flows: list[Mapping[str, Any]], links: _Links) -> list[str]:
             f"<td>{_e(flow.get('persona') or '-')}</td>"
             f'<td class="num" data-value="{tries if tries is not None else -1}">'
             f"{_e(attempts)}{_e(flaky)}</td>"
+            f'<td class="num" data-value="{cpu if cpu is not None else -1}">{_e(_secs(cpu))}</td>'
+            f'<td class="num" data-value="{peak if peak is not None else -1}">{_mib(peak)}</td>'
             f"<td>{_e(', '.join(_strings(flow.get('tags'))) or '-')}</td>"
             f"<td>{' '.join(_file_links(flow, links))}</td>"
             f'<td class="msg">{_e(flow.get("message"))}</td></tr>'
@@ -307,6 +356,15 @@ def _timeline(report: Mapping[str, Any], flows: list[Mapping[str, Any]]) -> list
     return out
 
 
+def _resources_line(flow: Mapping[str, Any]) -> list[str]:
+    """What the flow's processes used in its last attempt, when the report says."""
+    cpu, peak = _usage(flow)
+    if cpu is None and peak is None:
+        return []
+    memory = "unknown" if peak is None else f"{peak:.1f} MiB"
+    return [f'<p class="usage">resources: CPU {_e(_secs(cpu))} · peak memory {memory}</p>']
+
+
 def _details(flows: list[Mapping[str, Any]], links: _Links) -> list[str]:
     """One block per flow that has something to look at: a message, files or retries."""
     out: list[str] = []
@@ -324,6 +382,7 @@ def _details(flows: list[Mapping[str, Any]], links: _Links) -> list[str]:
         )
         if flow.get("message"):
             out.append(f"<pre>{_e(flow.get('message'))}</pre>")
+        out += _resources_line(flow)
         files = _file_links(flow, links)
         result = flow.get("result")
         if isinstance(result, str) and result:
@@ -404,13 +463,23 @@ def html_path_for(report_path: Path) -> Path:
     return report_path.with_suffix(".html")
 
 
+def _utf8(page: str) -> bytes:
+    """The page as UTF-8. A file name Python holds as escaped bytes (a C locale) is shown as
+    the UTF-8 it is; anything else that is not text (bytes that are not UTF-8, a lone
+    surrogate from a flow's JSON) as U+FFFD."""
+    try:
+        return page.encode("utf-8")
+    except UnicodeEncodeError:
+        return text_of(page).encode("utf-8")
+
+
 def write_html(report: Mapping[str, Any], run_dir: Path, target: Path) -> Path:
     """Write the page to ``target`` atomically (temp file + rename); return its path."""
     page = render_html(report, run_dir, target.parent)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(page, encoding="utf-8")
+        tmp.write_bytes(_utf8(page))
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(OSError):

@@ -39,6 +39,7 @@ box-sizing:border-box;border-right:1px solid #fff}
 .axis{display:flex;justify-content:space-between;margin-left:9em;font-size:.8em;color:#666;
 padding-right:6px}
 .flow{border-top:1px solid var(--line);padding:.3em 0}
+.warn{color:var(--timeout);font-weight:600}.usage{color:#444;margin:.2em 0}
 .flow img{max-width:480px;border:1px solid var(--line);display:block;margin:4px 0}
 [hidden]{display:none!important}
 """

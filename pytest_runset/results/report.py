@@ -119,8 +119,9 @@ class RunDirectory:
                 raise RunDirError(
                     f"--runset-resume {self.run_id}: no run with a journal at {self.path}"
                 )
-            # Not group/world-writable: nobody else may plant files or links in a run.
-            self.path.mkdir(mode=0o755, exist_ok=True)
+            # The owner's only: nobody else may plant files or links in a run, read what a
+            # flow printed, or reach the live-control channel (control/).
+            self.path.mkdir(mode=0o700, exist_ok=True)
         except OSError as exc:
             raise RunDirError(
                 f"cannot create run directory {self.path}: {exc.strerror or exc}"

@@ -188,6 +188,56 @@ def test_reports_with_missing_or_odd_fields_still_render(tmp_path: Path) -> None
     assert page.count('class="bar ') == 1  # only "bare" says where and when it ran
 
 
+def test_resources_and_containment_are_shown_where_the_report_has_them(tmp_path: Path) -> None:
+    def used(cpu: object, peak: object) -> dict[str, Any]:
+        return {"resources": {"cpu_s": cpu, "peak_memory_bytes": peak}}
+
+    data = report(
+        flow("hog", "failed", **used(0.514, 200 * 2**20), message="memory limit exceeded"),
+        flow("light", **used(0.02, 3 * 2**20)),
+        flow("unmeasured", "failed", **used(1.5, None)),
+        flow("older", "failed"),
+        flow("never", "not_run", attempts=0, **used(0.0, None)),
+        flow("hostile", "failed", **used(10**400, "lots")),
+        flow("odd", "failed", resources=["not", "a", "mapping"]),
+        containment="process-group",
+        limits_enforced=False,
+        paused_s=7.25,
+    )
+    page = render_html(data, tmp_path)
+    # The header: the tier, limits that did not hold, the time spent paused.
+    assert "<tr><td>containment</td><td>process-group</td></tr>" in page
+    assert "memory_max and pids_max were not enforced" in page
+    assert "<tr><td>paused</td><td>7.25s</td></tr>" in page
+    # The table: CPU seconds and peak MiB, sortable by their value; "-" where unknown.
+    cells = {
+        slug: re.findall(r'<td class="num" data-value="([^"]*)">([^<]*)</td>', row)[2:]
+        for slug, row in re.findall(r'data-slug="([^"]*)">(.*?)</tr>', page, re.S)
+    }
+    assert cells["hog"] == [("0.514", "0.51s"), ("200.0", "200.0")]
+    assert cells["light"] == [("0.02", "0.02s"), ("3.0", "3.0")]
+    assert cells["unmeasured"] == [("1.5", "1.50s"), ("-1", "-")]
+    for slug in ("older", "never", "hostile", "odd"):
+        assert cells[slug] == [("-1", "-"), ("-1", "-")], slug
+    assert 'data-col="6" data-numeric data-desc title="CPU seconds">cpu</th>' in page
+    assert 'data-col="7" data-numeric data-desc title="peak memory">peak MiB</th>' in page
+    # The details of a flow that has some: what its processes used.
+    section = r'<section class="flow" id="flow-([^"]*)"(.*?)</section>'
+    sections = dict(re.findall(section, page, re.S))
+    assert "resources: CPU 0.51s · peak memory 200.0 MiB" in sections["hog"]
+    assert "resources: CPU 1.50s · peak memory unknown" in sections["unmeasured"]
+    for slug in ("older", "hostile", "odd"):
+        assert "resources:" not in sections[slug], slug
+
+    # A report of an older release (or a merged one) says nothing about containment; a run
+    # in cgroups that enforced its limits and was never paused shows the tier only.
+    assert "<td>containment</td>" not in render_html(report(flow("a")), tmp_path)
+    plain = render_html(report(flow("a"), containment="cgroup", limits_enforced=True), tmp_path)
+    assert "<tr><td>containment</td><td>cgroup</td></tr>" in plain
+    assert "not enforced" not in plain
+    assert "<td>paused</td>" not in plain
+
+
 def test_timeline_has_one_bar_per_flow_that_ran_in_its_worker_lane(tmp_path: Path) -> None:
     data = report(
         flow("one", worker="gw0", started_s=0.0, duration_s=1.0),
@@ -356,6 +406,14 @@ def test_report_html_in_a_browser(html_run: tuple[pytest.RunResult, dict[str, An
             )
             assert order[0] == by_duration[0]["slug"]
             assert order[-1] == "skipped-one"
+            # The peak memory header puts the flow whose processes used the most first.
+            peaks = {
+                f["slug"]: f["resources"]["peak_memory_bytes"] or -1 if f["attempts"] else -1
+                for f in data["flows"]
+            }
+            page.locator('#flows th[data-col="7"]').click()
+            order = [r.get_attribute("data-slug") for r in rows.all()]
+            assert peaks[order[0]] == max(peaks.values())
             page.locator('#flows th[data-col="1"]').click()
             order = [r.get_attribute("data-slug") for r in rows.all()]
             assert order == [f["slug"] for f in data["flows"]]
