@@ -19,7 +19,6 @@ seconds.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import platform
 import signal
@@ -35,7 +34,6 @@ if TYPE_CHECKING:
     # Types only: this module runs before the gateway has the package on its sys.path.
     from pytest_runset.gateway.containment import Attempt as ContainedAttempt
     from pytest_runset.gateway.containment import Containment
-    from pytest_runset.gateway.flow_dir import FlowDir
     from pytest_runset.gateway.protocol import (
         AttemptResult,
         AttemptSpec,
@@ -55,73 +53,6 @@ if TYPE_CHECKING:
 
 _PARENT_POLL_S = 0.5
 _ABANDON_GRACE_S = 1.0
-
-
-def _write_json(directory: FlowDir, name: str, data: Mapping[str, Any]) -> None:
-    """Write ``name`` in the flow's open directory: strict JSON (no NaN/Infinity: ``ValueError``),
-    replacing whatever the flow left at that name, never writing through it (flow_dir.py)."""
-    # json.dumps without indent runs the C encoder; json.dump and indent the Python one.
-    text = json.dumps(data, ensure_ascii=False, allow_nan=False) + "\n"
-    directory.write_bytes(name, text.encode("utf-8"))
-
-
-def _write_result(spec: AttemptSpec, result: AttemptResult) -> AttemptResult:
-    """Write the attempt's ``result.json`` into the directory the worker opened before the flow
-    ran, then close it; return the result as written (the one to send).
-
-    Its metrics are checked first (metrics.py). A flow that moved or removed its directory is
-    told so in a warning, and nothing is written through what took its place. A result that is
-    not JSON (a bug) becomes a minimal ``error`` result saying why: the attempt always ends
-    with something the controller can read.
-    """
-    from pytest_runset.gateway import flow_dir
-    from pytest_runset.gateway.metrics import check_metrics
-
-    check_metrics(result)
-    path = spec["flow_dir"]
-    directory = flow_dir.opened(path)
-    try:
-        if directory is None:
-            # Not opened when the attempt started (a link in its place): refused again here.
-            directory = flow_dir.FlowDir.open(path)
-        problem = directory.problem()
-        if problem is not None:
-            result["warnings"].append(problem)
-        try:
-            _write_json(directory, "result.json", result)
-        except (TypeError, ValueError, RecursionError) as exc:
-            result = _fallback_result(result, f"result.json: {type(exc).__name__}: {exc}")
-            _write_json(directory, "result.json", result)
-    except OSError as exc:
-        result["warnings"].append(f"could not write result.json: {exc.strerror or exc}")
-    finally:
-        if directory is not None:
-            directory.close()
-        flow_dir.release(path)
-    return result
-
-
-def _fallback_result(result: Mapping[str, Any], why: str) -> AttemptResult:
-    """What is left to say about an attempt whose result cannot be written or sent as it is:
-    ``error``, why, and the plain fields that identify and time it."""
-    fallback: AttemptResult = {
-        "status": "error",
-        "exit_code": None,
-        "message": f"the flow's result could not be recorded ({why[:300]})",
-        "metrics": {},
-        "artifacts": [],
-        "warnings": [],
-    }
-    for key in ("flow_id", "attempt", "started_at", "duration_s", "leftover_processes"):
-        value = result.get(key)
-        if isinstance(value, str | int | float) and not isinstance(value, bool):
-            fallback[key] = value
-    status, message = result.get("status"), result.get("message")
-    if isinstance(status, str) and isinstance(message, str):
-        fallback["warnings"].append(f"it had ended {status[:20]}: {message[:1000]}")
-    if result.get("retire") is True:
-        fallback["retire"] = True
-    return fallback
 
 
 class Worker:
@@ -237,7 +168,9 @@ class Worker:
         names: list[str] = []
         if transfer:
             result, names = _plan_transfer(spec["flow_dir"], transfer, result)
-        result = _write_result(spec, result)
+        from pytest_runset.gateway.result_file import write_result
+
+        result = write_result(spec, result)
         if transfer:
             # A remote flow's files go back to the controller's run directory, then go here.
             from pytest_runset.gateway.transfer import remove_tree, send_files
@@ -362,9 +295,11 @@ class Worker:
             # type it does not know) must still end the attempt: otherwise the controller
             # waits out the whole backstop and calls this worker unresponsive. If the channel
             # is closed this fails too, and the controller is gone anyway.
+            from pytest_runset.gateway.result_file import fallback_result
+
             why = f"it cannot be sent: {type(exc).__name__}: {exc}"
             try:
-                self.channel.send((event, _fallback_result(cast("Mapping[str, Any]", data), why)))
+                self.channel.send((event, fallback_result(cast("Mapping[str, Any]", data), why)))
             except Exception:
                 pass
 
@@ -528,21 +463,10 @@ def _watch_sidecar(proc: Any, control: Control, done: threading.Event) -> None:
 
 
 def _mask_file(path: str, secrets: list[str]) -> None:
-    """Rewrite a log that was written unfiltered with the secrets masked (streamed), relative to
-    the flow's open directory: a link the flow planted at the log is neither read nor written
-    through, and the masked copy replaces it (flow_dir.py)."""
-    from pytest_runset.gateway.flow_dir import attempt_dir
-    from pytest_runset.gateway.masking import copy_masked
+    """Rewrite a log that was written unfiltered with the secrets masked (masking.py)."""
+    from pytest_runset.gateway.masking import mask_file
 
-    name = os.path.basename(path)
-    try:
-        with (
-            attempt_dir(os.path.dirname(path)) as directory,
-            directory.open_read(name) as source,
-        ):
-            directory.write(name, lambda sink: copy_masked(source, sink, secrets))
-    except OSError:
-        pass
+    mask_file(path, secrets)
 
 
 def main(channel: Any) -> None:

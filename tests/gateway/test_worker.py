@@ -248,3 +248,88 @@ def test_a_sigkilled_controller_takes_its_flows_along(
             controller.stdout.close()
         if worker_pid and process_alive(worker_pid):  # cleanup only
             os.kill(worker_pid, signal.SIGKILL)
+
+
+# A runner whose result cannot cross the channel or be written as JSON, as a bug could make it.
+HOSTILE_RUNNER = """
+def run(spec, control):
+    how = spec["name"]
+    if how == "too deep to send":
+        deep = {}
+        inner = deep
+        for _ in range(400):
+            inner["x"] = {}
+            inner = inner["x"]
+        return {"status": "passed", "message": "", "browser": deep}
+    if how == "not json":
+        return {"status": "passed", "message": "", "browser": {"pids": {1, 2}}}
+    return {"status": "passed", "message": "", "metrics": {"score": float("nan")}}
+"""
+
+HOSTILE_WORKER = """
+import sys
+sys.path.insert(0, {path!r})
+from pytest_runset.gateway import worker
+from pytest_runset.gateway.runners import RUNNERS
+RUNNERS["hostile"] = "hostile_runner"
+worker.main(channel)
+"""
+
+
+@pytest.fixture
+def hostile_gateway(tmp_path: Path) -> Iterator[Any]:
+    (tmp_path / "hostile_runner.py").write_text(HOSTILE_RUNNER)
+    group = execnet.Group()
+    gateway = group.makegateway("popen")
+    channel = gateway.remote_exec(HOSTILE_WORKER.format(path=str(tmp_path)))
+    channel.send({"sys_path": []})
+    kind, _ = channel.receive(RECEIVE_TIMEOUT_S)
+    assert kind == "ready"
+    yield channel
+    group.terminate(timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (
+            "too deep to send",
+            "the flow's result could not be recorded (it cannot be sent: RecursionError: ",
+        ),
+        (
+            "not json",
+            "the flow's result could not be recorded (result.json: TypeError: Object of type "
+            "set is not JSON serializable)",
+        ),
+        (
+            "not finite",
+            "malformed metrics: metrics.score is nan, not a finite number "
+            "(JSON has no NaN/Infinity)",
+        ),
+    ],
+)
+def test_a_result_that_cannot_be_sent_or_written_still_ends_the_attempt(
+    hostile_gateway: Any, tmp_path: Path, name: str, message: str
+) -> None:
+    spec = flow_spec(tmp_path, 1, f"rs-test-hostile-{uuid.uuid4().hex}", [], kind="hostile",
+                     name=name, timeout=600, grace=1)  # fmt: skip
+    hostile_gateway.send(("run", spec))
+    kind, _ = hostile_gateway.receive(RECEIVE_TIMEOUT_S)
+    assert kind == "started"
+    # At once, not after the controller's backstop (the flow's 600 s timeout and more).
+    kind, result = hostile_gateway.receive(RECEIVE_TIMEOUT_S)
+    assert kind == "finished"
+    assert result["status"] == "error"
+    assert result["message"].startswith(message), result["message"]
+    assert result["flow_id"] == spec["flow_id"]
+    assert result["attempt"] == 1
+    assert "it had ended passed: " in result["warnings"] or name == "not finite"
+    # result.json is strict JSON whatever happened.
+    written = (Path(spec["flow_dir"]) / "result.json").read_text()
+    json.loads(written, parse_constant=lambda constant: pytest.fail(f"{constant} in result.json"))
+    # The worker serves the next flow.
+    spec = flow_spec(tmp_path, 2, f"rs-test-hostile-{uuid.uuid4().hex}", [], kind="hostile",
+                     name="not finite", timeout=600, grace=1)  # fmt: skip
+    hostile_gateway.send(("run", spec))
+    assert hostile_gateway.receive(RECEIVE_TIMEOUT_S)[0] == "started"
+    assert hostile_gateway.receive(RECEIVE_TIMEOUT_S)[0] == "finished"

@@ -8,6 +8,13 @@ itself (launching, reusing, killing it) is :mod:`.browser_host`'s.
 Everything here runs on the worker's flow thread (see :mod:`.inproc`), because Playwright's
 sync API belongs to the thread that started it. Playwright objects come from the host, so this
 module never imports Playwright itself.
+
+Playwright never writes into the flow directory, where the flow could have planted a link for it
+to follow: screenshots come back as bytes, traces and videos go to a private directory of the
+worker's (0700, outside the run), and the plugin then writes each file through the attempt's
+open directory (:mod:`pytest_runset.gateway.flow_dir`), replacing whatever the flow left at
+that name. A trace is rewritten with the persona's secrets masked before it is kept
+(:func:`pytest_runset.gateway.masking.mask_zip`); one that cannot be masked is not kept.
 """
 
 from __future__ import annotations
@@ -16,10 +23,13 @@ import contextlib
 import functools
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
 
+from pytest_runset.gateway.flow_dir import attempt_dir
+from pytest_runset.gateway.masking import mask_text, mask_zip, usable
 from pytest_runset.gateway.protocol import AttemptSpec
 from pytest_runset.gateway.runners.browser_host import HOST, BrowserUnavailable, first_lines
 from pytest_runset.gateway.runners.inproc import BodyResult
@@ -29,9 +39,9 @@ from pytest_runset.gateway.runners.inproc import BodyResult
 ACTION_TIMEOUT_S = 30.0
 EXPECT_TIMEOUT_S = 5.0
 TEARDOWN_TIMEOUT_MS = 5000.0
-# Where Playwright records a context's videos, inside the flow directory; kept videos are
-# copied out of it and it is removed when the context closes.
-VIDEO_DIR = ".video"
+# Where Playwright records a context's videos, inside the session's private directory; kept
+# videos are copied out of it into the flow directory.
+VIDEO_DIR = "video"
 
 
 class Session:
@@ -45,6 +55,9 @@ class Session:
         self.options: dict[str, Any] = dict(browser)
         self.control = control
         self.flow_dir = str(spec["flow_dir"])
+        self.secrets = list(spec.get("secrets") or ())
+        # Playwright's own output (trace, videos) before the plugin keeps it; made on demand.
+        self._private: str | None = None
         self.context: Any = None
         self.page: Any = None
         self.warnings: list[str] = []
@@ -101,8 +114,13 @@ class Session:
         if viewport:
             options["viewport"] = {"width": int(viewport[0]), "height": int(viewport[1])}
         if self._video:
-            options["record_video_dir"] = os.path.join(self.flow_dir, VIDEO_DIR)
+            options["record_video_dir"] = self._private_path(VIDEO_DIR)
         return options
+
+    def _private_path(self, name: str) -> str:
+        if self._private is None:
+            self._private = tempfile.mkdtemp(prefix="runset-browser-")
+        return os.path.join(self._private, name)
 
     def _new_context(self) -> None:
         browser = HOST.browser
@@ -110,9 +128,8 @@ class Session:
         remaining_ms = float(max(1, round(self.control.remaining() * 1000)))
         self.context.set_default_timeout(min(ACTION_TIMEOUT_S * 1000, remaining_ms))
         self.context.set_default_navigation_timeout(min(ACTION_TIMEOUT_S * 1000, remaining_ms))
-        self._console = open(  # noqa: SIM115 - closed in finish()
-            os.path.join(self.flow_dir, "console.log"), "a", encoding="utf-8", buffering=1
-        )
+        with attempt_dir(self.flow_dir) as directory:
+            self._console = directory.open_append("console.log")
         self.context.on("console", self._on_console)
         self.context.on("page", self._watch_page)
         if self.options.get("trace", "off") != "off":
@@ -144,7 +161,9 @@ class Session:
     def _write(self, line: str) -> None:
         if self._console is not None:
             with contextlib.suppress(Exception):
-                self._console.write(line.rstrip("\n") + "\n")
+                text = mask_text(line.rstrip("\n"), self.secrets) + "\n"
+                self._console.write(text.encode("utf-8", "replace"))
+                self._console.flush()
 
     def _on_console(self, message: Any) -> None:
         try:
@@ -180,7 +199,16 @@ class Session:
         context = self.context
         if context is None:
             self._close_console()
+            self._remove_private()
             return
+        try:
+            self._finish(context, failed, expired)
+        finally:
+            self._close_console()
+            self._remove_private()
+            self.context = None
+
+    def _finish(self, context: Any, failed: bool, expired: bool) -> None:
         pages = self._pages()
         screenshot = self.options.get("screenshot", "only-on-failure")
         if screenshot != "off" and (failed or screenshot == "on"):
@@ -188,17 +216,15 @@ class Session:
             for number, page in enumerate(pages, 1):
                 name = f"{stem}.png" if number == 1 else f"{stem}-{number}.png"
                 shot = functools.partial(
-                    _screenshot_with_retry,
-                    page,
-                    path=os.path.join(self.flow_dir, name),
-                    timeout=TEARDOWN_TIMEOUT_MS,
+                    self._keep_screenshot, page, name, timeout=TEARDOWN_TIMEOUT_MS
                 )
                 self._quietly(f"{stem} screenshot", shot)
         if self._tracing:
             trace = self.options.get("trace", "off")
             if trace == "on" or (trace == "retain-on-failure" and failed):
-                path = os.path.join(self.flow_dir, "trace.zip")
+                path = self._private_path("trace.zip")
                 self._quietly("trace", lambda: context.tracing.stop(path=path))
+                self._quietly("trace", functools.partial(self._keep_trace, path))
             else:
                 self._quietly("trace", context.tracing.stop)
         videos = [page.video for page in pages if getattr(page, "video", None)]
@@ -211,8 +237,31 @@ class Session:
             browser = HOST.browser
             for other in list(getattr(browser, "contexts", []) or []):
                 self._quietly("closing a leftover context", other.close)
-        self._close_console()
-        self.context = None
+
+    # -- keeping artifacts (written by the plugin, through the attempt's open directory) ----
+    def _keep_screenshot(self, page: Any, name: str, *, timeout: float) -> None:
+        data = _screenshot_with_retry(page, timeout=timeout)
+        with attempt_dir(self.flow_dir) as directory:
+            directory.write_bytes(name, data)
+
+    def _keep_trace(self, path: str) -> None:
+        """Keep the trace Playwright wrote to ``path`` (private) as ``trace.zip``, masked."""
+        if not os.path.exists(path):
+            return
+        with attempt_dir(self.flow_dir) as directory:
+            if not usable(self.secrets):
+                directory.copy_in("trace.zip", path)
+                return
+            try:
+                directory.write("trace.zip", lambda sink: mask_zip(path, sink, self.secrets))
+            except Exception as exc:
+                # Never the unmasked original: no trace is better than a leaked secret.
+                raise RuntimeError(f"not kept, it cannot be masked: {exc}") from None
+
+    def _remove_private(self) -> None:
+        private, self._private = self._private, None
+        if private is not None:
+            shutil.rmtree(private, ignore_errors=True)
 
     def _pages(self) -> list[Any]:
         try:
@@ -226,12 +275,16 @@ class Session:
         for number, video in enumerate(videos, 1):
             name = "video.webm" if number == 1 else f"video-{number}.webm"
             if keep:
-                self._quietly(
-                    "video", functools.partial(video.save_as, os.path.join(self.flow_dir, name))
-                )
+                self._quietly("video", functools.partial(self._keep_video, video, name))
             with contextlib.suppress(Exception):
                 video.delete()
-        shutil.rmtree(os.path.join(self.flow_dir, VIDEO_DIR), ignore_errors=True)
+
+    def _keep_video(self, video: Any, name: str) -> None:
+        # save_as works for a remote browser too (it streams the file over the connection).
+        path = self._private_path(name)
+        video.save_as(path)
+        with attempt_dir(self.flow_dir) as directory:
+            directory.copy_in(name, path)
 
     def _quietly(self, what: str, action: Callable[[], object]) -> None:
         try:
@@ -258,11 +311,12 @@ def open_session(spec: AttemptSpec, control: Any) -> tuple[Session, BodyResult |
     return session, None
 
 
-def _screenshot_with_retry(page: Any, *, path: str, timeout: float) -> None:
+def _screenshot_with_retry(page: Any, *, timeout: float) -> bytes:
     """Chromium sometimes cannot capture a page that is still settling (an error page right
     after a refused connection, say): one more try a moment later usually works."""
     try:
-        page.screenshot(path=path, timeout=timeout)
+        data: bytes = page.screenshot(timeout=timeout)
     except Exception:
         time.sleep(0.3)
-        page.screenshot(path=path, timeout=timeout)
+        data = page.screenshot(timeout=timeout)
+    return data

@@ -25,9 +25,11 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from typing import Any, TextIO
+from collections.abc import Callable, Iterator, Sequence
+from typing import TextIO
 
+from pytest_runset.gateway.flow_dir import attempt_dir
+from pytest_runset.gateway.masking import start_masking_copy, usable
 from pytest_runset.gateway.protocol import AttemptResult, AttemptSpec
 from pytest_runset.gateway.runners import Control
 
@@ -37,6 +39,9 @@ from pytest_runset.gateway.runners import Control
 STUCK_WAIT_S = 1.0
 # Files of a flow directory that are not artifacts.
 NOT_ARTIFACTS = frozenset({"stdout.log", "stderr.log", "result.json", "flow-report.json"})
+# How long the flow thread waits for the masked copy of output children may still be writing;
+# the worker's sweep ends those children, and the copy then finishes by itself.
+_DRAIN_S = 1.0
 
 
 class BodyResult(AttemptResult, total=False):
@@ -193,42 +198,60 @@ def run_inprocess(
 
 
 def list_artifacts(flow_dir: str) -> list[str]:
-    """Files the flow left in its directory (relative paths), logs and results excepted."""
-    found: list[str] = []
-    for root, dirs, files in os.walk(flow_dir):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            path = os.path.relpath(os.path.join(root, name), flow_dir)
-            if path not in NOT_ARTIFACTS and not name.endswith(".tmp"):
-                found.append(path)
-    return found
+    """Files the flow left in its directory (relative paths), logs and results excepted.
+
+    Read through the attempt's open directory: a flow that swapped its directory for a link
+    does not make the plugin list (or later keep) another directory's files."""
+    try:
+        with attempt_dir(flow_dir) as directory:
+            names = directory.files()
+    except OSError:
+        return []
+    return [path for path in names if path not in NOT_ARTIFACTS and not path.endswith(".tmp")]
 
 
 @contextlib.contextmanager
-def flow_output(flow_dir: str) -> Iterator[None]:
+def flow_output(flow_dir: str, secrets: Sequence[str] = ()) -> Iterator[None]:
     """Send this process's stdout and stderr (Python's and the file descriptors, so child
     processes too) to the flow's ``stdout.log`` and ``stderr.log`` while the flow runs.
+
+    With ``secrets``, output goes through a pipe and a masking copy per stream, as a command
+    flow's does: the logs never hold a secret, not even while the flow runs, whatever wrote
+    it (the flow's Python code or a child that inherited the descriptors).
 
     A worker runs one flow at a time and its channel to the controller does not use these
     descriptors, so the redirection is safe for the flow's duration.
     """
     saved_fds: list[tuple[int, int]] = []
     saved_streams = (sys.stdout, sys.stderr)
-    with (
-        open(os.path.join(flow_dir, "stdout.log"), "ab") as out,
-        open(os.path.join(flow_dir, "stderr.log"), "ab") as err,
-    ):
+    copies: list[threading.Thread] = []
+    with contextlib.ExitStack() as stack:
+        directory = stack.enter_context(attempt_dir(flow_dir))
+        targets: list[int] = []
+        for name in ("stdout.log", "stderr.log"):
+            log = directory.open_append(name)
+            if usable(secrets):
+                read_end, write_end = os.pipe()
+                # The copy owns the log and the pipe's read end, and closes them at its end.
+                copies.append(
+                    start_masking_copy(os.fdopen(read_end, "rb"), log, secrets, close=True)
+                )
+                stack.callback(os.close, write_end)
+                targets.append(write_end)
+            else:
+                stack.callback(log.close)
+                targets.append(log.fileno())
         for stream in saved_streams:
             with contextlib.suppress(Exception):
                 if stream is not None:
                     stream.flush()
-        for fd, target in ((1, out), (2, err)):
+        for fd, target in zip((1, 2), targets, strict=True):
             try:
                 saved_fds.append((fd, os.dup(fd)))
-                os.dup2(target.fileno(), fd)
+                os.dup2(target, fd)
             except OSError:
                 pass
-        ours = (_text(out), _text(err))
+        ours = (_text(targets[0]), _text(targets[1]))
         sys.stdout, sys.stderr = ours
         try:
             yield
@@ -245,13 +268,16 @@ def flow_output(flow_dir: str) -> Iterator[None]:
                     os.dup2(copy, fd)
                 with contextlib.suppress(OSError):
                     os.close(copy)
+    # Our ends of the pipes are closed: each copy ends once the flow's children close theirs.
+    for thread in copies:
+        thread.join(_DRAIN_S)
 
 
-def _text(handle: Any) -> TextIO:
+def _text(fd: int) -> TextIO:
     import io
 
     return io.TextIOWrapper(
-        open(os.dup(handle.fileno()), "wb", buffering=0),
+        open(os.dup(fd), "wb", buffering=0),
         encoding="utf-8",
         errors="replace",
         line_buffering=True,
@@ -284,9 +310,9 @@ def flow_environment(
 
 def touch_logs(flow_dir: str) -> None:
     """Every flow directory has both logs, even when the flow writes nothing to them."""
-    for name in ("stdout.log", "stderr.log"):
-        with open(os.path.join(flow_dir, name), "ab"):
-            pass
+    with attempt_dir(flow_dir) as directory:
+        for name in ("stdout.log", "stderr.log"):
+            directory.open_append(name).close()
 
 
 def shutdown(close: Body | None, timeout: float) -> None:

@@ -2,7 +2,8 @@
 
 The run-set's directory is on ``sys.path``; the function runs with the flow's environment
 (``os.environ``), the run-set's directory (or the flow's ``cwd``) as working directory, and
-its output in the flow's ``stdout.log``/``stderr.log``. Outcomes:
+its output in the flow's ``stdout.log``/``stderr.log`` (masked, like a command flow's, children's
+output included). Outcomes:
 
 - returns: ``passed`` (then ``$RUNSET_REPORT`` may still say otherwise, like a command's);
 - ``AssertionError`` (also Playwright's ``expect``): ``failed`` with the assertion's text;
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_runset.gateway.metrics import check_metrics
 from pytest_runset.gateway.protocol import AttemptResult, AttemptSpec
 from pytest_runset.gateway.runners import Control
 from pytest_runset.gateway.runners.browser_host import first_lines, kill_flow
@@ -216,7 +218,7 @@ def outcome(exc: BaseException) -> BodyResult:
 def _call(spec: AttemptSpec, control: Control, session: Session | None) -> BodyResult:
     env = {**os.environ, **spec["env"]}
     with (
-        flow_output(spec["flow_dir"]),
+        flow_output(spec["flow_dir"], spec.get("secrets") or ()),
         flow_environment(spec["env"], spec.get("cwd"), spec.get("env_unset") or ()),
     ):
         try:
@@ -283,3 +285,5 @@ def _merge_flow_report(spec: AttemptSpec, result: BodyResult) -> None:
         result["message"] = data["message"]
     result["metrics"] = data["metrics"]
     result.setdefault("warnings", []).extend(data["warnings"])
+    # Checked here, before the result is masked and sent, as well as by the worker.
+    check_metrics(result)

@@ -9,12 +9,13 @@ is in the report's details. ``stdout.log`` gets one line per step.
 
 from __future__ import annotations
 
-import os
 import re
 import time
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 from urllib.parse import urljoin, urlparse
 
+from pytest_runset.gateway.flow_dir import UnsafeName, attempt_dir, split_name
+from pytest_runset.gateway.masking import mask_text
 from pytest_runset.gateway.protocol import AttemptResult, AttemptSpec
 from pytest_runset.gateway.runners import Control
 from pytest_runset.gateway.runners.browser_host import first_lines, kill_flow
@@ -63,12 +64,22 @@ def _absolute(url: str, base_url: str) -> str:
     return urljoin(base_url, url)
 
 
-def _inside(flow_dir: str, name: str) -> str:
-    root = os.path.realpath(flow_dir)
-    path = os.path.realpath(os.path.join(root, name))
-    if os.path.commonpath([root, path]) != root:
-        raise StepProblem(f"screenshot file {name!r} is outside the flow directory")
-    return path
+def _screenshot(spec: AttemptSpec, name: str, data: bytes) -> None:
+    """Write a screenshot step's file through the attempt's open directory: a link the flow
+    planted on the way (``shots`` -> elsewhere) is refused, one at the file is replaced."""
+    try:
+        with attempt_dir(spec["flow_dir"]) as directory:
+            directory.write_bytes(name, data)
+    except OSError as exc:
+        raise StepProblem(f"cannot write screenshot {name!r}: {exc.strerror or exc}") from None
+
+
+def _screenshot_name(name: str) -> str:
+    try:
+        split_name(name)
+    except UnsafeName:
+        raise StepProblem(f"screenshot file {name!r} is outside the flow directory") from None
+    return name
 
 
 def execute(page: Any, step: dict[str, Any], timeout: float, spec: AttemptSpec) -> None:
@@ -88,12 +99,16 @@ def execute(page: Any, step: dict[str, Any], timeout: float, spec: AttemptSpec) 
             re.compile(target) if step.get("regex") else target, timeout=timeout
         )
     elif action == "screenshot":
-        path = _inside(spec["flow_dir"], target)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        # Playwright hands the image back; the plugin writes it (see _screenshot).
+        name = _screenshot_name(target)
+        kind = "jpeg" if name.lower().endswith((".jpg", ".jpeg")) else "png"
         if step.get("selector"):
-            page.locator(step["selector"]).screenshot(path=path, timeout=timeout)
+            data = page.locator(step["selector"]).screenshot(type=kind, timeout=timeout)
         else:
-            page.screenshot(path=path, full_page=bool(step.get("full_page")), timeout=timeout)
+            data = page.screenshot(
+                type=kind, full_page=bool(step.get("full_page")), timeout=timeout
+            )
+        _screenshot(spec, name, data)
     else:
         locator = page.locator(target)
         if action == "click":
@@ -136,7 +151,10 @@ def _body(spec: AttemptSpec, control: Control) -> BodyResult:
         return unavailable
     result: BodyResult = {"status": "passed", "message": ""}
     try:
-        with open(os.path.join(flow_dir, "stdout.log"), "a", encoding="utf-8", buffering=1) as log:
+        with (
+            attempt_dir(flow_dir) as directory,
+            _StepLog(directory.open_append("stdout.log"), spec) as log,
+        ):
             result = _run_steps(spec, control, session, log)
     finally:
         session.finish(failed=result["status"] != "passed", expired=_expired(control))
@@ -149,7 +167,26 @@ def _expired(control: Control) -> bool:
     return control.cancel_reason is not None or control.remaining() <= _DEADLINE_SLACK_S
 
 
-def _run_steps(spec: AttemptSpec, control: Control, session: Session, log: TextIO) -> BodyResult:
+class _StepLog:
+    """``stdout.log`` of a steps flow: one line per step, secrets masked (a step's error text
+    may quote what the page showed)."""
+
+    def __init__(self, handle: BinaryIO, spec: AttemptSpec) -> None:
+        self._handle = handle
+        self._secrets = list(spec.get("secrets") or ())
+
+    def write(self, text: str) -> None:
+        self._handle.write(mask_text(text, self._secrets).encode("utf-8", "replace"))
+        self._handle.flush()
+
+    def __enter__(self) -> _StepLog:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._handle.close()
+
+
+def _run_steps(spec: AttemptSpec, control: Control, session: Session, log: _StepLog) -> BodyResult:
     steps = spec["steps"]
     total = len(steps)
     info = session.info
