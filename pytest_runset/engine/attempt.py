@@ -12,7 +12,7 @@ import secrets as random_tokens
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypedDict, cast
 
 import pytest
 
@@ -23,6 +23,15 @@ from pytest_runset.model.placeholders import substitute
 from pytest_runset.model.slugs import UnsafePathError, attempt_dir_name, flow_dir
 
 FLOW_REPORT_NAME = "flow-report.json"
+
+
+class ContainmentPlan(TypedDict):
+    """The session's containment, as each attempt's spec carries it: the tier the command
+    line asks for (None: the run-set's), the run's group key and cookie file."""
+
+    tier: str | None
+    group: str
+    cookie_file: str | None
 
 
 @dataclass(frozen=True)
@@ -95,7 +104,7 @@ def build_attempt(
     ports: list[int] | None = None,
     service_values: dict[str, str] | None = None,
     workdir: Path | None = None,
-    containment: str = "auto",
+    containment: ContainmentPlan | None = None,
 ) -> Attempt:
     """Everything a worker needs for one attempt.
 
@@ -191,8 +200,13 @@ def build_attempt(
         "ports": flow_ports,
         "persona": ({"name": persona.name, **fields} if persona is not None else None),
         "containment": {
-            "tier": cast("ContainmentRequest", containment),
-            "run_id": run_id,
+            # --runset-containment wins over the run-set's [runset] containment.
+            "tier": cast(
+                "ContainmentRequest",
+                (containment["tier"] if containment else None) or runset.settings.containment,
+            ),
+            "group": containment["group"] if containment else run_id,
+            "cookie_file": containment["cookie_file"] if containment else None,
             "memory_max": flow.memory_max,
             "pids_max": flow.pids_max,
         },

@@ -6,14 +6,37 @@ Everything here runs on the main thread (signal handlers only exist there).
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
-from collections.abc import Iterator
+import stat
+from collections.abc import Callable, Iterable, Iterator
 from types import FrameType
 from typing import Any
 
 # SIGHUP (the terminal closed, the ssh connection dropped) is handled like SIGTERM: the run
 # stops in order and writes its report rather than dying with its services orphaned.
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def leave_dead_terminal(extra_fds: Iterable[int] = ()) -> None:
+    """SIGHUP: the terminal is gone (closed, ssh dropped), and every later write to it fails
+    with EIO, which would cost the run its report. Output that went to the terminal goes
+    nowhere from now on; the report, journal and logs are files and are all still written."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        null = os.fstat(devnull)
+        for fd in (1, 2, *extra_fds):
+            with contextlib.suppress(OSError):
+                # isatty() is False on a terminal that hung up (its ioctl fails with EIO):
+                # any character device but /dev/null itself is taken for the terminal.
+                info = os.fstat(fd)
+                if stat.S_ISCHR(info.st_mode) and not os.path.samestat(info, null):
+                    os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 class InterruptGate:
@@ -23,11 +46,15 @@ class InterruptGate:
     inside one it is remembered and raised when the section ends.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_hangup: Callable[[], None] = leave_dead_terminal) -> None:
         self._depth = 0
         self._pending = False
+        # SIGHUP: the terminal is gone; the caller silences whatever still writes to it.
+        self._on_hangup = on_hangup
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            self._on_hangup()
         if self._depth:
             self._pending = True
             return
@@ -84,6 +111,8 @@ def deferred_interrupts() -> Iterator[None]:
     received: list[int] = []
 
     def hold(signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            leave_dead_terminal()
         received.append(signum)
 
     with _interrupt_handler(hold):

@@ -15,12 +15,20 @@ from pathlib import Path
 
 import pytest
 
-from pytest_runset.engine.attempt import Attempt, AttemptError, build_attempt, make_flow_dir
+from pytest_runset.engine.attempt import (
+    Attempt,
+    AttemptError,
+    ContainmentPlan,
+    build_attempt,
+    make_flow_dir,
+)
 from pytest_runset.engine.entries import flow_entry
 from pytest_runset.engine.marks import xfail_mark
 from pytest_runset.engine.state import FlowState
+from pytest_runset.gateway import flow_dir
 from pytest_runset.gateway.masking import mask_result
 from pytest_runset.gateway.protocol import AttemptResult
+from pytest_runset.gateway.result_file import RESULT_NAME, write_json
 from pytest_runset.model.placeholders import PlaceholderError
 from pytest_runset.model.slugs import UnsafePathError, attempt_dir_name
 from pytest_runset.resources.workspace import (
@@ -45,7 +53,7 @@ def prepare_attempt(
     run_id: str,
     timeout_override: float | None,
     lock_dir: Callable[[], Path],
-    containment: str | None = None,
+    containment: ContainmentPlan | None = None,
 ) -> Attempt:
     """The spec of one attempt of a flow whose leases (``state.lease``) are held.
 
@@ -91,8 +99,7 @@ def prepare_attempt(
         ports=state.ports,
         service_values=run.service_values,
         workdir=workdir,
-        # --runset-containment wins over the run-set's [runset] containment.
-        containment=containment or run.runset.settings.containment,
+        containment=containment,
     )
     if state.workspace is not None and state.workspace.kind == "worktree":
         built.spec["env_unset"] = list(GIT_LOCAL_ENV_VARS)
@@ -130,10 +137,30 @@ def record_attempt(
     result.setdefault("duration_s", round(time.monotonic() - state.dispatched_at, 6))
     attempt = int(result.get("attempt") or len(state.attempts) + 1)
     result["attempt"] = attempt
-    result["dir"] = attempt_dir_name(state.flow.slug, attempt)
+    dir_name = attempt_dir_name(state.flow.slug, attempt)
+    result["dir"] = dir_name
     result["worker"] = state.worker_id
+    _result_file_if_missing(state.run.directory.path / dir_name, result)
     state.attempts.append(result)
     return result
+
+
+def _result_file_if_missing(target: Path, result: AttemptResult) -> None:
+    """An attempt whose worker never wrote ``result.json`` (it died: a crash, a memory kill,
+    a flow that killed it) still gets one, written by the controller: every attempt directory
+    holds its result. Through the directory's own descriptor, never through a planted link."""
+    if not target.is_dir() or (target / RESULT_NAME).exists():
+        return
+    try:
+        directory = flow_dir.FlowDir.open(str(target))
+    except OSError:
+        return
+    try:
+        write_json(directory, RESULT_NAME, result)
+    except (OSError, ValueError):
+        pass
+    finally:
+        directory.close()
 
 
 @dataclass(frozen=True)

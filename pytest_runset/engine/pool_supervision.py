@@ -39,7 +39,11 @@ class PoolSupervisor:
         browser_workers: set[str],
         attempt_done: Callable[[FlowState, int, AttemptResult], None],
         say: Callable[[str], None],
+        group: str | None = None,
     ) -> None:
+        # The run's containment group (cgroup tier): an attempt whose worker is lost is
+        # ended through it.
+        self.group = group
         self.pool = pool
         self.supervision = supervision
         self.states = states
@@ -111,7 +115,7 @@ class PoolSupervisor:
                 state.cookie,
                 state.worker_id,
                 lambda: None,
-                run_id=None if lost is not None and lost.remote else self.run_id,
+                group=None if lost is not None and lost.remote else self.group,
                 memory_max=state.flow.memory_max,
             )
             self.attempt_done(state, event.slot, result)
@@ -179,7 +183,7 @@ class PoolSupervisor:
             status=status,
             message=message,
             sweep_browser=functools.partial(self.sweep_browser, state.worker_id),
-            run_id=self.run_id,
+            group=self.group,
             memory_max=state.flow.memory_max,
         )
         self.scheduler.slot_down(slot)

@@ -22,7 +22,7 @@ def abandon_slot(
     status: AttemptStatus,
     message: str,
     sweep_browser: Callable[[], None],
-    run_id: str | None = None,
+    group: str | None = None,
     memory_max: int | None = None,
 ) -> AttemptResult:
     """End the attempt on ``slot`` without its worker: sweep a remote host's processes
@@ -35,17 +35,18 @@ def abandon_slot(
     result = local_result(attempt, status, message)
     result["leftover_processes"] = leftovers or proctree.sweep_cookie(cookie)
     if not remote:
-        _end_group(result, run_id, cookie, memory_max)
+        _end_group(result, group, cookie, memory_max)
     return result
 
 
 def _end_group(
-    result: AttemptResult, run_id: str | None, cookie: str, memory_max: int | None
+    result: AttemptResult, group: str | None, cookie: str, memory_max: int | None
 ) -> None:
-    """The attempt's cgroup outlived its worker: what is in it dies, what it used counts."""
-    if run_id is None:
+    """The attempt's cgroup (under the run's ``group``) outlived its worker: what is in it
+    dies, what it used counts."""
+    if group is None:
         return
-    usage = containment.end_orphaned_attempt(run_id, cookie)
+    usage = containment.end_orphaned_attempt(group, cookie)
     if usage is not None:
         containment.orphaned_result(result, usage, memory_max)
 
@@ -55,7 +56,7 @@ def crashed_result(
     cookie: str,
     worker_id: str,
     sweep_browser: Callable[[], None],
-    run_id: str | None = None,
+    group: str | None = None,
     memory_max: int | None = None,
 ) -> AttemptResult:
     """The attempt of a worker that died: whatever of the flow survived it is killed (its
@@ -64,5 +65,5 @@ def crashed_result(
     sweep_browser()
     result = local_result(attempt, "error", crashed_message(worker_id))
     result["leftover_processes"] = proctree.sweep_cookie(cookie)
-    _end_group(result, run_id, cookie, memory_max)
+    _end_group(result, group, cookie, memory_max)
     return result

@@ -50,8 +50,20 @@ def _prctl(option: int, value: int) -> bool:
 CURRENT: Containment | None = None
 
 
-def run_group_name(run_id: str) -> str:
-    return cgroups.group_name("runset", run_id)
+def run_group_name(group_key: str) -> str:
+    """The run's group under this process's own: one per session's run directories (two
+    sessions with one run id in two output directories never share it)."""
+    return cgroups.group_name("runset", group_key)
+
+
+def note_cookie(cookie: str) -> None:
+    """A cookie this worker hands out (an attempt, its browser): listed for the run's
+    watchdog and for a later session that cleans up after a dead run."""
+    keeper = CURRENT
+    if keeper is not None and keeper.cookie_file:
+        from pytest_runset.gateway.watchdog import note_cookie as append
+
+        append(keeper.cookie_file, cookie)
 
 
 def resolve(requested: str) -> tuple[str, cgroups.Tree | None, str | None]:
@@ -104,9 +116,11 @@ def _descendants(pid: int) -> list[int]:
 class Containment:
     """One worker's containment: the tier, the run's group, the attempt running now."""
 
-    def __init__(self, requested: str, run_id: str) -> None:
+    def __init__(self, requested: str, group_key: str, cookie_file: str | None = None) -> None:
         self.tier, self.tree, self.why_not = resolve(requested)
-        self.run_group = run_group_name(run_id)
+        self.run_group = run_group_name(group_key)
+        # Where the run lists the cookies it hands out, for its watchdog (local workers).
+        self.cookie_file = cookie_file
         # Processes the worker itself keeps across flows (the Playwright driver).
         self.keep: set[int] = set()
         self.current: Attempt | None = None
@@ -118,6 +132,7 @@ class Containment:
     ) -> Attempt:
         attempt = Attempt(self, cookie, memory_max, pids_max, in_process)
         self.current = attempt
+        note_cookie(cookie)
         return attempt
 
     def keep_current_children(self) -> None:
@@ -361,14 +376,14 @@ def record_usage(result: AttemptResult, attempt: Attempt, usage: Usage, paused_s
         )
 
 
-def end_orphaned_attempt(run_id: str, cookie: str) -> Usage | None:
+def end_orphaned_attempt(group_key: str, cookie: str) -> Usage | None:
     """An attempt whose worker died (a crash, a memory kill, a flow that killed it): kill
     what is left in its groups, read its usage, remove them. None when there is no group
     on this host (the process-group tier, a remote worker)."""
     found = cgroups.discover()
     if isinstance(found, str):
         return None
-    run_group = run_group_name(run_id)
+    run_group = run_group_name(group_key)
     group = cgroups.Group(found, run_group, cgroups.group_name("flow", cookie))
     if not os.path.isdir(group.v2):
         return None
@@ -410,7 +425,7 @@ def watch_worker(keeper: Containment) -> int | None:
         return None
     directories = cgroups.Group(keeper.tree, keeper.run_group).directories
     try:
-        _pid, fd = watchdog.spawn(keeper.run_group, directories)
+        _pid, fd = watchdog.spawn(None, directories)
     except OSError:
         return None
     return fd

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 COOKIE_VAR = "RUNSET_FLOW_ID"
+_COOKIE_ENTRY = f"{COOKIE_VAR}=".encode()
 _PROC = "/proc"
 
 
@@ -27,47 +28,61 @@ def browser_cookie(run_id: str, worker_id: str) -> str:
     return f"{run_id}.browser.{worker_id}"
 
 
-def _environ_has(pid: int, needle: bytes, prefix: bool = False) -> bool:
+def _environ_cookie(pid: int) -> bytes | None:
+    """The ``RUNSET_FLOW_ID`` value in a process's environment, if any."""
+    entries = _environ_entries(pid)
+    for entry in entries or ():
+        if entry.startswith(_COOKIE_ENTRY):
+            return entry[len(_COOKIE_ENTRY) :]
+    return None
+
+
+def _environ_entries(pid: int) -> list[bytes] | None:
     # Plain file descriptors: a buffered file object costs extra system calls per process,
     # and every flow's end scans every process.
     try:
         fd = os.open(f"{_PROC}/{pid}/environ", os.O_RDONLY)
     except OSError:
-        return False
+        return None
     chunks = []
     try:
         while chunk := os.read(fd, 65536):
             chunks.append(chunk)
     except OSError:
-        return False
+        return None
     finally:
         os.close(fd)
-    entries = b"".join(chunks).split(b"\0")
-    if prefix:
-        return any(entry.startswith(needle) for entry in entries)
-    return needle in entries
+    return b"".join(chunks).split(b"\0")
 
 
-def pids_with_cookie(cookie: str, *, prefix: bool = False) -> list[int]:
-    """Pids of live processes whose environment holds ``RUNSET_FLOW_ID=<cookie>`` (or, with
-    ``prefix``, a cookie that starts with ``cookie``: every process of a run).
+def _environ_has(pid: int, needle: bytes) -> bool:
+    entries = _environ_entries(pid)
+    return entries is not None and needle in entries
+
+
+def pids_with_cookie(cookie: str) -> list[int]:
+    """Pids of live processes whose environment holds ``RUNSET_FLOW_ID=<cookie>``.
 
     The caller's own process is never listed. On systems without ``/proc`` nothing is found,
     and only process-group kills apply.
     """
     needle = f"{COOKIE_VAR}={cookie}".encode()
+    return [pid for pid in _all_pids() if _environ_has(pid, needle)]
+
+
+def pids_with_cookies(cookies: Collection[str]) -> list[int]:
+    """Pids of live processes carrying any of ``cookies`` (one scan of ``/proc`` for all)."""
+    wanted = {cookie.encode() for cookie in cookies}
+    return [pid for pid in _all_pids() if _environ_cookie(pid) in wanted]
+
+
+def _all_pids() -> list[int]:
     me = os.getpid()
     try:
         entries = os.listdir(_PROC)
     except OSError:
         return []
-    found = []
-    for entry in entries:
-        if entry.isdigit():
-            pid = int(entry)
-            if pid != me and _environ_has(pid, needle, prefix):
-                found.append(pid)
-    return found
+    return [int(entry) for entry in entries if entry.isdigit() and int(entry) != me]
 
 
 def _is_zombie(pid: int) -> bool:
@@ -93,12 +108,15 @@ def last_pid() -> int | None:
         return None
 
 
-def sweep_cookie_prefix(prefix: str) -> int:
-    """SIGKILL every process whose cookie starts with ``prefix`` (a whole run's)."""
-    return sweep_cookie(prefix, prefix=True)
+def sweep_cookies(cookies: Collection[str]) -> int:
+    """SIGKILL every process carrying any of ``cookies`` (a whole run's), as
+    :func:`sweep_cookie` does for one."""
+    if not cookies:
+        return 0
+    return _sweep(lambda: pids_with_cookies(cookies))
 
 
-def sweep_cookie(cookie: str, *, rounds: int = 10, prefix: bool = False) -> int:
+def sweep_cookie(cookie: str, *, rounds: int = 10) -> int:
     """SIGKILL every process carrying ``cookie``; return how many were killed.
 
     A scan is not atomic: a process can fork after ``/proc`` was listed while its parent exits
@@ -109,11 +127,16 @@ def sweep_cookie(cookie: str, *, rounds: int = 10, prefix: bool = False) -> int:
     a child forked before its parent exited is listed in ``/proc`` by then, and a pause would
     cost every flow its length (this runs after each).
     """
+    # Looked up at each call (not bound here): tests watch the scans.
+    return _sweep(lambda: pids_with_cookie(cookie), rounds)
+
+
+def _sweep(scan: Callable[[], list[int]], rounds: int = 10) -> int:
     killed: set[int] = set()
     quiet = 0
     for _ in range(rounds):
         before = last_pid()
-        alive = [pid for pid in pids_with_cookie(cookie, prefix=prefix) if not _is_zombie(pid)]
+        alive = [pid for pid in scan() if not _is_zombie(pid)]
         if not alive:
             quiet += 1
             if quiet >= 2 or (before is not None and before == last_pid()):

@@ -91,7 +91,10 @@ class ContainmentSpec(TypedDict):
     """How the worker contains an attempt: the tier asked for and the limits."""
 
     tier: ContainmentRequest
-    run_id: str
+    # Names the run's group (run id and run directories: unique per session).
+    group: str
+    # The run's cookie file on the controller's host (None for a remote gateway).
+    cookie_file: str | None
     memory_max: int | None
     pids_max: int | None
 

@@ -194,11 +194,13 @@ class Worker:
         from pytest_runset.gateway import containment
 
         if self.containment is None:
-            run_id = str(request["run_id"])
+            group = str(request["group"])
+            cookie_file = request.get("cookie_file")
             if self.scratch:
                 # Several gateways of one run may share a remote host: each its own group.
-                run_id = f"{run_id}.{socket.gethostname()}.{os.getpid()}"
-            self.containment = containment.Containment(str(request["tier"]), run_id)
+                group = f"{group}.{socket.gethostname()}.{os.getpid()}"
+                cookie_file = None
+            self.containment = containment.Containment(str(request["tier"]), group, cookie_file)
             containment.CURRENT = self.containment
             if self.scratch and self.containment.tree is not None:
                 # On a remote host no run watchdog of the controller's watches this worker:

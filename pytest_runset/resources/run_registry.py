@@ -37,6 +37,8 @@ class RunRecord(TypedDict):
     pid: int
     host_boot: str
     cgroups: list[str]
+    # The cookies the run handed out, one per line (flows, services, browsers).
+    cookie_file: str | None
 
 
 @dataclass
@@ -47,6 +49,8 @@ class Registration:
     fd: int
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.with_suffix(".cookies").unlink()
         with contextlib.suppress(OSError):
             self.path.unlink()
         with contextlib.suppress(OSError):
@@ -80,11 +84,13 @@ def _read_record(path: Path) -> RunRecord | None:
     directories = data.get("cgroups")
     if not isinstance(directories, list) or not all(isinstance(d, str) for d in directories):
         return None
+    cookie_file = data.get("cookie_file")
     return {
         "run_id": data["run_id"],
-        "pid": int(data.get("pid") or 0),
+        "pid": data["pid"] if isinstance(data.get("pid"), int) else 0,
         "host_boot": str(data.get("host_boot") or ""),
         "cgroups": directories,
+        "cookie_file": cookie_file if isinstance(cookie_file, str) else None,
     }
 
 
@@ -111,21 +117,21 @@ def _boot_id() -> str:
 
 def reap_dead_runs(
     lock_dir: Path,
-    own_run_id: str,
-    clean: Callable[[str, list[str]], int],
+    own_key: str,
+    clean: Callable[[str | None, list[str]], int],
 ) -> list[tuple[str, int]]:
     """Clean up after every registered run whose controller and watchdog are gone.
 
     Returns ``(run_id, processes killed)`` for each run that was cleaned. The registration of
-    ``own_run_id`` (a run being resumed) is waited for; others that are still locked belong
-    to live sessions and are left alone.
+    ``own_key`` (this run, resumed) is waited for; others that are still locked belong to
+    live sessions and are left alone.
     """
     directory = lock_dir / _DIR
     try:
         names = sorted(os.listdir(directory))
     except OSError:
         return []
-    own = _file_name(own_run_id)
+    own = _file_name(own_key)
     cleaned: list[tuple[str, int]] = []
     boot = _boot_id()
     for name in names:
@@ -145,9 +151,12 @@ def reap_dead_runs(
             killed = 0
             # A registration from before a reboot has nothing left to kill.
             if record is not None and (not record["host_boot"] or record["host_boot"] == boot):
-                killed = clean(record["run_id"], record["cgroups"])
+                killed = clean(record["cookie_file"], record["cgroups"])
             with contextlib.suppress(OSError):
                 path.unlink()
+            if record is not None and record["cookie_file"]:
+                with contextlib.suppress(OSError):
+                    os.unlink(record["cookie_file"])
             if record is not None:
                 cleaned.append((record["run_id"], killed))
         finally:
@@ -155,11 +164,17 @@ def reap_dead_runs(
     return cleaned
 
 
-def register(lock_dir: Path, run_id: str, cgroup_dirs: list[str]) -> Registration:
-    """Register this session's run and hold its lock. Raises OSError when it cannot."""
+def cookie_file_for(lock_dir: Path, key: str) -> Path:
+    """Where the run ``key`` lists the cookies it hands out."""
+    return lock_dir / _DIR / (_file_name(key).removesuffix(".json") + ".cookies")
+
+
+def register(lock_dir: Path, key: str, run_id: str, cgroup_dirs: list[str]) -> Registration:
+    """Register this session's run (``key``: run id and run directories) and hold its lock.
+    Raises OSError when it cannot."""
     directory = lock_dir / _DIR
     directory.mkdir(mode=0o700, exist_ok=True)
-    path = directory / _file_name(run_id)
+    path = directory / _file_name(key)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         wait = 0.0 if _controller_alive(path) else SAME_RUN_WAIT_S
@@ -170,6 +185,7 @@ def register(lock_dir: Path, run_id: str, cgroup_dirs: list[str]) -> Registratio
             "pid": os.getpid(),
             "host_boot": _boot_id(),
             "cgroups": cgroup_dirs,
+            "cookie_file": str(cookie_file_for(lock_dir, key)),
         }
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(record).encode())

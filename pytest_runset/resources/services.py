@@ -89,12 +89,15 @@ class Services:
         lease_ports: Callable[[int], list[int]],
         containment: str = "process-group",
         group_run_id: str | None = None,
+        note_cookie: Callable[[str], None] = lambda cookie: None,
     ) -> None:
         self._specs = list(specs)
         # The cgroup tier gives each service a group of its own under the run's group.
         self._tree = resolve(containment)[1]
         self._groups: dict[str, HelperGroup] = {}
         self._run_group = run_group_name(group_run_id or run_id)
+        # Lists each service's cookie for the run's watchdog (a controller that dies).
+        self._note_cookie = note_cookie
         self._run_dir = Path(run_dir)
         self._run_id = run_id
         self._base_dir = Path(base_dir)
@@ -222,6 +225,7 @@ class Services:
             raise self._error(name, f"cannot be configured: {exc}") from None
 
         group = HelperGroup.make(self._tree, self._run_group, "service", name)
+        self._note_cookie(cookie)
         try:
             proc = start_process(
                 command,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_runset.engine.attempt import AttemptError
+from pytest_runset.engine.attempt import AttemptError, ContainmentPlan
 from pytest_runset.engine.lifecycle import prepare_attempt
 from pytest_runset.engine.pool import Pool, WorkerHandle
 from pytest_runset.engine.state import FlowState
@@ -37,7 +37,7 @@ class AttemptSpecs:
         supervision: Supervision,
         scaleout: Scaleout | None,
         lock_dir: Callable[[], Path],
-        containment: str | None = None,
+        containment: ContainmentPlan | None = None,
     ) -> None:
         self.config = config
         self.containment = containment

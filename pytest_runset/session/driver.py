@@ -15,6 +15,7 @@ from pytest_runset.resources.leases import LeaseError, Leaser, lock_directory
 from pytest_runset.resources.requirements import needs_leases
 from pytest_runset.session.collect import RunsetItem
 from pytest_runset.session.containment import RunContainment, start_containment
+from pytest_runset.session.debugging import TerminalPool, terminal_flow
 from pytest_runset.session.resume import resolve_resume
 from pytest_runset.session.runloop import FlowRunLoop
 from pytest_runset.session.runs import open_runs, storage_stop_line
@@ -43,7 +44,9 @@ def run_flows(session: pytest.Session, flows: list[RunsetItem], others: list[pyt
         first = next(iter(runsets.values()))
         config.stash[RUN_ID] = resolve_resume(config, resume, output_root(config, first))
     run_id = session_run_id(config)
-    scaleout = resolve(config, list(runsets.values()))
+    debugged = terminal_flow(config, flows)
+    # A flow under the debugger runs here, on the terminal, whatever gateways were asked for.
+    scaleout = resolve(config, list(runsets.values())) if debugged is None else None
     if scaleout is not None:
         check_workers(config, scaleout, config.stash.get(OWN_N, False))
     workers = (
@@ -59,7 +62,12 @@ def run_flows(session: pytest.Session, flows: list[RunsetItem], others: list[pyt
         with deferred_interrupts():
             open_runs(config, runsets, run_id, resume, runs)
             # After the run directories: a run id in use by a live session was refused there.
-            containment = start_containment(config, run_id, list(runsets.values()))
+            containment = start_containment(
+                config,
+                run_id,
+                list(runsets.values()),
+                [run.directory.path for run in runs.values()],
+            )
             loop = FlowRunLoop(
                 session,
                 items=flows,
@@ -69,6 +77,7 @@ def run_flows(session: pytest.Session, flows: list[RunsetItem], others: list[pyt
                 settings=settings(config),
                 leaser=leaser_for(flows),
                 scaleout=scaleout,
+                pool=TerminalPool(config, debugged) if debugged is not None else None,
             )
             config.stash[RUNS] = runs
         loop.run(others)

@@ -228,3 +228,21 @@ def _status_lines(status: LiveStatus) -> list[str]:
     for flow in status.get("running", []):
         lines.append(f"  {flow['worker']:<8} {flow['elapsed_s']:>8.1f}s  {flow['name']}")
     return lines
+
+
+def xdist_status(
+    run_id: str, live: RunControl, running: list[str], done: int, total: int, final: bool
+) -> LiveStatus:
+    """``status.json`` of a run under pytest-xdist (its controller knows names, not workers)."""
+    return {
+        "run_id": run_id,
+        "pid": os.getpid(),
+        "state": "finished" if final else "paused" if live.paused else "running",
+        "paused_s": round(live.total_paused_s(), 3),
+        "running": [{"name": name, "worker": "", "elapsed_s": 0.0} for name in running],
+        "queued": max(0, total - done - len(running)),
+        "done": done,
+        "total": total,
+        "updated_at": time.time(),
+        "controller": "xdist",
+    }

@@ -44,6 +44,8 @@ class PauseDriver:
         self.on_paused_s = on_paused_s
         self._stop_self = False
         self._last_tick: float | None = None
+        # Called just before pytest stops itself on Ctrl-Z: `status` must already say paused.
+        self.before_stopping: Callable[[], None] = lambda: None
 
     @property
     def paused(self) -> bool:
@@ -75,13 +77,14 @@ class PauseDriver:
     def apply(self) -> StopMode | None:
         """Bring workers and clocks in line with the requests; return a stop request."""
         now = time.monotonic()
-        self._forgive_own_stall(now)
+        self.forgive_own_stall(now)
         was = self.control.paused
         self.control.poll(now)
         if self.control.paused != was:
             self._switch(self.control.paused, now)
         if self._stop_self:
             self._stop_self = False
+            self.before_stopping()
             # The flows are frozen: now stop as the shell asked. `fg` continues here.
             os.kill(os.getpid(), signal.SIGSTOP)
             self._last_tick = time.monotonic()
@@ -98,19 +101,27 @@ class PauseDriver:
             self.supervision.unpause(now, [watch for _, watch in busy if watch is not None])
         self.on_paused_s(self.control.total_paused_s(now))
 
-    def _forgive_own_stall(self, now: float) -> None:
+    def forgive_own_stall(self, now: float | None = None) -> None:
+        """Called each tick and right before backstops are checked: after a SIGCONT the
+        loop may wake before the channel threads delivered what the workers sent."""
+        now = time.monotonic() if now is None else now
         last, self._last_tick = self._last_tick, now
         if last is None or now - last < _STALL_S or self.supervision.paused:
             return
         self.supervision.forgive(now - last, [w for _, w in self.busy() if w is not None])
 
     def publish(
-        self, run_id: str, counts: Counts, running: list[FlowState], *, final: bool
+        self,
+        run_id: str,
+        counts: Counts,
+        running: list[FlowState],
+        *,
+        final: bool,
+        force: bool = False,
     ) -> None:
         """``status.json`` for ``pytest-runset status`` (throttled; the final one always)."""
-        self.control.write_status(
-            status_of(run_id, counts, running, self, final=final), force=final
-        )
+        status = status_of(run_id, counts, running, self, final=final)
+        self.control.write_status(status, force=final or force)
 
     def finish(self) -> float:
         """The run ends: thaw what is frozen; return the total time spent paused."""

@@ -1,4 +1,5 @@
-"""The live "2 running / 5 queued / 3 of 10 done" status line, on interactive terminals only.
+"""The live "2 running / 5 queued / 3 of 10 done / login 12s, checkout 8s" status line, on
+interactive terminals only.
 
 The run loop tells :class:`LiveStatus` the counts whenever flows start or finish, and hides it
 before anything else may write to the terminal. The status is drawn after whatever the current
@@ -13,17 +14,24 @@ Everything here runs on pytest's main thread.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
+from pytest_runset.engine.state import FlowState
+from pytest_runset.session.terminal_plugins import live_line_allowed
 
 # Erase from the cursor to the end of the line.
 _ERASE_TO_END = "\x1b[K"
 # The narrowest status worth drawing; on a crowded line nothing is drawn rather than a stub.
 _MIN_WIDTH = 12
 INI_NAME = "runset_live_status"
+# A flow's name in the status is cut to this many columns: one long name must not push out the
+# others (or the whole list) on an ordinary terminal.
+_NAME_WIDTH = 24
 
 
 @dataclass(frozen=True)
@@ -34,16 +42,55 @@ class Counts:
     queued: int
     done: int
     total: int
+    # Running flows as (name, whole seconds on their worker), the longest-running first. Whole
+    # seconds: the status is redrawn when a count changes, at most once a second for these.
+    longest: tuple[tuple[str, int], ...] = ()
 
 
 def status_texts(counts: Counts) -> list[str]:
-    """The status, longest form first; the widest that fits the line is drawn."""
+    """The status, longest form first; the widest that fits the line is drawn.
+
+    The counts come first and stay where they are while the names after them change; as the
+    line gets narrower the names go first (the shortest-running first), then the counts shrink.
+    """
     short = f"{counts.running} running / {counts.queued} queued"
-    return [
-        f"runset: {short} / {counts.done} of {counts.total} done",
-        f"{short} / {counts.done}/{counts.total} done",
-        short,
-    ]
+    full = f"runset: {short} / {counts.done} of {counts.total} done"
+    named = []
+    for shown in range(len(counts.longest), 0, -1):
+        names = ", ".join(
+            f"{_shown_name(name)} {elapsed_text(seconds)}"
+            for name, seconds in counts.longest[:shown]
+        )
+        more = ", \u2026" if shown < counts.running else ""
+        named.append(f"{full} / {names}{more}")
+    return [*named, full, f"{short} / {counts.done}/{counts.total} done", short]
+
+
+def running_counts(running: list[FlowState], queued: int, done: int, total: int) -> Counts:
+    """The counts of the run loop now, with its running flows' names and times."""
+    return Counts(len(running), queued, done, total, longest_running(running, time.monotonic()))
+
+
+def longest_running(running: Iterable[FlowState], now: float) -> tuple[tuple[str, int], ...]:
+    """``Counts.longest`` for the flows on a worker now (``now`` is ``time.monotonic()``)."""
+    flows = [(state.flow.name, int(max(0.0, now - state.dispatched_at))) for state in running]
+    return tuple(sorted(flows, key=lambda flow: (-flow[1], flow[0])))
+
+
+def elapsed_text(seconds: int) -> str:
+    """``12s``, ``3m05s``, ``2h01m``: short enough for a status line."""
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _shown_name(name: str) -> str:
+    # A flow's name is the user's text: no control character (an escape sequence would be
+    # obeyed by the terminal) reaches it.
+    text = "".join(char if char.isprintable() else "?" for char in name)
+    return text if len(text) <= _NAME_WIDTH else text[: _NAME_WIDTH - 1] + "\u2026"
 
 
 class LiveStatus:
@@ -121,14 +168,24 @@ def live_status(config: pytest.Config) -> LiveStatus | None:
     None unless the terminal reporter writes to a TTY that understands escapes and the ini
     option ``runset_live_status`` is left on.
     """
-    if not config.getini(INI_NAME):
+    if not config.getini(INI_NAME) or not live_line_allowed(config):
+        # pytest-sugar (or another redrawing reporter), or a flow in the debugger.
         return None
     terminal = config.pluginmanager.get_plugin("terminalreporter")
     if terminal is None or not _is_tty(terminal) or os.environ.get("TERM") == "dumb":
         return None
 
+    alive = [True]
+
     def write(text: str) -> None:
-        terminal.write_raw(text, flush=True)
+        # A terminal that hung up (closed, ssh dropped) fails every write with EIO: the live
+        # line then goes quiet, and the run goes on to write its report.
+        if not alive[0]:
+            return
+        try:
+            terminal.write_raw(text, flush=True)
+        except OSError:
+            alive[0] = False
 
     def column() -> int:
         return int(getattr(terminal, "_width_of_current_line", 0))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import queue
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,10 +38,16 @@ from pytest_runset.results.syncer import JournalSyncer
 from pytest_runset.session import history
 from pytest_runset.session.announcer import FlowAnnouncer
 from pytest_runset.session.attempt_specs import AttemptSpecs
-from pytest_runset.session.containment import containment_tier, record_paused
+from pytest_runset.session.containment import (
+    containment_plan,
+    record_paused,
+    run_containment,
+)
+from pytest_runset.session.flow_fixtures import flow_fixtures
+from pytest_runset.session.hangup import silence_dead_terminal
 from pytest_runset.session.live_control import RunControl
 from pytest_runset.session.pausing import PauseDriver
-from pytest_runset.session.progress import Counts, LiveStatus, live_status
+from pytest_runset.session.progress import LiveStatus, live_status, running_counts
 from pytest_runset.session.runs import (
     journal_start,
     record_service_failure,
@@ -75,6 +80,7 @@ class FlowRunLoop:
         settings: Settings,
         leaser: Leaser | None = None,
         scaleout: Scaleout | None = None,
+        pool: Pool | None = None,
     ) -> None:
         self.session = session
         self.config = session.config
@@ -85,17 +91,16 @@ class FlowRunLoop:
         self.workers = max(1, min(workers, len(items))) if items else 1
         self.timeout_override = settings.timeout_override
         self.retries_override = settings.retries_override
+        self.retry_delay = settings.retry_delay
         self.states: dict[str, FlowState] = {}
         self.scaleout = scaleout
-        if scaleout is not None:
-            self.pool = Pool(self.workers, scaleout.gateways, scaleout.proxies)
-        else:
-            self.pool = Pool(self.workers)
+        specs = (scaleout.gateways, scaleout.proxies) if scaleout else (None, None)
+        self.pool = pool or Pool(self.workers, *specs)  # given: the debugger's (debugging.py)
         self.scheduler = Scheduler([], self.workers)
         self.started_at = time.time()
         # The live status line (TTY only); hidden before every hook call, which may print.
         self.status: LiveStatus | None = live_status(self.config)
-        self.gate = InterruptGate()
+        self.gate = InterruptGate(functools.partial(silence_dead_terminal, self.config))
         self.leaser = leaser
         max_restarts = settings.max_restarts
         self.supervision = Supervision(
@@ -110,9 +115,9 @@ class FlowRunLoop:
             lambda: [(s, self.states[t.key].watch) for s, t in self.scheduler.running.items()],
             functools.partial(record_paused, self.config),
         )
+        self.live.before_stopping = functools.partial(self._show_status, force=True)
         # `pytest-runset stop --drain`: running flows finish, nothing new starts.
         self.drained = False
-        self.flow_items: dict[str, RunsetItem] = {item.nodeid: item for item in items}
         for item in items:
             state = FlowState(item=item, flow=item.flow, run=runs[str(item.runset.path)])
             self.states[item.nodeid] = state
@@ -125,7 +130,7 @@ class FlowRunLoop:
             supervision=self.supervision,
             scaleout=scaleout,
             lock_dir=self._lock_dir,
-            containment=settings.containment_override,
+            containment=containment_plan(self.config),
         )
         self.watchdog = PoolSupervisor(
             self.pool,
@@ -137,11 +142,12 @@ class FlowRunLoop:
             browser_workers=self.specs.browser_workers,
             attempt_done=self._attempt_done,
             say=self._say,
+            group=getattr(run_containment(self.config), "key", None),
         )
         self.announcer = FlowAnnouncer(
             self.config,
             runs=runs,
-            items=self.flow_items,
+            items={item.nodeid: item for item in items},
             fail_on_flaky=settings.fail_on_flaky,
             started_at=self.started_at,
             before_output=self._before_output,
@@ -179,6 +185,7 @@ class FlowRunLoop:
                     self.watchdog.sweep_browser(worker_id)
             finally:
                 self._before_output()
+                flow_fixtures(self.session).close(self._say)
                 self._stop_services()
                 self.specs.remove_markers()
                 record_paused(self.config, self.live.finish())
@@ -213,7 +220,9 @@ class FlowRunLoop:
             first=history.failed_last_time(self.config, to_run),
         )
         exclusive = [key for key in to_run if self.states[key].flow.exclusive]
-        self.scheduler = Scheduler(to_run, self.workers, retries, exclusive=exclusive)
+        self.scheduler = Scheduler(
+            to_run, self.workers, retries, exclusive=exclusive, retry_delay=self.retry_delay
+        )
         for run in self.runs.values():
             if run.started_at is None:
                 journal_start(run, self.started_at)
@@ -224,7 +233,8 @@ class FlowRunLoop:
         if to_run:
             self.pool.start()
             self._start_services()
-        for other, nextitem in _pairs(others):
+        after = flow_fixtures(self.session).after_tests(self.items)
+        for other, nextitem in zip(others, [*others[1:], after], strict=False):
             self._before_output()
             self.hook.pytest_runtest_protocol(item=other, nextitem=nextitem)
             self._check_stop()
@@ -249,7 +259,7 @@ class FlowRunLoop:
         """Start each run's services before its first flow; a failure fails its flows."""
         for run in self.runs.values():
             try:
-                start_services(run, self.run_id, self._leaser, containment_tier(self.config))
+                start_services(run, self.run_id, self._leaser, run_containment(self.config))
             except ServiceError as exc:
                 if exc.cancelled:
                     raise KeyboardInterrupt from None
@@ -321,16 +331,17 @@ class FlowRunLoop:
                     self.announcer.announce()
             self.watchdog.check_global_timeout()
             self._check_services()
+            self.live.forgive_own_stall()
             self.watchdog.check_backstops()
             self._check_stop()
             self._show_status()
 
     # -- live status and control ----------------------------------------------------------
-    def _show_status(self, final: bool = False) -> None:
+    def _show_status(self, final: bool = False, force: bool = False) -> None:
         done = sum(1 for state in self.states.values() if state.entry is not None)
         running = [self.states[task.key] for task in self.scheduler.running.values()]
-        counts = Counts(len(running), self.scheduler.pending_count, done, len(self.states))
-        self.live.publish(self.run_id, counts, running, final=final)
+        counts = running_counts(running, self.scheduler.pending_count, done, len(self.states))
+        self.live.publish(self.run_id, counts, running, final=final, force=force)
         if self.status is not None and not final:
             self.status.show(counts)
 
@@ -372,6 +383,8 @@ class FlowRunLoop:
             self._end_unstarted(task, f"{reason} for {waited:.0f}s")
         for slot, task in self.scheduler.assignments(ready=self._ready, now=now):
             state = self.states[task.key]
+            if not flow_fixtures(self.session).setup(state, slot, task.attempt, self._attempt_done):
+                continue
             try:
                 spec = self.specs.build(state, slot, task.attempt)
             except CANNOT_START as exc:
@@ -380,10 +393,7 @@ class FlowRunLoop:
             if not self.pool.send(slot, "run", spec):
                 self._attempt_done(state, slot, local_result(task.attempt, "error", UNREACHABLE))
                 continue
-            if not state.logstarted:
-                state.logstarted = True
-                self._before_output()
-                self.announcer.logstart(state)
+            self.announcer.dispatched(state)
 
     def _lease_wait_limit(self, key: str) -> float:
         # A flow waits for its leases at most as long as it may run.
@@ -433,7 +443,9 @@ class FlowRunLoop:
         result = record_attempt(state, result, self._lock_dir)
         status = str(result["status"])
         # A flow whose service died is not retried against the dead service.
-        retry = self.scheduler.finished(slot, "aborted" if state.run.service_error else status)
+        retry = self.scheduler.finished(
+            slot, "aborted" if state.run.service_error else status, time.monotonic()
+        )
         if retry is None:
             self._finalize(state)
 
@@ -486,8 +498,3 @@ class FlowRunLoop:
             self.config, self.runs.values(), self.started_at, self.workers, self.interrupted
         )
         self.storage_error = self.storage_error or refused
-
-
-def _pairs(items: list[pytest.Item]) -> Iterator[tuple[pytest.Item, pytest.Item | None]]:
-    for index, item in enumerate(items):
-        yield item, items[index + 1] if index + 1 < len(items) else None

@@ -30,7 +30,7 @@ from pytest_runset.results.report import (
     point_latest,
 )
 from pytest_runset.results.storage import StorageError
-from pytest_runset.session.containment import containment_fields
+from pytest_runset.session.containment import RunContainment, containment_fields
 from pytest_runset.session.resume import notice_unfinished, resumed_run
 from pytest_runset.session.settings import output_root
 from pytest_runset.session.shards import SHARD_INFO
@@ -84,7 +84,10 @@ def journal_start(run: RunsetRun, started_at: float) -> None:
 
 
 def start_services(
-    run: RunsetRun, run_id: str, leaser: Callable[[], Leaser], containment: str = "process-group"
+    run: RunsetRun,
+    run_id: str,
+    leaser: Callable[[], Leaser],
+    containment: RunContainment | None = None,
 ) -> None:
     """Start the run's services (if any) before its first flow.
 
@@ -104,8 +107,9 @@ def start_services(
         default_grace_s=run.runset.settings.kill_grace,
         lease_ports=functools.partial(_service_ports, run, leaser),
         # Each service in a group of its own under the session's run group (cgroup tier).
-        containment=containment,
-        group_run_id=run_id,
+        containment=containment.tier if containment is not None else "process-group",
+        group_run_id=containment.key if containment is not None else run_id,
+        note_cookie=containment.note_cookie if containment is not None else lambda c: None,
     )
     run.services.start()
     run.service_values = run.services.placeholder_values()

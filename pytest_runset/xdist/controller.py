@@ -41,11 +41,13 @@ from pytest_runset.results.report import JOURNAL_NAME
 from pytest_runset.results.storage import StorageError
 from pytest_runset.session.collect import get_runset
 from pytest_runset.session.containment import (
-    containment_tier,
     record_paused,
+    run_containment,
     start_containment,
 )
-from pytest_runset.session.live_control import RunControl
+from pytest_runset.session.hangup import silence_dead_terminal
+from pytest_runset.session.live_control import RunControl, xdist_status
+from pytest_runset.session.repeat import repeated
 from pytest_runset.session.runs import (
     journal_start,
     open_runs,
@@ -90,6 +92,8 @@ class RunInput(TypedDict):
     service_error: str | None
     service_tail: str
     service_log: str
+    containment_group: str
+    cookie_file: str | None
 
 
 class XdistRun:
@@ -115,6 +119,9 @@ class XdistRun:
         self.started: dict[str, str] = {}
         self.live: RunControl | None = None
         self.signals: dict[int, Any] = {}
+        # The run's containment, handed to xdist's workers for their attempts.
+        self.containment_group = ""
+        self.cookie_file: str | None = None
         self._stop_sent = False
         self.workers = 1
         self.global_timeout: float | None = None
@@ -132,7 +139,7 @@ class XdistRun:
         # pytest-xdist turns a KeyboardInterrupt into stopping its workers.
         handlers = {
             signal.SIGTERM: _as_keyboard_interrupt,
-            signal.SIGHUP: _as_keyboard_interrupt,
+            signal.SIGHUP: self._on_hangup,
             signal.SIGTSTP: self._on_tstp,
             signal.SIGCONT: self._on_cont,
         }
@@ -141,7 +148,14 @@ class XdistRun:
                 self.signals[signum] = signal.signal(signum, handler)
         with deferred_interrupts():
             open_runs(self.config, self.runsets, self.run_id, self.resume, self.runs)
-            start_containment(self.config, self.run_id, list(self.runsets.values()))
+            containment = start_containment(
+                self.config,
+                self.run_id,
+                list(self.runsets.values()),
+                [run.directory.path for run in self.runs.values()],
+            )
+            self.containment_group = containment.key
+            self.cookie_file = containment.cookie_file
             for run in self.runs.values():
                 try:
                     if run.started_at is None:
@@ -157,12 +171,13 @@ class XdistRun:
             replaced = self.config.hook.pytest_runset_modify_flows(config=self.config, flows=flows)
             if replaced is not None:
                 flows = list(replaced)
-            for flow in flows:
+            # The same items as the workers collect (pytest-repeat's --count included).
+            for flow, _name in repeated(self.config, flows):
                 self.flows[(key, flow.slug)] = (flow, "")
                 run.order.setdefault(flow.slug, (flow.index, flow.slug))
         for run in self.runs.values():
             try:
-                start_services(run, self.run_id, self._leaser, containment_tier(self.config))
+                start_services(run, self.run_id, self._leaser, run_containment(self.config))
             except ServiceError as exc:
                 if exc.cancelled:
                     raise KeyboardInterrupt from None
@@ -173,6 +188,10 @@ class XdistRun:
             target=self._watch_services, name="runset-service-watch", daemon=True
         )
         self._watch.start()
+
+    def _on_hangup(self, signum: int, frame: object) -> None:
+        silence_dead_terminal(self.config)
+        raise KeyboardInterrupt
 
     def _on_tstp(self, signum: int, frame: object) -> None:
         """Ctrl-Z: counted as a pause (the xdist workers freeze their flows), then stop."""
@@ -243,6 +262,8 @@ class XdistRun:
                 "service_error": run.service_error,
                 "service_tail": run.service_tail,
                 "service_log": run.service_log,
+                "containment_group": self.containment_group,
+                "cookie_file": self.cookie_file,
             }
             for key, run in self.runs.items()
         }
@@ -268,21 +289,8 @@ class XdistRun:
             for key in map(self._flow_key, self.started)
             if key is not None and key not in done
         ]
-        self.live.write_status(
-            {
-                "run_id": self.run_id,
-                "pid": os.getpid(),
-                "state": "finished" if final else "paused" if self.live.paused else "running",
-                "paused_s": round(self.live.total_paused_s(), 3),
-                "running": [{"name": name, "worker": "", "elapsed_s": 0.0} for name in running],
-                "queued": max(0, len(self.flows) - len(done) - len(running)),
-                "done": len(done),
-                "total": len(self.flows),
-                "updated_at": time.time(),
-                "controller": "xdist",
-            },
-            force=final,
-        )
+        status = xdist_status(self.run_id, self.live, running, len(done), len(self.flows), final)
+        self.live.write_status(status, force=final)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.logreport(report)
@@ -468,8 +476,10 @@ def controller_runsets(config: pytest.Config) -> dict[str, RunSet]:
     for path in found:
         try:
             runset = get_runset(config, path)
-        except RunsetError as exc:
-            raise pytest.UsageError(str(exc)) from None
+        except RunsetError:
+            # The workers collect it and report its collection error, as pytest's own loop
+            # does (session/collect.py); a --runset file was refused in pytest_configure.
+            continue
         runsets.setdefault(str(runset.path), runset)
     return runsets
 

@@ -49,6 +49,7 @@ def supervise_attempt(
     run_id: str,
     lock_dir: Callable[[], Path],
     sweep_browser: Callable[[], None],
+    group: str | None = None,
 ) -> AttemptResult:
     """Wait for the attempt sent to ``pool``'s gateway; return its recorded result."""
     watch = state.watch = supervision.watch(
@@ -75,6 +76,7 @@ def supervise_attempt(
                 event = pool.events.get(timeout=max(0.0, wait))
             except queue.Empty:
                 now = time.monotonic()
+                pausing.forgive_own_stall(now)
                 if not watch.cancelled and service_failed(run):
                     # A service the flow relies on died: the flow ends as error, as in the pool.
                     ended_by = "service"
@@ -95,7 +97,7 @@ def supervise_attempt(
                         status="timeout",
                         message=unresponsive_message(built.timeout_s, worker_id),
                         sweep_browser=sweep_browser,
-                        run_id=run_id,
+                        group=group,
                         memory_max=state.flow.memory_max,
                     )
                     replace_gateway(pool, supervision)
@@ -116,7 +118,7 @@ def supervise_attempt(
                     built.cookie,
                     worker_id,
                     sweep_browser,
-                    run_id=run_id,
+                    group=group,
                     memory_max=state.flow.memory_max,
                 )
                 replace_gateway(pool, supervision)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_runset.engine.attempt import ContainmentPlan
 from pytest_runset.engine.entries import local_result, unstarted_entry, unstarted_result
 from pytest_runset.engine.lifecycle import (
     CANNOT_START,
@@ -45,10 +46,12 @@ from pytest_runset.engine.supervision import (
 )
 from pytest_runset.gateway import proctree
 from pytest_runset.gateway.protocol import AttemptResult, AttemptStatus
+from pytest_runset.model.flows import RunSet
 from pytest_runset.resources.leases import LeaseError, Leaser, lock_directory
 from pytest_runset.results.formats import FlowEntry, FlowStatus
 from pytest_runset.results.report import RunDirectory
 from pytest_runset.session.collect import FlowFailed, RunsetItem
+from pytest_runset.session.flow_fixtures import fixture_failure
 from pytest_runset.session.replay import failure_text, properties, sections, skip_repr
 from pytest_runset.session.settings import session_run_id, settings
 from pytest_runset.xdist.controller import (
@@ -163,6 +166,20 @@ def _worker_run(item: RunsetItem) -> RunsetRun:
     return run
 
 
+def _containment_plan(config: pytest.Config, runset: RunSet) -> ContainmentPlan | None:
+    """The controller's containment of the run (its group and cookie file), as the own
+    pool's attempts carry it."""
+    workerinput = getattr(config, "workerinput", None) or {}
+    data: RunInput | None = (workerinput.get(WORKERINPUT_KEY) or {}).get(str(runset.path))
+    if data is None or not data.get("containment_group"):
+        return None
+    return {
+        "tier": settings(config).containment_override,
+        "group": data["containment_group"],
+        "cookie_file": data.get("cookie_file"),
+    }
+
+
 def _global_deadline(item: RunsetItem) -> GlobalDeadline | None:
     workerinput = getattr(item.config, "workerinput", None) or {}
     data = (workerinput.get(WORKERINPUT_KEY) or {}).get(str(item.runset.path)) or {}
@@ -206,7 +223,7 @@ def _run_on_gateway(state: FlowState, attempt: int, supervision: Supervision) ->
             run_id=session_run_id(config),
             timeout_override=settings(config).timeout_override,
             lock_dir=lock_dir,
-            containment=settings(config).containment_override,
+            containment=_containment_plan(config, state.run.runset),
         )
     except CANNOT_START as exc:
         return record_attempt(state, local_result(attempt, "error", str(exc)), lock_dir)
@@ -226,6 +243,7 @@ def _run_on_gateway(state: FlowState, attempt: int, supervision: Supervision) ->
         run_id=session_run_id(config),
         lock_dir=lock_dir,
         sweep_browser=functools.partial(_sweep_browser, config),
+        group=str(built.spec["containment"]["group"]),
     )
 
 
@@ -254,6 +272,10 @@ def run_flow(item: RunsetItem) -> FinishedFlow:
     supervision = _supervision(item)
     deadline = supervision.deadline
     for attempt in range(1, allowed + 1):
+        if attempt > 1:
+            # --reruns-delay: the same wait the run loop's scheduler keeps before a retry.
+            pause = resolved.retry_delay.before(attempt - 1)
+            time.sleep(max(0.0, min(pause, deadline.left())) if deadline is not None else pause)
         if deadline is not None and deadline.left() <= 0:
             break
         if service_failed(run):
@@ -356,11 +378,15 @@ def attach_entry(item: RunsetItem, call: pytest.CallInfo[None], report: pytest.T
         # The flow's own failure text, never a traceback of this module (setup included).
         report.longrepr = str(call.excinfo.value)
     finished = item.stash.get(FLOW_OUTCOME, None)
-    if report.when == "setup" and report.skipped and finished is None:
-        # Skipped by a mark (the flow's ``skip`` key, -m/-k are deselection, not this).
-        reason = skip_reason(item)
-        if reason is None:
-            reason = _skip_reason(report)
+    if report.when == "setup" and (report.skipped or report.failed) and finished is None:
+        # Skipped by a mark (the flow's ``skip`` key, -m/-k are deselection, not this), or
+        # its fixtures failed or skipped before it ran (session/flow_fixtures.py).
+        status: FlowStatus = "error" if report.failed else "skipped"
+        if report.failed:
+            error = call.excinfo.value if call.excinfo is not None else None
+            reason = fixture_failure(item, error) if error else report.longreprtext
+        else:
+            reason = skip_reason(item) or _skip_reason(report)
         try:
             run = _worker_run(item)
         except FlowFailed:
@@ -369,9 +395,9 @@ def attach_entry(item: RunsetItem, call: pytest.CallInfo[None], report: pytest.T
         if previous is not None:
             _resumed(item, run, previous)
             return
-        entry = unstarted_entry(item.flow, item.nodeid, "skipped", reason)
+        entry = unstarted_entry(item.flow, item.nodeid, status, reason)
         item.stash[FLOW_OUTCOME] = FinishedFlow(
-            run=run, outcome=Outcome(entry=entry, status="skipped", last={}, xfail_reason="")
+            run=run, outcome=Outcome(entry=entry, status=status, last={}, xfail_reason="")
         )
         return
     if finished is None:
@@ -382,6 +408,9 @@ def attach_entry(item: RunsetItem, call: pytest.CallInfo[None], report: pytest.T
         report.longrepr = skip_repr(item, str(entry.get("message") or "skipped"))
     if report.when == "call":
         report.sections.extend(sections(finished.run.run_dir, entry))
+        # For the controller's -v words (TIMEOUT, FLAKY): see session/teststatus.py.
+        report.runset_status = entry["status"]  # type: ignore[attr-defined]
+        report.runset_flaky = bool(entry.get("flaky", False))  # type: ignore[attr-defined]
     elif report.when == "teardown":
         report.user_properties.extend(properties(finished.run.run_dir, entry))
         payload: EntryPayload = {

@@ -235,7 +235,7 @@ def test_one_quiet_scan_is_enough_when_no_process_was_created(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     scans: list[str] = []
-    monkeypatch.setattr(proctree, "pids_with_cookie", lambda cookie, prefix=False: scans.append(cookie) or [])
+    monkeypatch.setattr(proctree, "pids_with_cookie", lambda cookie: scans.append(cookie) or [])
     monkeypatch.setattr(proctree, "last_pid", lambda: 4242)
     assert sweep_cookie("quiet") == 0
     assert scans == ["quiet"]
@@ -246,7 +246,7 @@ def test_a_process_created_during_a_scan_asks_for_a_second_scan(
 ) -> None:
     scans: list[str] = []
     pids = iter(range(1000, 2000))
-    monkeypatch.setattr(proctree, "pids_with_cookie", lambda cookie, prefix=False: scans.append(cookie) or [])
+    monkeypatch.setattr(proctree, "pids_with_cookie", lambda cookie: scans.append(cookie) or [])
     monkeypatch.setattr(proctree, "last_pid", lambda: next(pids))
     assert sweep_cookie("busy") == 0
     assert scans == ["busy", "busy"]

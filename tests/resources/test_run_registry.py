@@ -13,10 +13,12 @@ from pytest_runset.resources.run_registry import reap_dead_runs, register
 
 
 def test_a_live_registration_is_left_alone(tmp_path: Path) -> None:
-    live = register(tmp_path, "run-a", ["/nonexistent/group"])
+    live = register(tmp_path, "run-a.k", "run-a", ["/nonexistent/group"])
     cleaned: list[str] = []
     try:
-        found = reap_dead_runs(tmp_path, "other", lambda run, dirs: cleaned.append(run) or 0)
+        found = reap_dead_runs(
+            tmp_path, "other", lambda cookies, dirs: cleaned.append(str(cookies)) or 0
+        )
         assert found == []
         assert cleaned == []
     finally:
@@ -24,17 +26,17 @@ def test_a_live_registration_is_left_alone(tmp_path: Path) -> None:
 
 
 def test_a_dead_registration_is_cleaned_once(tmp_path: Path) -> None:
-    dead = register(tmp_path, "run-b", ["/sys/fs/cgroup/x"])
+    dead = register(tmp_path, "run-b.k", "run-b", ["/sys/fs/cgroup/x"])
     # The holder dies: its descriptor (and lock) go away, the file stays.
     os.close(dead.fd)
-    calls: list[tuple[str, list[str]]] = []
+    calls: list[tuple[str | None, list[str]]] = []
 
-    def clean(run: str, dirs: list[str]) -> int:
-        calls.append((run, dirs))
+    def clean(cookies: str | None, dirs: list[str]) -> int:
+        calls.append((cookies, dirs))
         return 3
 
     assert reap_dead_runs(tmp_path, "other", clean) == [("run-b", 3)]
-    assert calls == [("run-b", ["/sys/fs/cgroup/x"])]
+    assert calls == [(str(tmp_path / "runs" / "run-b.k.cookies"), ["/sys/fs/cgroup/x"])]
     assert reap_dead_runs(tmp_path, "other", clean) == []
 
 
@@ -42,15 +44,15 @@ def test_the_same_run_waits_for_a_watchdog_that_still_cleans(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(run_registry, "SAME_RUN_WAIT_S", 0.3)
-    held = register(tmp_path, "run-c", [])
+    held = register(tmp_path, "run-c.k", "run-c", [])
     try:
         # Another holder of the lock (the dead controller's watchdog) keeps it.
-        assert reap_dead_runs(tmp_path, "run-c", lambda run, dirs: 1) == []
+        assert reap_dead_runs(tmp_path, "run-c.k", lambda cookies, dirs: 1) == []
         with pytest.raises(OSError, match="live session"):
-            register(tmp_path, "run-c", [])
+            register(tmp_path, "run-c.k", "run-c", [])
     finally:
         held.close()
-    again = register(tmp_path, "run-c", [])
+    again = register(tmp_path, "run-c.k", "run-c", [])
     again.close()
 
 
@@ -62,13 +64,13 @@ def test_a_hostile_registration_is_not_trusted(tmp_path: Path) -> None:
     target.write_text("{}", encoding="utf-8")
     (directory / "link.json").symlink_to(target)
     calls: list[str] = []
-    reap_dead_runs(tmp_path, "other", lambda run, dirs: calls.append(run) or 0)
+    reap_dead_runs(tmp_path, "other", lambda cookies, dirs: calls.append(str(cookies)) or 0)
     assert calls == []
     assert target.exists()
 
 
 def test_registration_holds_an_exclusive_lock(tmp_path: Path) -> None:
-    held = register(tmp_path, "run-d", [])
+    held = register(tmp_path, "run-d.k", "run-d", [])
     try:
         fd = os.open(held.path, os.O_RDONLY)
         try:

@@ -58,8 +58,8 @@ INSTALL_HINT = (
 )
 NO_PLAYWRIGHT = (
     "browser flows need Playwright, which is not installed for this Python: "
-    "pip install 'pytest-runset[browser]' (then a browser: python -m playwright install "
-    "chromium, or apt-get install chromium)"
+    "pip install playwright (pytest-runset's browser extra; then a browser: "
+    "python -m playwright install chromium, or apt-get install chromium)"
 )
 # How long a browser may take to launch or connect (bounded by the flow's remaining time).
 LAUNCH_TIMEOUT_S = 60.0
@@ -176,6 +176,10 @@ class Host:
         )
         launch_env = {k: v for k, v in env.items() if k != COOKIE_VAR}
         launch_env[COOKIE_VAR] = cookie
+        from pytest_runset.gateway import containment
+
+        # Listed for the run's watchdog: a browser outlives flows, and may outlive its worker.
+        containment.note_cookie(cookie)
         arguments = list(CHROMIUM_FLAGS) if options["name"] == "chromium" else []
         try:
             browser = browser_type.launch(
