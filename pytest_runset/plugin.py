@@ -15,7 +15,6 @@ import pytest
 
 from pytest_runset.session.settings import (
     EXPLICIT,
-    LOAD_ERRORS,
     LOADED,
     RUNS,
     is_runset_path,
@@ -63,13 +62,6 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     return None
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_finish(session: pytest.Session) -> None:
-    errors = session.config.stash.get(LOAD_ERRORS, [])
-    if errors:
-        raise pytest.UsageError(errors[0])
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Last, so that -k, -m and --lf have chosen first: shards split what is selected.
@@ -112,6 +104,18 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     from pytest_runset.session.replay import deliver_pending
 
     return deliver_pending(item) if isinstance(item, RunsetItem) else None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(
+    report: pytest.CollectReport | pytest.TestReport, config: pytest.Config
+) -> Any:
+    """``-v`` says ``TIMEOUT`` and ``FLAKY`` for flows (counted as failed and passed)."""
+    if not isinstance(report, pytest.TestReport) or report.when != "call":
+        return None
+    from pytest_runset.session.teststatus import flow_teststatus
+
+    return flow_teststatus(report, config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

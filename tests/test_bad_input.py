@@ -1,5 +1,6 @@
-"""Every bad run-set file or option ends the session with exit code 4 (usage error) and a one-line
-message naming the file, the flow or field, and the problem; never a traceback.
+"""Every bad run-set file named with ``--runset`` or bad option ends the session with exit code 4
+(usage error) and a one-line message naming the file, the flow or field, and the problem; never a
+traceback. A bad run-set that pytest collects by itself is that file's collection error instead.
 
 These run pytest in a subprocess (``pytester.runpytest_subprocess``), as a user would.
 """
@@ -36,6 +37,22 @@ def assert_usage_error(result: pytest.RunResult, fragments: list[str]) -> str:
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return pytester.runpytest_subprocess(*args, "-p", "no:cacheprovider")
+
+
+def assert_collection_error(result: pytest.RunResult, path: str, fragments: list[str]) -> str:
+    """A run-set pytest collected by itself (not named with --runset) that fails to load is that
+    file's collection error, as a Python file with a syntax error is: exit 2, no traceback, and
+    one line under ``ERROR collecting <path>`` that holds every fragment; returns that line."""
+    output = result.stdout.lines + result.stderr.lines
+    text = "\n".join(output)
+    assert result.ret == pytest.ExitCode.INTERRUPTED, text
+    assert "Traceback" not in text
+    assert "INTERNALERROR" not in text
+    header = next(i for i, line in enumerate(output) if f"ERROR collecting {path} " in line)
+    message = output[header + 1]
+    assert all(fragment in message for fragment in fragments), text
+    assert "Interrupted: 1 error during collection" in text
+    return message
 
 
 FILE_CASES = [
@@ -291,8 +308,9 @@ def test_bad_file_given_as_positional_path(pytester: pytest.Pytester) -> None:
         flow('command = "echo hi"', "shell-less"), encoding="utf-8"
     )
     result = run(pytester, "run-set.toml")
-    assert_usage_error(
+    assert_collection_error(
         result,
+        "run-set.toml",
         ["run-set.toml: flow #1 'shell-less', field 'command'", "needs shell = true"],
     )
 
@@ -301,8 +319,10 @@ def test_bad_file_in_subdirectory_found_by_pattern(pytester: pytest.Pytester) ->
     suites = pytester.mkdir("suites")
     suites.joinpath("smoke.runset.toml").write_text("[runset]\ntimeout = 0\n", encoding="utf-8")
     result = run(pytester, "suites")
-    assert_usage_error(
-        result, ["suites/smoke.runset.toml: [runset], field 'timeout'", "must be greater than 0"]
+    assert_collection_error(
+        result,
+        "suites/smoke.runset.toml",
+        ["suites/smoke.runset.toml: [runset], field 'timeout'", "must be greater than 0"],
     )
 
 
@@ -311,7 +331,9 @@ def test_bad_file_found_by_recursion_from_rootdir(pytester: pytest.Pytester) -> 
         flow('command = ["true"]\ntags = ["xfail"]'), encoding="utf-8"
     )
     result = run(pytester)
-    assert_usage_error(result, ["run-set.toml: flow #1 'f', field 'tags'", "'xfail' is reserved"])
+    assert_collection_error(
+        result, "run-set.toml", ["run-set.toml: flow #1 'f', field 'tags'", "'xfail' is reserved"]
+    )
 
 
 def test_good_file_is_not_a_usage_error(pytester: pytest.Pytester) -> None:

@@ -23,7 +23,9 @@ from pytest_runset.gateway.protocol import AttemptResult
 from pytest_runset.results.formats import FlowEntry, FlowStatus, JournalLine
 from pytest_runset.results.statuses import FAILING_STATUSES
 from pytest_runset.session.collect import RunsetItem
+from pytest_runset.session.consumers import serial_results
 from pytest_runset.session.replay import Replay, through_protocol
+from pytest_runset.session.teststatus import Verdict, telling
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class FlowAnnouncer:
         # Erases the live status line: a hook (pytest's terminal, any plugin) may print next.
         self.before_output = before_output
         self.replay = Replay(config)
+        self.serial = serial_results(config)
         self.pending: list[_Unannounced] = []
         # How many flow lines were journaled so far: the syncer reports progress in these.
         self.journaled = 0
@@ -72,7 +75,17 @@ class FlowAnnouncer:
         """Whether a failure waits to be reported (which may stop dispatch: -x, --maxfail)."""
         return any(flow.status in FAILING_STATUSES for flow in self.pending)
 
-    def logstart(self, state: FlowState) -> None:
+    def dispatched(self, state: FlowState) -> None:
+        """A flow went to a worker: pytest hears that it started (once, whatever its retries).
+
+        Not when results are consumed serially (PyCharm): there the flow's start is told with
+        its result, back to back (see :meth:`announce`), and the live status line is what
+        shows it running.
+        """
+        if self.serial or state.logstarted:
+            return
+        state.logstarted = True
+        self.before_output()
         self.replay.logstart(self.items[state.item.nodeid])
 
     def finalize(self, state: FlowState) -> None:
@@ -119,19 +132,18 @@ class FlowAnnouncer:
             if not state.logstarted:
                 state.logstarted = True
                 self.replay.logstart(item)
-            through_protocol(
+            deliver = functools.partial(
+                self.replay.finished,
                 item,
-                functools.partial(
-                    self.replay.finished,
-                    item,
-                    status=flow.status,
-                    entry=entry,
-                    last=flow.last,
-                    xfail_reason=flow.xfail_reason,
-                    worker_id=state.worker_id,
-                    run_dir=state.run.run_dir,
-                ),
+                status=flow.status,
+                entry=entry,
+                last=flow.last,
+                xfail_reason=flow.xfail_reason,
+                worker_id=state.worker_id,
+                run_dir=state.run.run_dir,
             )
+            with telling(self.config, item.nodeid, _verdict(entry)):
+                through_protocol(item, deliver)
 
     def resumed(self, state: FlowState, entry: FlowEntry) -> None:
         """A flow an earlier session of this run finished: reported again, never re-run."""
@@ -139,9 +151,10 @@ class FlowAnnouncer:
         state.run.entries[state.flow.slug] = entry
         item = self.items[state.item.nodeid]
         self._flow_finished(entry)
-        through_protocol(
-            item, functools.partial(self.replay.resumed, item, entry, run_dir=state.run.run_dir)
-        )
+        with telling(self.config, item.nodeid, _verdict(entry)):
+            through_protocol(
+                item, functools.partial(self.replay.resumed, item, entry, run_dir=state.run.run_dir)
+            )
 
     def skip(self, state: FlowState, reason: str) -> None:
         """A flow skipped by a mark: journaled (durably) and reported as pytest's skip."""
@@ -183,3 +196,8 @@ class FlowAnnouncer:
     def _flow_finished(self, entry: FlowEntry) -> None:
         self.before_output()
         self.hook.pytest_runset_flow_finished(config=self.config, result=entry)
+
+
+def _verdict(entry: FlowEntry) -> Verdict:
+    """What ``-v`` says of the flow (``TIMEOUT``, ``FLAKY``), from its journaled entry."""
+    return Verdict(str(entry["status"]), bool(entry.get("flaky", False)))

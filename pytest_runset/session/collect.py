@@ -12,7 +12,9 @@ import pytest
 
 from pytest_runset.model.flows import Flow, RunSet, RunsetError
 from pytest_runset.model.loader import load_runset
-from pytest_runset.session.settings import FLOW_EXECUTOR, LOAD_ERRORS, LOADED, FlowExecutor
+from pytest_runset.session.flow_fixtures import flow_fixtures
+from pytest_runset.session.repeat import repeated
+from pytest_runset.session.settings import FLOW_EXECUTOR, LOADED, FlowExecutor
 
 # Spaces and tabs only before the header: ``\s`` would swallow the blank lines above it, and
 # the flow would point at the first of them.
@@ -70,19 +72,21 @@ class RunsetFile(pytest.File):
         try:
             runset = get_runset(config, self.path)
         except RunsetError as exc:
-            # Reported as a usage error (exit 4) once collection is over: a collector that
-            # raised would become an ordinary collection error instead.
-            config.stash.setdefault(LOAD_ERRORS, []).append(str(exc))
-            return []
+            # This file's collection error, as a Python file with a syntax error is: pytest
+            # shows the one line (CollectError has no traceback) and every other file is still
+            # collected. A file named with --runset never gets here: it is loaded, and refused
+            # with exit 4, in pytest_configure.
+            raise self.CollectError(str(exc)) from None
         flows = list(runset.flows)
         replaced = config.hook.pytest_runset_modify_flows(config=config, flows=flows)
         if replaced is not None:
             flows = list(replaced)
         lines = _flow_lines(self.path)
         items: list[pytest.Item] = []
-        for flow in flows:
+        # pytest-repeat's --count N: N items per flow (session/repeat.py).
+        for flow, name in repeated(config, flows):
             line = lines[flow.index] if flow.index < len(lines) else 0
-            item = RunsetItem.from_parent(self, name=flow.slug, flow=flow, runset=runset, line=line)
+            item = RunsetItem.from_parent(self, name=name, flow=flow, runset=runset, line=line)
             items.append(item)
         return items
 
@@ -109,6 +113,8 @@ class RunsetItem(pytest.Item):
             self.add_marker(pytest.mark.xfail(reason=flow.xfail))
 
     def setup(self) -> None:
+        # Its fixtures first, as pytest's Function does (its runner tears them down).
+        flow_fixtures(self.session).fill(self)
         self._executor().setup(self)
 
     def runtest(self) -> None:

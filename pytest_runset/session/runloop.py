@@ -220,9 +220,7 @@ class FlowRunLoop:
             first=history.failed_last_time(self.config, to_run),
         )
         exclusive = [key for key in to_run if self.states[key].flow.exclusive]
-        self.scheduler = Scheduler(
-            to_run, self.workers, retries, exclusive=exclusive, retry_delay=self.retry_delay
-        )
+        self.scheduler = Scheduler(to_run, self.workers, retries, exclusive, self.retry_delay)
         for run in self.runs.values():
             if run.started_at is None:
                 journal_start(run, self.started_at)
@@ -443,9 +441,8 @@ class FlowRunLoop:
         result = record_attempt(state, result, self._lock_dir)
         status = str(result["status"])
         # A flow whose service died is not retried against the dead service.
-        retry = self.scheduler.finished(
-            slot, "aborted" if state.run.service_error else status, time.monotonic()
-        )
+        ended = "aborted" if state.run.service_error else status
+        retry = self.scheduler.finished(slot, ended, time.monotonic())
         if retry is None:
             self._finalize(state)
 

@@ -477,9 +477,7 @@ def controller_runsets(config: pytest.Config) -> dict[str, RunSet]:
         try:
             runset = get_runset(config, path)
         except RunsetError:
-            # The workers collect it and report its collection error, as pytest's own loop
-            # does (session/collect.py); a --runset file was refused in pytest_configure.
-            continue
+            continue  # its collection error, in the workers (a --runset one was refused)
         runsets.setdefault(str(runset.path), runset)
     return runsets
 

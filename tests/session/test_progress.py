@@ -18,10 +18,17 @@ import termios
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from pytest_runset.session.progress import Counts, LiveStatus, live_status, status_texts
+from pytest_runset.session.progress import (
+    Counts,
+    LiveStatus,
+    live_status,
+    longest_running,
+    status_texts,
+)
 
 _COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 _CONTROL = re.compile(r"\x1b\[(\d*)([A-Za-z])")
@@ -197,7 +204,9 @@ def run_on_pty(cwd: Path, *args: str, columns: int = 120, timeout: float = 120.0
     """Run ``python -m pytest args`` with a pseudo-terminal as stdin/stdout/stderr."""
     env = {**os.environ, "TERM": "xterm", "COLUMNS": str(columns), "LINES": "40"}
     env.pop("NO_COLOR", None)
-    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
+    # pytest-sugar, when installed, takes over a terminal's output (and the live line gives
+    # way to it): these tests read pytest's own.
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:sugar", *args]
     pid, fd = pty.fork()
     if pid == 0:  # the child: pytest on the terminal
         try:
@@ -309,3 +318,80 @@ def test_no_status_ever_when_stdout_is_not_a_tty(
         )
     elif not verbosity:
         result.stdout.re_match_lines([r"run-set\.toml [.Fs]{4} +\[100%\]$"])
+
+
+# -- the longest-running flows, by name --------------------------------------------------------
+NAMED = Counts(3, 5, 3, 10, longest=(("login", 12), ("checkout", 8), ("search", 0)))
+
+
+def test_the_status_names_the_longest_running_flows_and_drops_names_first() -> None:
+    assert status_texts(NAMED) == [
+        "runset: 3 running / 5 queued / 3 of 10 done / login 12s, checkout 8s, search 0s",
+        "runset: 3 running / 5 queued / 3 of 10 done / login 12s, checkout 8s, \u2026",
+        "runset: 3 running / 5 queued / 3 of 10 done / login 12s, \u2026",
+        "runset: 3 running / 5 queued / 3 of 10 done",
+        "3 running / 5 queued / 3/10 done",
+        "3 running / 5 queued",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("width", "shown"),
+    [
+        # One column is kept spare: a line filled to the last column wraps on some terminals.
+        (80, "runset: 3 running / 5 queued / 3 of 10 done / login 12s, checkout 8s, search 0s"),
+        (79, "runset: 3 running / 5 queued / 3 of 10 done / login 12s, checkout 8s, \u2026"),
+        (60, "runset: 3 running / 5 queued / 3 of 10 done / login 12s, \u2026"),
+        (58, "runset: 3 running / 5 queued / 3 of 10 done"),
+    ],
+)
+def test_the_named_status_fits_the_terminal_width(width: int, shown: str) -> None:
+    reporter = FakeReporter(width=width)
+    status = reporter.status()
+    status.show(NAMED)
+    assert reporter.screen.text == [shown]
+    assert len(shown) < width
+
+
+def test_elapsed_times_and_odd_names_are_short_and_harmless() -> None:
+    counts = Counts(2, 0, 0, 2, longest=(("a\x1b[2J" + "b" * 40, 3725), ("pay", 185)))
+    assert status_texts(counts)[0] == (
+        "runset: 2 running / 0 queued / 0 of 2 done / "
+        "a?[2Jbbbbbbbbbbbbbbbbbb\u2026 1h02m, pay 3m05s"
+    )
+
+
+def test_longest_running_orders_flows_by_time_on_their_worker() -> None:
+    flows = [
+        SimpleNamespace(flow=SimpleNamespace(name=name), dispatched_at=started)
+        for name, started in (("quick", 99.5), ("login", 88.0), ("checkout", 92.2), ("b", 92.9))
+    ]
+    assert longest_running(flows, now=100.0) == (  # type: ignore[arg-type]
+        ("login", 12),
+        ("b", 7),
+        ("checkout", 7),
+        ("quick", 0),
+    )
+
+
+LONG_FLOWS = """
+[[flows]]
+name = "slow checkout"
+command = ["sleep", "3"]
+[[flows]]
+name = "quick"
+command = ["true"]
+"""
+
+
+def test_tty_status_names_the_running_flow_with_its_time(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path]
+) -> None:
+    write_runset(LONG_FLOWS)
+    raw = run_on_pty(pytester.path, "--runset", "run-set.toml", "--runset-workers", "2")
+    seconds = {int(s) for s in re.findall(r" / slow checkout (\d)s", raw)}
+    # Redrawn as the seconds pass, not only when a flow starts or ends.
+    assert {1, 2} <= seconds, raw
+    screen = Screen()
+    screen.feed(raw)
+    assert not [line for line in screen.text if "slow checkout" in line], screen.text

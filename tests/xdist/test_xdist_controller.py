@@ -47,11 +47,23 @@ def test_runset_option_files_and_positional_files_are_loaded_once(
     )
 
 
-def test_a_broken_run_set_is_one_usage_error_line(pytester: pytest.Pytester) -> None:
-    place(pytester.path, "run-set.toml", '[[flows]]\nname = "a"\ncommand = ["true"]\ntypo = 1\n')
+def test_a_broken_collected_run_set_is_left_to_the_workers_collection(
+    pytester: pytest.Pytester,
+) -> None:
+    broken = '[[flows]]\nname = "a"\ncommand = ["true"]\ntypo = 1\n'
+    place(pytester.path, "run-set.toml", broken)
+    place(pytester.path, "ok.runset.toml", '[[flows]]\nname = "b"\ncommand = ["true"]\n')
     config = pytester.parseconfigure(str(pytester.path))
+    # The workers collect it and report its collection error (as for a Python syntax error).
+    assert [Path(path).name for path in controller_runsets(config)] == ["ok.runset.toml"]
+
+
+def test_a_broken_run_set_named_with_runset_is_one_usage_error_line(
+    pytester: pytest.Pytester,
+) -> None:
+    place(pytester.path, "run-set.toml", '[[flows]]\nname = "a"\ncommand = ["true"]\ntypo = 1\n')
     with pytest.raises(pytest.UsageError) as caught:
-        controller_runsets(config)
+        pytester.parseconfigure("--runset", str(pytester.path / "run-set.toml"))
     assert "typo" in str(caught.value)
     assert "\n" not in str(caught.value)
 
