@@ -741,3 +741,33 @@ def test_an_ssh_gateway_can_start_from_a_proxy(
     assert {flow["worker"] for flow in flows.values()} == {"gw0@runset-b"}
     assert flows["passes"]["status"] == "passed"
     assert (run_dir / "artifacts" / "shots" / "a.txt").read_text() == "artifact"
+
+
+@needs_sshd
+def test_remote_flows_are_contained_limited_and_measured_on_their_host(
+    pytester: pytest.Pytester, write_runset: Callable[..., Path], sshd: Sshd
+) -> None:
+    marker = f"62{os.getpid() % 1000:03d}"
+    write_runset(
+        '[runset]\ntimeout = "60s"\n'
+        '[[flows]]\nname = "escape"\nshell = true\n'
+        f"command = \"setsid sh -c 'exec env -i sleep {marker}' & echo started\"\n"
+        '[[flows]]\nname = "hog"\nmemory_max = "100MiB"\n'
+        'command = ["python3", "-c", "x = bytearray(300 * 1024 * 1024)"]\n'
+    )
+    result = pytester.runpytest_subprocess(
+        "--runset", "run-set.toml", "-p", "no:cacheprovider", "--runset-run-id", "rc",
+        "--runset-containment", "cgroup", *_ssh_tx(sshd),
+    )  # fmt: skip
+    assert result.ret == 1, result.stdout.str()
+    report = load_report(pytester.path / "runset-results" / "rc")
+    flows = flows_by_name(report)
+    assert flows["escape"]["status"] == "passed"
+    assert flows["escape"]["leftover_processes"] >= 1
+    assert flows["hog"]["status"] == "failed"
+    assert flows["hog"]["message"].startswith("memory limit 100 MiB exceeded")
+    assert flows["hog"]["resources"]["peak_memory_bytes"] >= 90 * 1024 * 1024
+    found = subprocess.run(
+        ["pgrep", "-f", f"sleep {marker}"], check=False, capture_output=True, text=True
+    )
+    assert found.stdout.strip() == ""
