@@ -395,5 +395,6 @@ def test_without_playwright_browser_flows_fail_and_the_rest_works(
     assert "No module named 'playwright'" in check.stderr
     write_runset(NO_BROWSER_RUNSET)
     (pytester.path / "plain.py").write_text(PLAIN_PY, encoding="utf-8")
-    result, report, _ = run_flows(pytester, "nopw", base_url=example_app)
+    # pytest-playwright, when installed, imports Playwright as pytest starts.
+    result, report, _ = run_flows(pytester, "nopw", "-p", "no:playwright", base_url=example_app)
     _assert_only_browser_flows_fail(result, report, "browser flows need Playwright")

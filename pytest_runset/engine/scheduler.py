@@ -9,9 +9,26 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 RETRYABLE = frozenset({"failed", "timeout", "error"})
+
+
+@dataclass(frozen=True)
+class RetryDelay:
+    """How long a retry waits after the attempt before it ended (pytest-rerunfailures'
+    ``--reruns-delay`` and ``--reruns-delay-backoff-factor``)."""
+
+    seconds: float = 0.0
+    backoff: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.seconds < 0 or self.backoff <= 0:
+            raise ValueError("a retry delay must not be negative, its backoff above 0")
+
+    def before(self, retry: int) -> float:
+        """Seconds before retry number ``retry`` (1 for a flow's second attempt)."""
+        return self.seconds * self.backoff ** (retry - 1)
 
 
 @dataclass(frozen=True)
@@ -20,13 +37,17 @@ class Task:
 
     key: str
     attempt: int = 1
+    # A retry waits until then (the clock of ``assignments``): pytest-rerunfailures'
+    # ``--reruns-delay``. Not part of the task's identity.
+    not_before: float = field(default=0.0, compare=False)
 
 
 class Scheduler:
     """Dispatch order, one task per slot, retries, and stopping.
 
     ``keys`` are flow keys in dispatch order (the caller sorts them, e.g. longest first);
-    ``retries`` maps a key to how many extra attempts it may have.
+    ``retries`` maps a key to how many extra attempts it may have, each after
+    ``retry_delay``.
     """
 
     def __init__(
@@ -35,6 +56,7 @@ class Scheduler:
         slots: int,
         retries: Mapping[str, int] | None = None,
         exclusive: Iterable[str] = (),
+        retry_delay: RetryDelay | None = None,
     ) -> None:
         if slots < 1:
             raise ValueError("a scheduler needs at least one slot")
@@ -51,6 +73,7 @@ class Scheduler:
         # Why a task could not start, and since when it has been waiting for that.
         self._blocked: dict[str, tuple[str, float]] = {}
         self.slots = slots
+        self._retry_delay = retry_delay or RetryDelay()
 
     # -- questions ---------------------------------------------------------------------------
     @property
@@ -100,6 +123,10 @@ class Scheduler:
             if not idle:
                 # Not asked this round: it waits for a worker now, not for a lease.
                 self._blocked.pop(task.key, None)
+                keep.append(task)
+                continue
+            if task.not_before > now:
+                # A retry sitting out its delay keeps its place; the ones behind it may start.
                 keep.append(task)
                 continue
             if task.key in self._exclusive and self._running:
@@ -160,16 +187,19 @@ class Scheduler:
         """Some pending task is waiting for a lease (the caller should poll again soon)."""
         return bool(self._blocked) and any(task.key in self._blocked for task in self._pending)
 
-    def finished(self, slot: int, status: str) -> Task | None:
-        """Record the end of the task on ``slot``; return the retry queued for it, if any.
+    def finished(self, slot: int, status: str, now: float = 0.0) -> Task | None:
+        """Record the end of the task on ``slot`` at ``now``; return the retry queued for it,
+        if any.
 
-        A retry goes to the front of the queue: its flow was already due.
+        A retry goes to the front of the queue (its flow was already due), to start once its
+        delay is over.
         """
         task = self._running.pop(slot)
         if slot not in self._down and slot not in self._lost:
             self._idle.add(slot)
         if status in RETRYABLE and task.attempt <= self._retries.get(task.key, 0):
-            retry = Task(task.key, task.attempt + 1)
+            delay = self._retry_delay.before(task.attempt)
+            retry = Task(task.key, task.attempt + 1, not_before=now + delay if delay else 0.0)
             if not self._stopped:
                 self._pending.appendleft(retry)
                 return retry

@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from pytest_runset.session import other_plugins
+from pytest_runset.session.familiar_options import check_for_flows, map_browser_options
 from pytest_runset.session.options import workers_value
 from pytest_runset.session.settings import (
     EXPLICIT,
+    LOADED,
     SETTINGS,
     own_n,
     resolve_settings,
@@ -47,10 +50,16 @@ def configure_session(config: pytest.Config) -> None:
             parse_shard(option.runset_shard)
         except ShardError as exc:
             raise pytest.UsageError(str(exc)) from None
+    # pytest-playwright's options, as pytest-runset's own (where those were not given).
+    map_browser_options(config)
     config.stash[SETTINGS] = resolve_settings(config)
     if xdist_controller_session(config):
         _refuse_own_pool_options(config)
     _add_explicit_files(config)
+    other_plugins.register(config)
+    if any(runset.flows for runset in config.stash.get(LOADED, {}).values()):
+        # Options of other plugins that flows cannot honour: refused now that flows are sure.
+        check_for_flows(config)
 
 
 def _check_run_ids(config: pytest.Config) -> None:

@@ -7,10 +7,17 @@ and every other plugin expect, carrying the worker like pytest-xdist's reports d
 The reports are still delivered from inside a ``pytest_runtest_protocol`` call for the flow
 (:func:`through_protocol`): plugins that wrap that hook to learn which test is running (VS
 Code's test adapter maps node ids to files there) see a flow exactly as they see a test.
+What reporting plugins (pytest-html, allure-pytest) get beyond the reports is
+:mod:`.report_plugins`'.
+
+``pytest_runtest_makereport`` is not called for flows: its wrappers (pytest-json-report's,
+pytest-rerunfailures') keep per-phase state that their ``pytest_runtest_setup``/``call``/
+``teardown`` wrappers start, and a flow never goes through those in the controller.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -18,6 +25,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from pytest_runset.session.report_plugins import ReportPlugins, flaky_text
 
 if TYPE_CHECKING:
     from pytest_runset.results.formats import FlowEntry
@@ -111,6 +120,7 @@ class Replay:
         self.config = config
         self.hook = config.hook
         self._verbose = config.get_verbosity() > 0
+        self.plugins = ReportPlugins(config)
 
     def logstart(self, item: RunsetItem) -> None:
         """``pytest_runtest_logstart`` for a flow that was just dispatched.
@@ -147,6 +157,9 @@ class Replay:
         )
         props = properties(run_dir, entry)
         extra_sections = sections(run_dir, entry)
+        make = functools.partial(_maker, item, node)
+        for rerun in self.plugins.rerun_reports(item, entry, run_dir, make):
+            self.hook.pytest_runtest_logreport(report=rerun)
         if status == "error":
             reports = [
                 _report(item, "setup", "failed", _longrepr(item, entry, last), 0.0, start, node),
@@ -172,12 +185,24 @@ class Replay:
             ]
         # junitxml reads a test case's properties from its teardown report.
         reports[-1].user_properties.extend(props)
+        extras = self.plugins.extras(run_dir, entry)
+        if extras:
+            reports[-2].extras = extras  # type: ignore[attr-defined]
+        self.plugins.mark_attempts(item, entry, reports)
         for report in reports:
             self.hook.pytest_runtest_logreport(report=report)
             if report.when == "call" or (report.when == "setup" and report.failed):
                 self._end_result_line(node, duration)
             if report.failed:
                 self._exception_interact(item, report)
+        self.plugins.allure_result(
+            item,
+            entry,
+            text=failure_text(entry, last),
+            started_at=start,
+            worker_id=worker_id,
+            run_dir=run_dir,
+        )
         self.hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
 
     def _exception_interact(self, item: RunsetItem, report: pytest.TestReport) -> None:
@@ -230,6 +255,9 @@ class Replay:
         teardown = _report(item, "teardown", "passed", None, 0.0, now, None)
         teardown.user_properties.extend(properties(run_dir, entry))
         self.hook.pytest_runtest_logreport(report=teardown)
+        self.plugins.allure_result(
+            item, entry, text=f"skipped: {reason}", started_at=now, worker_id="", run_dir=run_dir
+        )
         self.hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
 
 
@@ -271,6 +299,18 @@ def _report(
         # As on pytest-xdist's reports: serializers (reportlog, json) keep the worker.
         report.worker_id = node.gateway.id  # type: ignore[attr-defined]
     return report
+
+
+def _maker(
+    item: RunsetItem,
+    node: WorkerNode | None,
+    when: str,
+    outcome: str,
+    longrepr: Any,
+    duration: float,
+    start: float,
+) -> pytest.TestReport:
+    return _report(item, when, outcome, longrepr, duration, start, node)
 
 
 def _seconds(duration: float) -> str:
@@ -325,6 +365,8 @@ def sections(run_dir: str, entry: FlowEntry) -> list[tuple[str, str]]:
     if not dir_name:
         return []
     text = f"flow directory: {os.path.join(run_dir, dir_name)}"
+    if entry.get("flaky"):
+        text = f"{flaky_text(entry)}\n{text}"
     traces = [path for path in entry.get("artifacts", []) if path.endswith("trace.zip")]
     for trace in traces:
         text += f"\ntrace: python -m playwright show-trace {os.path.join(run_dir, trace)}"

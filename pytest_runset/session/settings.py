@@ -12,14 +12,16 @@ from __future__ import annotations
 import fnmatch
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import pytest
 
+from pytest_runset.engine.scheduler import RetryDelay
 from pytest_runset.engine.supervision import BACKSTOP_MARGIN_S
 from pytest_runset.model.fsnames import os_name
+from pytest_runset.session.familiar_options import adopted
 from pytest_runset.session.options import timeout_value, workers_value, xdist_available
 
 if TYPE_CHECKING:
@@ -75,30 +77,43 @@ class Settings:
     fail_on_flaky: bool
     # ``--runset-containment``: the tier for every run-set, whatever its file says.
     containment_override: str | None = None
+    # pytest-rerunfailures' ``--reruns-delay`` (and its backoff factor): the wait before a
+    # flow's next attempt is dispatched.
+    retry_delay: RetryDelay = field(default_factory=RetryDelay)
 
 
 def resolve_settings(config: pytest.Config) -> Settings:
-    """The session's :class:`Settings`; a ``pytest.UsageError`` for a bad value."""
+    """The session's :class:`Settings`; a ``pytest.UsageError`` for a bad value.
+
+    Other plugins' options (``--timeout``, ``--reruns``, ``--session-timeout``) count where
+    pytest-runset's own are not given (:mod:`.familiar_options`).
+    """
     option = config.option
     if option.runset_retries is not None and option.runset_retries < 0:
         raise pytest.UsageError("--runset-retries: must not be negative")
     max_restarts = ini_number(config, "runset_max_restarts", int)
     margin = ini_number(config, "runset_backstop_margin", float)
+    foreign = adopted(config)
     return Settings(
         timeout_override=(
-            timeout_value(option.runset_timeout) if option.runset_timeout is not None else None
+            timeout_value(option.runset_timeout)
+            if option.runset_timeout is not None
+            else foreign.timeout
         ),
-        retries_override=option.runset_retries,
+        retries_override=(
+            option.runset_retries if option.runset_retries is not None else foreign.retries
+        ),
         max_restarts=int(max_restarts) if max_restarts is not None else None,
         # Unset or empty: the default, never 0 s.
         backstop_margin=float(margin) if margin is not None else BACKSTOP_MARGIN_S,
         global_timeout=(
             timeout_value(option.runset_global_timeout, "--runset-global-timeout")
             if option.runset_global_timeout is not None
-            else None
+            else foreign.global_timeout
         ),
         fail_on_flaky=bool(option.runset_fail_on_flaky),
         containment_override=option.runset_containment,
+        retry_delay=RetryDelay(foreign.retry_delay, foreign.retry_backoff),
     )
 
 

@@ -10,10 +10,15 @@ output included). Outcomes:
 - ``pytest.skip()`` or ``unittest.SkipTest``: ``skipped``; ``pytest.fail()``: ``failed``;
   ``pytest.xfail()``: ``xfailed``;
 - any other exception: ``failed``, with the traceback in the details of the pytest report.
+
+:func:`run_in_terminal` runs the same body right where it is called, with the terminal as the
+flow's stdin and stdout and no deadline: how pytest-runset debugs one selected flow in the
+controller (``--pdb``, ``--trace``, ``breakpoint()``; docs/ide-and-tools.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import os
@@ -21,6 +26,7 @@ import sys
 import time
 import traceback
 import unittest
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,11 +41,16 @@ from pytest_runset.gateway.runners.inproc import (
     BodyResult,
     flow_environment,
     flow_output,
+    list_artifacts,
     run_inprocess,
     touch_logs,
 )
 
 _DEADLINE_SLACK_S = 0.5
+NO_TERMINAL = (
+    "BdbQuit: a debugger in a flow on a worker has no terminal; select this one callable "
+    "flow (-k) and run with -s, --pdb or --trace to debug it in the terminal"
+)
 
 
 @dataclass(frozen=True)
@@ -63,8 +74,39 @@ class FlowInfo:
         return max(0.0, self.deadline - time.monotonic())
 
 
+@dataclass(frozen=True)
+class Terminal:
+    """How a flow run in the terminal is called and what happens when it raises (the
+    controller's debugger, see :func:`run_in_terminal`)."""
+
+    # Calls the flow's function with its arguments (``--trace``: under the debugger); None:
+    # called as in a worker.
+    invoke: Callable[[Callable[..., Any], dict[str, Any]], object] | None
+    # Sees the exception the function raised, while its frames are alive (``--pdb``'s
+    # post-mortem); may raise to end the run (quitting the debugger).
+    interact: Callable[[BaseException], None]
+
+
 def run(spec: AttemptSpec, control: Control) -> AttemptResult:
     return run_inprocess(spec, control, lambda: _body(spec, control), lambda: kill_flow(spec))
+
+
+def run_in_terminal(spec: AttemptSpec, control: Control, terminal: Terminal) -> AttemptResult:
+    """Run the flow on this thread with this process's stdin, stdout and stderr.
+
+    No deadline is kept (time in a debugger is the user's) and the logs stay empty but for a
+    note: the output went to the terminal. What the flow returns or raises means what it means
+    in a worker.
+    """
+    body = _body(spec, control, terminal)
+    # Notes for run_inprocess's deadline, which a terminal run does not keep.
+    for note in ("timeout_like", "deadline_hit", "where"):
+        body.pop(note, None)  # type: ignore[misc]
+    result: AttemptResult = body
+    result.setdefault("exit_code", None)
+    result.setdefault("warnings", [])
+    result["artifacts"] = list_artifacts(spec["flow_dir"])
+    return result
 
 
 def _purge_foreign(module: str, root: str) -> None:
@@ -204,6 +246,9 @@ def outcome(exc: BaseException) -> BodyResult:
             return {"status": "skipped", "message": f"skipped (SystemExit({SKIP_EXIT_CODE}))"}
         return {"status": "failed", "message": f"SystemExit: {code}"}
     details = _user_traceback(exc)
+    if name == "BdbQuit":
+        # A debugger in a worker reads end-of-file from execnet's channel and quits at once.
+        return {"status": "failed", "message": NO_TERMINAL, "details": details}
     if isinstance(exc, AssertionError):
         return {"status": "failed", "message": _assertion_text(exc, details), "details": details}
     first = first_lines(str(exc)) if str(exc) else ""
@@ -215,10 +260,17 @@ def outcome(exc: BaseException) -> BodyResult:
     }
 
 
-def _call(spec: AttemptSpec, control: Control, session: Session | None) -> BodyResult:
+def _call(
+    spec: AttemptSpec, control: Control, session: Session | None, terminal: Terminal | None
+) -> BodyResult:
     env = {**os.environ, **spec["env"]}
+    output = (
+        flow_output(spec["flow_dir"], spec.get("secrets") or ())
+        if terminal is None
+        else _to_terminal(spec["flow_dir"])
+    )
     with (
-        flow_output(spec["flow_dir"], spec.get("secrets") or ()),
+        output,
         flow_environment(spec["env"], spec.get("cwd"), spec.get("env_unset") or ()),
     ):
         try:
@@ -238,9 +290,15 @@ def _call(spec: AttemptSpec, control: Control, session: Session | None) -> BodyR
                 "message": f"{spec['callable']} asks for a browser: set browser = true on the flow",
             }
         values = _values(spec, control, session, env)
+        arguments = {name: values[name] for name in names}
         try:
-            function(**{name: values[name] for name in names})
+            if terminal is None or terminal.invoke is None:
+                function(**arguments)
+            else:
+                terminal.invoke(function, arguments)
         except BaseException as exc:
+            if terminal is not None:
+                terminal.interact(exc)
             result = outcome(exc)
             if result.pop("timeout_like", False) and control.remaining() <= _DEADLINE_SLACK_S:
                 result["deadline_hit"] = True
@@ -248,7 +306,17 @@ def _call(spec: AttemptSpec, control: Control, session: Session | None) -> BodyR
     return {"status": "passed", "message": ""}
 
 
-def _body(spec: AttemptSpec, control: Control) -> BodyResult:
+@contextlib.contextmanager
+def _to_terminal(flow_dir: str) -> Iterator[None]:
+    """A terminal run's logs say where its output went."""
+    from pytest_runset.gateway.flow_dir import attempt_dir
+
+    with attempt_dir(flow_dir) as directory, directory.open_append("stdout.log") as log:
+        log.write(b"(run in the terminal: the output went there)\n")
+    yield
+
+
+def _body(spec: AttemptSpec, control: Control, terminal: Terminal | None = None) -> BodyResult:
     flow_dir = spec["flow_dir"]
     touch_logs(flow_dir)
     session: Session | None = None
@@ -259,7 +327,7 @@ def _body(spec: AttemptSpec, control: Control) -> BodyResult:
             return unavailable
     result: BodyResult = {"status": "error", "message": "not run"}
     try:
-        result = _call(spec, control, session)
+        result = _call(spec, control, session, terminal)
     finally:
         if session is not None:
             expired = control.cancel_reason is not None or control.remaining() <= _DEADLINE_SLACK_S

@@ -1,0 +1,56 @@
+"""pytest-repeat's ``--count N`` for flows: each flow runs N times, as N items.
+
+pytest-repeat parametrizes test functions (``test_x[1-3]``, ``test_x[2-3]``, ...); a flow is
+no function, so the same is done here, at collection: the items of flow ``login`` are
+``run-set.toml::login[1-3]`` ... ``login[3-3]``, each a flow of its own with slug (and run
+directory) ``login-1`` ... ``login-3``, so ``-k``, ``--lf`` and the report treat them as the
+separate runs they are. The xdist controller expands the same way, so both sides agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import pytest
+
+from pytest_runset.model.flows import Flow
+from pytest_runset.model.slugs import MAX_SLUG_LENGTH, RESERVED_SLUGS
+
+
+def repeat_count(config: pytest.Config) -> int:
+    """``--count`` when pytest-repeat is loaded and asks for more than one run, else 1."""
+    count = config.getoption("count", default=None)
+    return count if isinstance(count, int) and count > 1 else 1
+
+
+def repeated(config: pytest.Config, flows: Sequence[Flow]) -> list[tuple[Flow, str]]:
+    """Each flow with its item name: itself and its slug, or N numbered copies of it."""
+    count = repeat_count(config)
+    if count == 1:
+        return [(flow, flow.slug) for flow in flows]
+    # Only the copies have directories: ``login`` itself keeps none, so ``login-1`` is free.
+    taken = set(RESERVED_SLUGS)
+    expanded: list[tuple[Flow, str]] = []
+    for flow in flows:
+        for number in range(1, count + 1):
+            slug = _free(flow.slug, f"-{number}", taken)
+            taken.add(slug.lower())
+            name = f"{flow.name} [{number}-{count}]"
+            copy = dataclasses.replace(flow, slug=slug, name=name)
+            expanded.append((copy, f"{flow.slug}[{number}-{count}]"))
+    return expanded
+
+
+def _free(base: str, suffix: str, taken: set[str]) -> str:
+    """``base + suffix`` within the slug length, made unique like any slug (``-2``, ...)."""
+    candidate = _fit(base, suffix)
+    counter = 2
+    while candidate.lower() in taken:
+        candidate = _fit(base, f"{suffix}-{counter}")
+        counter += 1
+    return candidate
+
+
+def _fit(base: str, suffix: str) -> str:
+    return base[: MAX_SLUG_LENGTH - len(suffix)].rstrip("-.") + suffix
