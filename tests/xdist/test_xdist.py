@@ -33,9 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
 FETCH = "import sys, urllib.request\nurllib.request.urlopen(sys.argv[1], timeout=10)\n"
 # Fields that depend on timing or on which worker happened to take a flow.
-VOLATILE = frozenset(
-    {"duration_s", "started_s", "worker", "slot", "ports", "history", "resources"}
-)
+VOLATILE = frozenset({"duration_s", "started_s", "worker", "slot", "ports", "history", "resources"})
 
 # Records when the flow held its resource (monotonic clock, shared by every process here).
 SPAN = """\
