@@ -156,6 +156,20 @@ class Containment:
             self.keep_current_children()
 
 
+def _joining(fds: list[int], *, die_with_parent: bool) -> Callable[[], None]:
+    """A ``preexec_fn``: the child joins the groups whose ``cgroup.procs`` are open as
+    ``fds`` (writing ``0``, itself), and optionally dies with the thread that started it."""
+    fds = list(fds)
+
+    def enter_group() -> None:
+        for fd in fds:
+            os.write(fd, b"0")
+        if die_with_parent:
+            _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    return enter_group
+
+
 class HelperGroup:
     """The group of a process that runs beside flows (a service, a flow's sidecar)."""
 
@@ -178,13 +192,7 @@ class HelperGroup:
             return None
 
     def preexec(self) -> Callable[[], None]:
-        fds = list(self.fds)
-
-        def enter_group() -> None:
-            for fd in fds:
-                os.write(fd, b"0")
-
-        return enter_group
+        return _joining(self.fds, die_with_parent=False)
 
     def started(self) -> None:
         """The process is in the group: the descriptors are no longer needed."""
@@ -250,14 +258,7 @@ class Attempt:
     def preexec(self) -> Callable[[], None]:
         """``preexec_fn`` for the flow's processes: into the group, and killed with the
         thread that started them if the worker dies."""
-        fds = list(self.fds)
-
-        def enter_group() -> None:
-            for fd in fds:
-                os.write(fd, b"0")
-            _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-        return enter_group
+        return _joining(self.fds, die_with_parent=True)
 
     def sidecar_preexec(self) -> Callable[[], None] | None:
         """``preexec_fn`` of the flow's sidecar: a group of its own next to the flow's."""
