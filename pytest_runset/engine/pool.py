@@ -237,9 +237,9 @@ class Pool:
     def sweep(self, slot: int, cookie: str | None) -> int:
         """Kill the processes carrying ``cookie`` on the host of ``slot``'s gateway.
 
-        On a remote host this goes through a helper gateway of the same spec, which first kills
-        the slot's worker (by its pid there): the worker may be stuck or stopped, and its own
-        channel then answers nothing. The helper also brings the flow's files back and removes
+        On a remote host this goes through a helper gateway of the same spec, which kills the
+        flow's processes and the slot's worker (by its pid there): the worker may be stuck or
+        stopped, and its own channel then answers nothing. The helper also brings the flow's files back and removes
         the dead worker's scratch directory.
         """
         handle = self.workers.get(slot)
@@ -297,12 +297,15 @@ import os, shutil, signal
 from pytest_runset.gateway.proctree import sweep_cookie
 from pytest_runset.gateway.transfer import list_files, send_files
 cookie, worker_pid, flow_dir, cap, scratch = channel.receive()
+# The flow first, while the stuck worker still holds its groups' watchdog: what is killed
+# here is counted, where the watchdog would kill it uncounted once the worker is gone.
+swept = sweep_cookie(cookie) if cookie else 0
 if worker_pid:
     try:
         os.killpg(worker_pid, signal.SIGKILL)
     except OSError:
         pass
-swept = sweep_cookie(cookie) if cookie else 0
+swept += sweep_cookie(cookie) if cookie else 0
 if flow_dir and os.path.isdir(flow_dir):
     kept, _skipped = list_files(flow_dir, cap)
     names = [name for name, _size in kept]
