@@ -239,8 +239,8 @@ class Pool:
 
         On a remote host this goes through a helper gateway of the same spec, which kills the
         flow's processes and the slot's worker (by its pid there): the worker may be stuck or
-        stopped, and its own channel then answers nothing. The helper also brings the flow's files back and removes
-        the dead worker's scratch directory.
+        stopped, and its own channel then answers nothing. The helper also brings the flow's
+        files back and removes the dead worker's scratch directory.
         """
         handle = self.workers.get(slot)
         if handle is None or not handle.remote:
