@@ -1,0 +1,7 @@
+"""``python -m pytest_runset.cli``."""
+
+from __future__ import annotations
+
+from pytest_runset.cli import main
+
+raise SystemExit(main())
