@@ -38,6 +38,14 @@ def needs(*modules: str) -> pytest.MarkDecorator:
     )
 
 
+# The plugin's own pool, and pytest-xdist's workers (where flows go through pytest's own
+# protocol and these plugins run inside the workers).
+POOLS = [
+    pytest.param("own", id="own-pool"),
+    pytest.param("xdist", id="xdist", marks=needs("xdist")),
+]
+
+
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--runset", "run-set.toml", *args
@@ -167,8 +175,9 @@ username = "alice"
 
 
 @needs("allure_pytest")
+@pytest.mark.parametrize("pool", POOLS)
 def test_allure_results_of_flows_carry_status_labels_timing_and_attachments(
-    pytester: pytest.Pytester, write_runset: Callable[..., Path], example_app: str
+    pytester: pytest.Pytester, write_runset: Callable[..., Path], example_app: str, pool: str
 ) -> None:
     write_runset(REPORTED)
     result = run(pytester, "--alluredir", "allure", "--runset-base-url", example_app, "-n", "2")
@@ -216,13 +225,14 @@ def html_tests(page: Path) -> dict[str, list[dict[str, Any]]]:
 
 
 @needs("pytest_html")
+@pytest.mark.parametrize("pool", POOLS)
 def test_pytest_html_shows_the_failure_screenshot_log_links_and_reruns(
-    pytester: pytest.Pytester, write_runset: Callable[..., Path], example_app: str
+    pytester: pytest.Pytester, write_runset: Callable[..., Path], example_app: str, pool: str
 ) -> None:
     write_runset(REPORTED)
     result = run(
         pytester, "--html", "pages/report.html", "--runset-base-url", example_app,
-        "--runset-run-id", "h",
+        "--runset-run-id", "h", *(["-n", "2"] if pool == "xdist" else []),
     )  # fmt: skip
     assert result.ret == 1, result.stdout.str()
     tests = html_tests(pytester.path / "pages" / "report.html")

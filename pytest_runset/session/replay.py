@@ -162,8 +162,10 @@ class Replay:
             self.hook.pytest_runtest_logreport(report=rerun)
         if status == "error":
             reports = [
-                _report(item, "setup", "failed", _longrepr(item, entry, last), 0.0, start, node),
-                _report(item, "teardown", "passed", None, 0.0, start, node),
+                flow_report(
+                    item, "setup", "failed", _longrepr(item, entry, last), 0.0, start, node
+                ),
+                flow_report(item, "teardown", "passed", None, 0.0, start, node),
             ]
         else:
             outcome, longrepr, wasxfail = {
@@ -174,14 +176,14 @@ class Replay:
                 "xfailed": ("skipped", _longrepr(item, entry, last), xfail_reason or "xfailed"),
                 "skipped": ("skipped", skip_repr(item, entry["message"]), None),
             }.get(status, ("failed", _longrepr(item, entry, last), None))
-            call = _report(item, "call", outcome, longrepr, duration, start, node)
+            call = flow_report(item, "call", outcome, longrepr, duration, start, node)
             call.sections.extend(extra_sections)
             if wasxfail is not None:
                 call.wasxfail = wasxfail
             reports = [
-                _report(item, "setup", "passed", None, 0.0, start, node),
+                flow_report(item, "setup", "passed", None, 0.0, start, node),
                 call,
-                _report(item, "teardown", "passed", None, 0.0, start + duration, node),
+                flow_report(item, "teardown", "passed", None, 0.0, start + duration, node),
             ]
         # junitxml reads a test case's properties from its teardown report.
         reports[-1].user_properties.extend(props)
@@ -250,9 +252,9 @@ class Replay:
         """Reports for a flow skipped before it ran (``skip`` key or skip markers)."""
         self.hook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         now = time.time()
-        setup = _report(item, "setup", "skipped", skip_repr(item, reason), 0.0, now, None)
+        setup = flow_report(item, "setup", "skipped", skip_repr(item, reason), 0.0, now, None)
         self.hook.pytest_runtest_logreport(report=setup)
-        teardown = _report(item, "teardown", "passed", None, 0.0, now, None)
+        teardown = flow_report(item, "teardown", "passed", None, 0.0, now, None)
         teardown.user_properties.extend(properties(run_dir, entry))
         self.hook.pytest_runtest_logreport(report=teardown)
         self.plugins.allure_result(
@@ -272,7 +274,7 @@ def _raiser(error: BaseException) -> Callable[[], None]:
     return raise_it
 
 
-def _report(
+def flow_report(
     item: RunsetItem,
     when: str,
     outcome: str,
@@ -310,7 +312,7 @@ def _maker(
     duration: float,
     start: float,
 ) -> pytest.TestReport:
-    return _report(item, when, outcome, longrepr, duration, start, node)
+    return flow_report(item, when, outcome, longrepr, duration, start, node)
 
 
 def _seconds(duration: float) -> str:

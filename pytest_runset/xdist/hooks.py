@@ -105,12 +105,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     if hasattr(item, "flow") and hasattr(item.config, "workerinput"):
         from pytest_runset.session.collect import RunsetItem
-        from pytest_runset.xdist.worker import attach_entry
+        from pytest_runset.xdist.worker import FLOW_OUTCOME, attach_entry
+        from pytest_runset.xdist.worker_plugins import report_to_plugins
 
         if not isinstance(item, RunsetItem):
             return report
 
         attach_entry(item, call, report)
+        finished = item.stash.get(FLOW_OUTCOME, None)
+        if finished is not None:
+            report_to_plugins(item, report, finished)
     return report
 
 
