@@ -34,8 +34,6 @@ RUNSET_PATTERNS = ("run-set*.toml", "*.runset.toml")
 EXPLICIT = pytest.StashKey[set[Path]]()
 # The run-set files this session loaded, by resolved path (each loaded once).
 LOADED: pytest.StashKey[dict[Path, RunSet]] = pytest.StashKey()
-# One-line errors of run-set files that failed to load: a usage error once collection is over.
-LOAD_ERRORS = pytest.StashKey[list[str]]()
 # The runs of this session, whoever ran them (the run loop or the xdist controller).
 RUNS: pytest.StashKey[dict[str, RunsetRun]] = pytest.StashKey()
 RUN_ID = pytest.StashKey[str]()
