@@ -1,0 +1,265 @@
+"""Coordinated runs end to end: real pytest sessions sharing a real redis-server on loopback.
+
+Each session is a ``python -m pytest`` subprocess with a lock directory of its own, as if it
+ran on a machine of its own: only the coordinator connects them. Flows are sub-second sleeps
+that append to a counter file, so "each flow ran once" is a line count.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from redis_support import RedisServer, redis_server
+
+from conftest import load_report, wait_for
+
+__all__ = ["redis_server"]
+
+# Each flow appends "<name> <who> start|end <time>" to $COUNTER; persona flows also hold it.
+FLOW = (
+    "import os, sys, time\n"
+    "def note(what):\n"
+    "    with open(os.environ['COUNTER'], 'a') as f:\n"
+    "        who = os.environ['WHO']\n"
+    "        f.write(f\"{os.environ['RUNSET_FLOW']} {who} {what} {time.time()}\\n\")\n"
+    "note('start'); time.sleep(float(sys.argv[1])); note('end')\n"
+)
+
+
+def write_runset(directory: Path, count: int, sleep: float = 0.2, persona: int = 0) -> Path:
+    """``count`` flows; the first ``persona`` of them (every sixth) sign in as alice."""
+    python = json.dumps(sys.executable)
+    script = directory / "flow.py"
+    script.write_text(FLOW)
+    text = '[runset]\nname = "queued"\n\n[personas.alice]\nusername = "alice"\n'
+    alice = 0
+    for index in range(count):
+        text += f'\n[[flows]]\nname = "f{index:02d}"\n'
+        text += f'command = [{python}, "flow.py", "{sleep}"]\n'
+        if alice < persona and index % 6 == 0:
+            text += 'persona = "alice"\n'
+            alice += 1
+    path = directory / "run-set.toml"
+    path.write_text(text)
+    return path
+
+
+def session(
+    runset: Path,
+    server: RedisServer,
+    queue: str | None,
+    who: str,
+    *extra: str,
+    workers: int = 2,
+) -> subprocess.Popen[str]:
+    base = runset.parent
+    lock_dir = base / f"locks-{who}"
+    lock_dir.mkdir(mode=0o700, exist_ok=True)
+    env = {
+        **os.environ,
+        "COUNTER": str(base / "counter"),
+        "WHO": who,
+        "RUNSET_LOCK_DIR": str(lock_dir),
+        "RUNSET_COORDINATOR_TTL": "2",
+    }
+    argv = [
+        sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist",
+        "--runset", str(runset), "--runset-workers", str(workers),
+        "--runset-coordinator", server.url, "--runset-output", str(base / f"out-{who}"),
+        "-q", *extra,
+    ]  # fmt: skip
+    if queue is not None:
+        argv += ["--runset-queue", queue]
+    return subprocess.Popen(
+        argv, cwd=base, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str]:
+    out, _ = process.communicate(timeout=timeout)
+    return process.returncode, out
+
+
+def notes(base: Path) -> list[tuple[str, str, str, float]]:
+    counter = base / "counter"
+    if not counter.exists():
+        return []
+    rows = []
+    for line in counter.read_text().splitlines():
+        name, who, what, moment = line.split()
+        rows.append((name, who, what, float(moment)))
+    return rows
+
+
+def queue_cli(server: RedisServer, name: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_runset.cli", "queue", server.url, name, *extra],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def persona_intervals(
+    rows: list[tuple[str, str, str, float]], names: set[str]
+) -> list[tuple[float, float]]:
+    starts = {(n, w): t for n, w, what, t in rows if what == "start" and n in names}
+    ends = {(n, w): t for n, w, what, t in rows if what == "end" and n in names}
+    return sorted((starts[k], ends[k]) for k in starts if k in ends)
+
+
+def test_two_sessions_share_one_queue_each_flow_once(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """24 flows, two sessions of 2 workers (the second 2 s late): each flow runs exactly
+    once, both exit 0, the reports merge into the whole run, alice is never used twice."""
+    runset = write_runset(tmp_path, 24, sleep=0.3, persona=4)
+    first = session(runset, redis_server, "pipeline-1", "a")
+    time.sleep(2)
+    second = session(runset, redis_server, "pipeline-1", "b")
+    (code_a, out_a), (code_b, out_b) = finish(first), finish(second)
+    assert (code_a, code_b) == (0, 0), out_a + out_b
+    ended = [name for name, _, what, _ in notes(tmp_path) if what == "end"]
+    assert sorted(ended) == [f"f{i:02d}" for i in range(24)]
+    reports = [load_report(tmp_path / f"out-{who}" / "latest") for who in "ab"]
+    assert sum(len(r["flows"]) for r in reports) == 24
+    assert all(r["flows"] for r in reports), "the late session ran nothing"
+    assert {r["queue"]["role"] for r in reports} == {"seeded", "joined"}
+    assert all(r["queue"]["total"] == 24 for r in reports)
+    assert "deselected" in out_b
+    merged = tmp_path / "merged.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest_runset.cli", "merge",
+         *[str(tmp_path / f"out-{who}" / "latest" / "report.json") for who in "ab"],
+         "-o", str(merged)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    full = json.loads(merged.read_text())
+    assert [f["name"] for f in full["flows"]] == [f"f{i:02d}" for i in range(24)]
+    assert full["summary"]["passed"] == 24
+    alice = {f["name"] for r in reports for f in r["flows"] if f.get("persona") == "alice"}
+    assert len(alice) == 4
+    intervals = persona_intervals(notes(tmp_path), alice)
+    assert len(intervals) == 4
+    for (_, end), (start, _) in itertools.pairwise(intervals):
+        assert end <= start, f"alice used by two flows at once: {intervals}"
+    waited = queue_cli(redis_server, "pipeline-1", "--wait")
+    assert waited.returncode == 0, waited.stdout + waited.stderr
+    assert "24 done (24 passed)" in waited.stdout
+
+
+def test_persona_is_leased_across_sessions_without_a_queue(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Two sessions with lock directories of their own (two machines) each run four alice
+    flows: with a coordinator, no two of the eight overlap."""
+    runset = write_runset(tmp_path, 24, sleep=0.3, persona=4)
+    selection = ("-k", "f00 or f06 or f12 or f18")
+    first = session(runset, redis_server, None, "a", *selection)
+    second = session(runset, redis_server, None, "b", *selection)
+    (code_a, out_a), (code_b, out_b) = finish(first), finish(second)
+    assert (code_a, code_b) == (0, 0), out_a + out_b
+    rows = notes(tmp_path)
+    intervals = persona_intervals(rows, {"f00", "f06", "f12", "f18"})
+    assert len(intervals) == 8
+    for (_, end), (start, _) in itertools.pairwise(intervals):
+        assert end <= start, f"alice used by two sessions at once: {intervals}"
+
+
+def test_a_killed_session_loses_its_flows_to_the_others(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """SIGKILL one of two sessions while it runs a flow: the other runs that flow too, every
+    flow of the queue ends, and ``queue --wait`` reports it."""
+    runset = write_runset(tmp_path, 8, sleep=1.0)
+    doomed = session(runset, redis_server, "kill", "a")
+    survivor = session(runset, redis_server, "kill", "b")
+    assert wait_for(lambda: any(w == "a" and s == "start" for _, w, s, _ in notes(tmp_path)))
+    time.sleep(0.2)
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=10)
+    killed = {n for n, w, s, _ in notes(tmp_path) if w == "a" and s == "start"} - {
+        n for n, w, s, _ in notes(tmp_path) if w == "a" and s == "end"
+    }
+    assert killed
+    code, out = finish(survivor)
+    assert code == 0, out
+    rows = notes(tmp_path)
+    ended = {n for n, _, s, _ in rows if s == "end"}
+    assert ended == {f"f{i:02d}" for i in range(8)}
+    ran_again = {n for n, w, s, _ in rows if w == "b" and s == "end"}
+    assert killed <= ran_again
+    waited = queue_cli(redis_server, "kill", "--wait", "--timeout", "30")
+    assert waited.returncode == 0, waited.stdout + waited.stderr
+    assert "8 done" in waited.stdout
+    assert "ended" in waited.stdout
+
+
+def test_a_session_of_another_selection_is_refused(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    runset = write_runset(tmp_path, 3, sleep=0.05)
+    code, out = finish(session(runset, redis_server, "shared", "a"))
+    assert code == 0, out
+    code, out = finish(session(runset, redis_server, "shared", "b", "-k", "f01"))
+    assert code == 4, out
+    errors = [line for line in out.splitlines() if "holds another run-set or selection" in line]
+    assert len(errors) == 1, out
+    assert "Traceback" not in out
+
+
+def test_coordinator_stopped_mid_run_then_resumed(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Redis dies: the running flows finish and are journaled, one line says how to go on;
+    resuming against a restarted (empty) Redis completes the run."""
+    runset = write_runset(tmp_path, 8, sleep=0.5)
+    running = session(runset, redis_server, "outage", "a")
+    assert wait_for(lambda: sum(s == "end" for _, _, s, _ in notes(tmp_path)) >= 2)
+    redis_server.stop()
+    code, out = finish(running)
+    assert code == 2, out
+    lines = [line for line in out.splitlines() if "unreachable" in line and "resume" in line]
+    assert len(lines) == 1, out
+    rows = notes(tmp_path)
+    started = [n for n, _, s, _ in rows if s == "start"]
+    ended = {n for n, _, s, _ in rows if s == "end"}
+    assert set(started) == ended, "a running flow was not let finish"
+    report = load_report(tmp_path / "out-a" / "latest")
+    passed = {f["name"] for f in report["flows"] if f["status"] == "passed"}
+    assert passed == ended
+    run_id = report["run_id"]
+    redis_server.start()
+    code, out = finish(session(runset, redis_server, "outage", "a", "--runset-resume", run_id))
+    assert code == 0, out
+    final = load_report(tmp_path / "out-a" / run_id)
+    assert {f["name"]: f["status"] for f in final["flows"]} == {
+        f"f{i:02d}": "passed" for i in range(8)
+    }
+    ran = [n for n, _, s, _ in notes(tmp_path) if s == "end"]
+    assert sorted(ran) == [f"f{i:02d}" for i in range(8)], "a journaled flow ran again"
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:1/0"])
+def test_an_unreachable_coordinator_is_one_line(tmp_path: Path, url: str) -> None:
+    runset = write_runset(tmp_path, 1, sleep=0.01)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--runset", str(runset),
+         "--runset-coordinator", url.replace("redis://", "redis://:s3cret-pw@"),
+         "--runset-queue", "q"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False,
+    )  # fmt: skip
+    assert run.returncode == 4, run.stdout + run.stderr
+    assert "unreachable" in run.stderr
+    assert "s3cret-pw" not in run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
