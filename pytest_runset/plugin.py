@@ -89,7 +89,9 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
             "during collection"
         )
     from pytest_runset.session.driver import run_flows
+    from pytest_runset.session.headed import prepare_debugging
 
+    prepare_debugging(config, flows)
     others = [item for item in session.items if not isinstance(item, RunsetItem)]
     run_flows(session, flows, others)
     return True

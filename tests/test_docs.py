@@ -2,7 +2,8 @@
 
 Run-set snippets load, the hooks example runs and does what the page says, every `pytest` and
 `pytest-runset` command in the docs uses options that exist (those that name the repository's
-example files are run with --collect-only), the CI workflows parse, and the trials example runs.
+example files are run with --collect-only), the CI workflows parse, and the trials example runs
+and groups its results.
 """
 
 from __future__ import annotations
@@ -266,7 +267,7 @@ def run_pytest(
     )
 
 
-def test_trials_example_runs_and_summarizes(tmp_path: Path) -> None:
+def test_trials_example_runs_and_groups(tmp_path: Path) -> None:
     trials = ROOT / "examples" / "trials"
     result = run(
         [
@@ -289,18 +290,33 @@ def test_trials_example_runs_and_summarizes(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((tmp_path / "sweep" / "report.json").read_text())
-    assert [flow["status"] for flow in report["flows"]] == ["passed"] * 4
+    names = [f"{s} seed {n}" for s in ("greedy", "annealing") for n in (1, 2, 3)]
+    assert [flow["name"] for flow in report["flows"]] == names
+    assert [flow["status"] for flow in report["flows"]] == ["passed"] * 6
     for flow in report["flows"]:
         assert flow["metrics"]["tour_length"] > 0
         assert (tmp_path / "sweep" / flow["dir"] / "tour.json").is_file()
+    strategies = {
+        group["value"]: group["metrics"]["tour_length"]
+        for group in next(g for g in report["groups"] if g["by"] == "strategy")["groups"]
+    }
+    assert strategies["annealing"]["mean"] < strategies["greedy"]["mean"]
+    assert strategies["annealing"]["n"] == 3
     table = run(
-        [sys.executable, str(trials / "summarize.py"), str(tmp_path / "sweep" / "report.json")],
+        [
+            sys.executable,
+            "-m",
+            "pytest_runset.cli",
+            "show",
+            str(tmp_path / "sweep"),
+            "--group-by",
+            "strategy",
+        ],
         ROOT,
     )
     assert table.returncode == 0, table.stderr
-    lengths = [float(line.split()[-2]) for line in table.stdout.splitlines()[1:]]
-    assert len(lengths) == 4
-    assert lengths == sorted(lengths)
+    assert "grouped by matrix axis strategy:" in table.stdout
+    assert "metric tour_length:" in table.stdout
 
 
 def test_readme_tour_runs_as_written(tmp_path: Path) -> None:

@@ -147,9 +147,22 @@ def test_pytest_playwright_options_map_or_are_refused(
     flow_dir = pytester.path / "runset-results" / "p" / "page"
     assert (flow_dir / "final.png").exists()
     assert (flow_dir / "trace.zip").exists()
-    refused = run(pytester, "--base-url", example_app, "--device", "iPhone 13")
+    # --device, --slowmo and --browser-channel become the flows' browser options.
+    pytester.makepyfile(
+        journey="def ua(page, flow_dir):\n"
+        "    page.goto('/login')\n"
+        "    (flow_dir / 'ua.txt').write_text(page.evaluate('navigator.userAgent'))\n"
+    )
+    write_runset('[[flows]]\nname = "ua"\ncallable = "journey:ua"\n')
+    emulated = run(
+        pytester, "--base-url", example_app, "--device", "iPhone 13", "--slowmo", "10",
+        "--runset-run-id", "d",
+    )  # fmt: skip
+    assert emulated.ret == 0, emulated.stdout.str()
+    assert "iPhone" in (pytester.path / "runset-results/d/ua/ua.txt").read_text()
+    refused = run(pytester, "--base-url", example_app, "--device", "iPhone 31")
     assert refused.ret == 4
-    refused.stderr.fnmatch_lines(["ERROR: --device iPhone 13 (pytest-playwright): *"])
+    refused.stderr.fnmatch_lines(["ERROR: --device iPhone 31 (pytest-playwright): unknown device*"])
 
 
 # -- reporting plugins -------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""The ``pytest-runset`` console script: ``validate``, ``list``, ``show``, ``merge`` and the
-live-run controls ``status``, ``pause``, ``unpause``, ``stop``.
+"""The ``pytest-runset`` console script: ``validate``, ``list``, ``show``, ``merge``, ``compare``
+and the live-run controls ``status``, ``pause``, ``unpause``, ``stop``; ``queue`` (shared queues);
+``install-browser`` (a browser for browser flows).
 
 Built on argparse rather than click/typer: the command must start fast (``show`` and ``merge``
 do not even load pydantic) and the plugin already depends on enough. Nothing here imports pytest.
@@ -16,10 +17,10 @@ import os
 import sys
 
 from pytest_runset import __version__
-from pytest_runset.cli import live, merge, runsets, show
+from pytest_runset.cli import compare, install_browser, live, merge, queue, runsets, show
 from pytest_runset.cli.common import FAILED, USAGE_ERROR, Parser, Usage, one_line
 
-COMMANDS = (runsets, show, merge, live)
+COMMANDS = (runsets, show, merge, compare, live, queue, install_browser)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,6 +21,7 @@ from pytest_runset.cli.common import (
     table,
     text,
 )
+from pytest_runset.cli.groups_table import grouping_lines, select_grouping
 
 
 def _memory(value: object) -> str:
@@ -83,6 +84,7 @@ def _flow_rows(flows: list[dict[str, Any]]) -> list[list[str]]:
 def cmd_show(args: argparse.Namespace) -> int:
     path = report_path(args.target, args.output)
     report = read_report(path)
+    grouping = select_grouping(report, args.group_by) if args.group_by is not None else None
     runset: dict[str, Any] = report.get("runset") or {}
     summary: dict[str, Any] = report.get("summary") or {}
     status = text(report.get("status"), "unknown")
@@ -104,7 +106,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     if page.is_file():
         print(f"html: {one_line(str(page))}")
     flows: list[dict[str, Any]] = report.get("flows", [])
-    if flows:
+    if grouping is not None:
+        # The groups instead of the flows: an experiment's question is which variant did better.
+        print()
+        print("\n".join(grouping_lines(grouping)))
+    elif flows:
         headers = ["STATUS", "DURATION", "CPU", "PEAK MEM", "WORKER", "ATTEMPTS", "FLAKY", "NAME"]
         headers.append("MESSAGE")
         lines = table(headers, _flow_rows(flows), right={1, 2, 3, 5})
@@ -127,5 +133,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--output",
         metavar="DIR",
         help=f"results directory holding the runs (default: ./{DEFAULT_OUTPUT})",
+    )
+    show.add_argument(
+        "--group-by",
+        metavar="AXIS|tag",
+        help="print the flows grouped by a matrix axis (or by tag) with pass rates and metric "
+        "statistics, instead of the flows",
     )
     show.set_defaults(func=cmd_show)

@@ -16,6 +16,7 @@ from typing import Any, TypedDict, cast
 
 import pytest
 
+from pytest_runset.engine.browser_spec import AttemptSecretError, complete_browser
 from pytest_runset.gateway import proctree
 from pytest_runset.gateway.protocol import AttemptSpec, ContainmentRequest, SidecarSpec
 from pytest_runset.model.flows import Flow, Persona, RunSet
@@ -223,6 +224,19 @@ def build_attempt(
                 browser_cookie=proctree.browser_cookie(run_id, worker_id),
             )
         )
+        try:
+            complete_browser(
+                config,
+                spec,
+                flow=flow,
+                persona=persona,
+                values=values,
+                environment=environment,
+                run_dir=run_dir,
+                substitute_step=_substitute_step,
+            )
+        except AttemptSecretError as exc:
+            raise AttemptError(str(exc)) from None
     if flow.sidecar is not None:
         spec["sidecar"] = _sidecar_spec(flow, values, environment, sidecar_ports, target, cwd)
     return Attempt(spec=spec, cookie=cookie, timeout_s=timeout, env=extra, secrets=secrets)

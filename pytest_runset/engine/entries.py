@@ -26,7 +26,7 @@ def flow_entry(
     logs: FlowLogs = (
         {"stdout": f"{dir_name}/stdout.log", "stderr": f"{dir_name}/stderr.log"} if dir_name else {}
     )
-    return {
+    entry: FlowEntry = {
         "name": flow.name,
         "slug": flow.slug,
         "nodeid": state.item.nodeid,
@@ -61,15 +61,46 @@ def flow_entry(
                 "duration_s": attempt.get("duration_s"),
                 "exit_code": attempt.get("exit_code"),
                 "message": attempt.get("message", ""),
+                "started_s": _since(attempt.get("started_at"), run_started),
+                "worker": attempt.get("worker") or None,
+                # Every attempt's, so the journal keeps what a retried flow measured each time.
+                "metrics": attempt.get("metrics", {}),
             }
             for attempt in state.attempts
         ],
     }
+    # What the HTML report shows of a failure: its full text and the steps it got through.
+    if last.get("details"):
+        entry["details"] = str(last["details"])
+    if "steps" in last:
+        entry["steps"] = [
+            {"label": step["label"], "duration_s": step["duration_s"]} for step in last["steps"]
+        ]
+    if "failed_step" in last:
+        entry["failed_step"] = last["failed_step"]
+    return with_matrix(entry, flow)
+
+
+def with_matrix(entry: FlowEntry, flow: Flow) -> FlowEntry:
+    """``entry`` with the flow's matrix values (grouped by results/groups.py), if it has any."""
+    if flow.matrix is not None:
+        entry["matrix"] = dict(flow.matrix)
+    # And the project a browser flow's copy runs in (model/projects.py).
+    if flow.project is not None:
+        entry["project"] = flow.project
+    return entry
+
+
+def _since(started_at: float | None, run_started: float) -> float | None:
+    """Seconds from the run's start to an attempt's (``None`` for one that never started)."""
+    if not started_at:
+        return None
+    return round(max(0.0, float(started_at) - run_started), 6)
 
 
 def unstarted_entry(flow: Flow, nodeid: str, status: FlowStatus, message: str) -> FlowEntry:
     """The report entry of a flow that never started (skipped, not run)."""
-    return {
+    entry: FlowEntry = {
         "name": flow.name,
         "slug": flow.slug,
         "nodeid": nodeid,
@@ -98,6 +129,7 @@ def unstarted_entry(flow: Flow, nodeid: str, status: FlowStatus, message: str) -
         "definition_sha256": flow.sha256,
         "history": [],
     }
+    return with_matrix(entry, flow)
 
 
 def unstarted_result(

@@ -114,6 +114,7 @@ def release_attempt(state: FlowState, status: str, lock_dir: Callable[[], Path])
     warnings: list[str] = []
     if state.lease is not None:
         state.lease.release()
+        warnings.extend(state.lease.lost)
         state.lease = None
     if state.workspace is not None:
         problem = remove_workspace(state.workspace, lock_dir=lock_dir(), keep=status != "passed")

@@ -106,6 +106,76 @@ class Resources(TypedDict):
     peak_memory_bytes: int | None
 
 
+class ViewportSize(TypedDict):
+    width: int
+    height: int
+
+
+class BrowserLaunch(TypedDict, total=False):
+    """Options of the browser's launch (Playwright's names); a change needs a new browser."""
+
+    channel: str
+    headless: bool
+    slow_mo: float
+    args: list[str]
+
+
+class HttpCredentials(TypedDict):
+    username: str
+    password: str
+
+
+class ContextOptions(TypedDict, total=False):
+    """Options of each flow's new browser context (Playwright's keyword names); ``device``
+    is a Playwright device name whose descriptor the worker spreads in first."""
+
+    device: str
+    viewport: ViewportSize
+    locale: str
+    timezone_id: str
+    color_scheme: str
+    geolocation: dict[str, float]
+    permissions: list[str]
+    extra_http_headers: dict[str, str]
+    http_credentials: HttpCredentials
+    ignore_https_errors: bool
+    user_agent: str
+
+
+class LoginSpec(TypedDict, total=False):
+    """A persona's sign-in, done once per run and host; its storage state is shared by the
+    persona's browser flows (see :mod:`pytest_runset.gateway.runners.persona_login`)."""
+
+    persona: str
+    # The run's private auth directory on the controller's host (mapped for remote hosts).
+    dir: str
+    # Renew the storage state once it is older than this (None: it lasts the run).
+    ttl_s: float | None
+    steps: list[dict[str, Any]]
+    callable: str | None
+    params: list[str] | None
+    base_url: str | None
+
+
+class BrowserSpec(TypedDict, total=False):
+    """A browser flow's browser: which one, how it is launched, the context's options, the
+    artifacts to keep, and the persona's sign-in."""
+
+    name: str
+    executable: str | None
+    headed: bool
+    trace: str
+    screenshot: str
+    video: str
+    isolation: str
+    endpoint: str | None
+    viewport: list[int] | None
+    cookie: str
+    launch: BrowserLaunch
+    context: ContextOptions
+    login: LoginSpec
+
+
 class AttemptSpec(TypedDict, total=False):
     """``run``: one attempt of one flow, every value filled in by the controller.
 
@@ -139,7 +209,7 @@ class AttemptSpec(TypedDict, total=False):
     params: list[str] | None
     root: str
     base_url: str | None
-    browser: dict[str, Any] | None
+    browser: BrowserSpec | None
     # Remote flows.
     transfer: Transfer
     host_ports: HostPorts
@@ -165,6 +235,14 @@ class FileChunk(TypedDict):
     first: bool
 
 
+class StepTiming(TypedDict):
+    """One step of a steps flow's attempt, in order: its label and wall time in seconds
+    (``None``: the step never started)."""
+
+    label: str
+    duration_s: float | None
+
+
 class AttemptResult(TypedDict, total=False):
     """``finished``: how one attempt ended. Also what the controller records for an attempt
     that never reached a worker (``local_result``), so both are read alike."""
@@ -175,6 +253,9 @@ class AttemptResult(TypedDict, total=False):
     message: str
     # A browser step's full Playwright message, or a callable's traceback.
     details: str
+    # A steps flow's steps with their durations, and the 0-based index of the step that failed.
+    steps: list[StepTiming]
+    failed_step: int
     metrics: dict[str, Any]
     artifacts: list[str]
     warnings: list[str]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from pytest_runset.model.browser_options import BrowserProfile, SignIn
     from pytest_runset.model.schema import RunsetSettings, SidecarSpec
 
 __all__ = ["POOL_PREFIX", "Flow", "Persona", "RunSet", "RunsetError"]
@@ -75,6 +76,26 @@ class Flow:
     # Limits of the flow's whole process tree, enforced by the cgroup tier.
     memory_max: int | None = None
     pids_max: int | None = None
+    # Browser options of every level merged (model/browser_options.py); browser flows only.
+    browser_profile: BrowserProfile | None = None
+    # The ``[[runset.projects]]`` this copy of the flow runs in (model/projects.py), and the
+    # item's name in node ids when it is not the slug (``login[mobile]``).
+    project: str | None = None
+    node_name: str | None = None
+    # A flow expanded from a ``matrix``: its values, axis -> value (see matrix.py), and the
+    # 0-based position of the table it came from (``index`` counts expanded flows).
+    matrix: dict[str, str | int | float | bool] | None = None
+    position: int | None = None
+
+    @property
+    def item_name(self) -> str:
+        """The last part of the flow's pytest node id."""
+        return self.node_name or self.slug
+
+    @property
+    def table_position(self) -> int:
+        """0-based position of the flow's ``[[flows]]`` table in its file."""
+        return self.index if self.position is None else self.position
 
 
 @dataclass(frozen=True)
@@ -86,6 +107,8 @@ class Persona:
     fields: dict[str, str]
     # Secret fields: field name -> environment variable that holds the value.
     secrets: dict[str, str]
+    # Signed in once per run and host; its flows start from the storage state.
+    login: SignIn | None = None
 
     @property
     def field_names(self) -> frozenset[str]:

@@ -19,15 +19,20 @@ from typing import Any
 from pydantic import ValidationError
 
 from pytest_runset.gateway.safe_files import MAX_DEFINITION_BYTES, UnsafeFile, read_regular
+from pytest_runset.model.browser_options import BrowserOptions, resolve_profile
 from pytest_runset.model.flows import POOL_PREFIX, Flow, Persona, RunSet, RunsetError
 from pytest_runset.model.fsnames import as_text
+from pytest_runset.model.matrix import Expansion, expand_flows
 from pytest_runset.model.messages import (
     describe_validation_error,
     flow_label,
+    flow_positions,
     show_key,
     show_name,
 )
+from pytest_runset.model.persona_login import LOGIN_KEYS, attach_logins
 from pytest_runset.model.placeholders import PlaceholderError, check_template, placeholder_names
+from pytest_runset.model.projects import expand_projects
 from pytest_runset.model.schema import FlowSpec, RunsetDocument, RunsetSettings
 from pytest_runset.model.slugs import unique_slugs
 from pytest_runset.model.steps import (
@@ -62,6 +67,8 @@ def _personas(doc: RunsetDocument) -> dict[str, Persona]:
         fields: dict[str, str] = {}
         secrets: dict[str, str] = {}
         for key, value in table.items():
+            if key in LOGIN_KEYS:
+                continue
             if key.endswith("_env"):
                 secrets[key[: -len("_env")]] = str(value)
             elif isinstance(value, bool):
@@ -208,7 +215,7 @@ def _browser_parts(
             "sidecar_ports": spec.sidecar.ports if spec.sidecar is not None else 0,
         }
     )
-    viewport = spec.viewport or settings.viewport
+    own_viewport = spec.viewport
     if spec.steps is not None:
         try:
             with context:
@@ -230,7 +237,7 @@ def _browser_parts(
             "base_url": loaded.base_url,
             "timeout_s": loaded.timeout_s,
         }
-        viewport = spec.viewport or loaded.viewport or settings.viewport
+        own_viewport = spec.viewport or loaded.viewport
     elif spec.callable is not None:
         try:
             info = inspect_callable(spec.callable, root, ports=spec.ports)
@@ -242,7 +249,8 @@ def _browser_parts(
                 f"{where}, field 'browser': the callable asks for a page, context or browser, "
                 "so it needs browser = true (or leave 'browser' out)"
             )
-        browser = spec.browser if spec.browser is not None else wants
+        # A table of browser options means a browser, as ``true`` does.
+        browser = wants if spec.browser is None else spec.browser is not False
         parts = {
             "kind": "callable",
             "callable_ref": spec.callable,
@@ -252,7 +260,10 @@ def _browser_parts(
     else:
         return {}
     if parts["browser"]:
-        parts["viewport"] = (viewport.width, viewport.height) if viewport else None
+        own = spec.browser if isinstance(spec.browser, BrowserOptions) else None
+        profile = resolve_profile(((settings.browser, settings.viewport), (own, own_viewport)))
+        parts["browser_profile"] = profile
+        parts["viewport"] = profile.viewport
     return parts
 
 
@@ -274,11 +285,23 @@ def parse_runset(path: Path, data: bytes, display: str | None = None) -> RunSet:
             f"at line {line}, column {column} (offset {exc.start})"
         ) from None
     raw = parse_toml(text, lambda problem: RunsetError(f"{shown}: {problem}"))
+    expansion = expand_flows(shown, raw)
+    if expansion is None:
+        return _validated(path, shown, data, raw, None)
+    # Messages about an expanded flow count the tables of the file, not the expanded flows.
+    with flow_positions(expansion.positions):
+        return _validated(path, shown, data, expansion.document, expansion)
+
+
+def _validated(
+    path: Path, shown: Path, data: bytes, raw: dict[str, Any], expansion: Expansion | None
+) -> RunSet:
+    """The :class:`RunSet` of a parsed (and matrix-expanded) document."""
     try:
         doc = RunsetDocument.model_validate(raw)
     except ValidationError as exc:
         raise RunsetError(describe_validation_error(shown, raw, exc)) from None
-    personas = _personas(doc)
+    personas = attach_logins(shown, path.parent, doc, _personas(doc))
     persona_fields = _check_references(shown, doc, personas)
     _check_placeholders(shown, doc, persona_fields)
     _check_secret_argv(shown, doc, personas)
@@ -325,6 +348,8 @@ def parse_runset(path: Path, data: bytes, display: str | None = None) -> RunSet:
                 workspace=spec.workspace,
                 memory_max=spec.memory_max if spec.memory_max is not None else settings.memory_max,
                 pids_max=spec.pids_max if spec.pids_max is not None else settings.pids_max,
+                matrix=expansion.combinations[index] if expansion else None,
+                position=expansion.positions[index] if expansion else None,
                 **extra,
             )
         )
@@ -333,7 +358,7 @@ def parse_runset(path: Path, data: bytes, display: str | None = None) -> RunSet:
         name=settings.name or as_text(path.stem),
         sha256=hashlib.sha256(data).hexdigest(),
         settings=settings,
-        flows=tuple(flows),
+        flows=expand_projects(shown, flows, doc.flows, settings),
         personas=personas,
         pools={name: tuple(members) for name, members in doc.persona_pools.items()},
     )

@@ -8,15 +8,25 @@ and how a pydantic ``ValidationError`` becomes one line in the words of a TOML f
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
     from pathlib import Path
 
     from pydantic import ValidationError
 
-__all__ = ["describe_validation_error", "flow_label", "show_key", "show_name", "toml_type"]
+__all__ = [
+    "describe_validation_error",
+    "flow_label",
+    "flow_positions",
+    "show_key",
+    "show_name",
+    "toml_type",
+]
 
 # How a TOML value is named in "must be X, not Y" messages.
 _TOML_TYPES: tuple[tuple[type, str], ...] = (
@@ -52,8 +62,28 @@ def show_name(name: str) -> str:
     return repr(name)
 
 
+# Where each flow of a matrix-expanded document was written (0-based table positions); set
+# by the loader around the checks of such a document, so messages count tables of the file.
+_POSITIONS: contextvars.ContextVar[Sequence[int] | None] = contextvars.ContextVar(
+    "runset_flow_positions", default=None
+)
+
+
+@contextlib.contextmanager
+def flow_positions(positions: Sequence[int]) -> Iterator[None]:
+    """Within: :func:`flow_label` numbers flow ``i`` as its table, ``positions[i]``."""
+    token = _POSITIONS.set(positions)
+    try:
+        yield
+    finally:
+        _POSITIONS.reset(token)
+
+
 def flow_label(index: int, name: object) -> str:
-    """``flow #3 'login'``: 1-based position, then the name when it is a string."""
+    """``flow #3 'login'``: 1-based position of its table, then the name when it is a string."""
+    positions = _POSITIONS.get()
+    if positions is not None and 0 <= index < len(positions):
+        index = positions[index]
     label = f"flow #{index + 1}"
     if isinstance(name, str):
         label += f" {show_name(name)}"

@@ -136,6 +136,9 @@ def check_name(
     if sidecar:
         _check_port_index(name, sidecar.group(1), sidecar_ports, "the sidecar leases")
         return
+    if name.startswith("matrix."):
+        # A flow with a matrix has these filled in when it is expanded (model/matrix.py).
+        raise PlaceholderError(f"placeholder {_shown(name)} needs a matrix on the flow")
     raise PlaceholderError(f"unknown placeholder {_shown(name)}")
 
 

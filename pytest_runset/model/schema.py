@@ -14,15 +14,23 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
+    Tag,
     field_validator,
     model_validator,
 )
 
+from pytest_runset.model.browser_options import (
+    BrowserOptions,
+    PersonaLogin,
+    ProjectSpec,
+    check_persona_login,
+)
 from pytest_runset.model.durations import parse_duration
 from pytest_runset.model.sizes import parse_size
 from pytest_runset.model.steps import Viewport
@@ -154,6 +162,16 @@ class SidecarSpec(ProcessSpec):
 
 
 PersonaValue: TypeAlias = StrictStr | StrictInt | StrictFloat | StrictBool
+# A flow's ``browser``: ``true``/``false``, or a table of options (one error message, not two).
+FlowBrowser: TypeAlias = Annotated[
+    Annotated[BrowserOptions, Tag("table")] | Annotated[StrictBool, Tag("flag")],
+    Discriminator(lambda value: "table" if isinstance(value, dict | BrowserOptions) else "flag"),
+]
+# A persona's ``login`` is a table (model/browser_options.py); every other field a value.
+PersonaEntry: TypeAlias = Annotated[
+    Annotated[PersonaLogin, Tag("login")] | Annotated[PersonaValue, Tag("value")],
+    Discriminator(lambda value: "login" if isinstance(value, dict | PersonaLogin) else "value"),
+]
 
 
 class RunsetSettings(_Strict):
@@ -171,11 +189,15 @@ class RunsetSettings(_Strict):
     limits: dict[StrictStr, Annotated[StrictInt, Field(gt=0)]] = Field(default_factory=dict)
     browser_isolation: Literal["context", "process"] = "context"
     viewport: Viewport | None = None
+    browser: BrowserOptions | None = None
+    projects: list[ProjectSpec] = Field(default_factory=list)
     services: list[ServiceSpec] = Field(default_factory=list)
     tx: list[StrictStr] | None = None
     max_artifact_mb: Annotated[StrictInt | StrictFloat, Field(gt=0)] = 200
     browser_endpoint: StrictStr | None = None
     containment: Literal["auto", "cgroup", "process-group"] = "auto"
+    # A redis:// or rediss:// URL (checked by the session, resources/coordinator.py).
+    coordinator: StrictStr | None = None
     memory_max: MemorySize | None = None
     pids_max: PidsMax | None = None
 
@@ -201,6 +223,15 @@ class RunsetSettings(_Strict):
             from pytest_runset.gateway.endpoint import check_endpoint
 
             check_endpoint(value)
+        return value
+
+    @field_validator("projects")
+    @classmethod
+    def _unique_projects(cls, value: list[ProjectSpec]) -> list[ProjectSpec]:
+        names = [project.name.lower() for project in value]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"project name {duplicates[0]!r} is used twice")
         return value
 
     @field_validator("services")
@@ -238,8 +269,10 @@ class FlowSpec(_Strict):
     steps: list[Any] | None = None
     spec: StrictStr | None = None
     callable: StrictStr | None = None
-    browser: StrictBool | None = None
+    browser: FlowBrowser | None = None
     viewport: Viewport | None = None
+    # The projects this browser flow runs in (default: all of them).
+    projects: list[StrictStr] | None = None
     persona: StrictStr | None = None
     ports: Annotated[StrictInt, Field(ge=0, le=64)] = 0
     exclusive: StrictBool = False
@@ -284,7 +317,9 @@ class FlowSpec(_Strict):
         if kind in ("steps", "spec") and self.browser is False:
             raise ValueError("browser: steps always run in a browser")
         if kind == "command" and self.browser is not None:
-            raise ValueError("browser: only callable flows take 'browser'")
+            raise ValueError("browser: command flows have no browser")
+        if kind == "command" and self.projects is not None:
+            raise ValueError("projects: command flows run once, in no project")
         if self.viewport is not None and (kind == "command" or self.browser is False):
             raise ValueError("viewport: only browser flows have a viewport")
         if self.spec is not None and not self.spec.strip():
@@ -297,17 +332,18 @@ class RunsetDocument(_Strict):
 
     runset: RunsetSettings = Field(default_factory=RunsetSettings)
     flows: list[FlowSpec] = Field(default_factory=list)
-    personas: dict[StrictStr, dict[StrictStr, PersonaValue]] = Field(default_factory=dict)
+    personas: dict[StrictStr, dict[StrictStr, PersonaEntry]] = Field(default_factory=dict)
     persona_pools: dict[StrictStr, list[StrictStr]] = Field(default_factory=dict)
 
     @field_validator("personas")
     @classmethod
     def _persona_fields(
-        cls, value: dict[str, dict[str, str | int | float | bool]]
-    ) -> dict[str, dict[str, str | int | float | bool]]:
+        cls, value: dict[str, dict[str, PersonaLogin | str | int | float | bool]]
+    ) -> dict[str, dict[str, PersonaLogin | str | int | float | bool]]:
         for name, fields in value.items():
             if not _IDENT.match(name):
                 raise ValueError(f"persona name {name!r}: use letters, digits and '_'")
+            check_persona_login(name, fields)
             for key, item in fields.items():
                 if not _IDENT.match(key):
                     raise ValueError(f"persona {name!r}: field {key!r}: use letters, digits, '_'")

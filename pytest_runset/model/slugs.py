@@ -22,7 +22,7 @@ _UNSAFE_RUN = re.compile(r"[^a-z0-9._-]+")
 _RETRY_SUFFIX = re.compile(r"-retry\d+$")
 # Names the run directory itself uses; a flow may not take them.
 RESERVED_SLUGS = frozenset(
-    {"report.json", "report.html", "journal.jsonl", "services", "run.lock", "latest"}
+    {"report.json", "report.html", "journal.jsonl", "services", "run.lock", "latest", "auth"}
 )
 
 

@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import filelock
 
@@ -78,19 +79,33 @@ def _check_parents(path: Path) -> None:
             )
 
 
+class Held(Protocol):
+    """A lock a lease holds: a file lock, or a coordinator's lease (cluster_leases.py), whose
+    release returns a warning when the holder had lost it."""
+
+    @property
+    def lock_file(self) -> str: ...
+
+    def release(self, force: bool = False) -> object: ...
+
+
 @dataclass
 class Lease:
     """Locks held for one flow attempt (or a service); release them exactly once."""
 
-    locks: list[filelock.BaseFileLock] = field(default_factory=list)
+    locks: list[Held] = field(default_factory=list)
     persona: str | None = None
     ports: list[int] = field(default_factory=list)
+    # Warnings of locks found lost when released (a coordinator's fenced leases).
+    lost: list[str] = field(default_factory=list)
 
     def release(self) -> None:
         while self.locks:
             lock = self.locks.pop()
             with contextlib.suppress(Exception):
-                lock.release(force=True)
+                problem = lock.release(force=True)
+                if isinstance(problem, str):
+                    self.lost.append(problem)
 
 
 class Leaser:

@@ -11,7 +11,8 @@ end of a run (``results/report.py`` ``build_report``) or by ``pytest-runset merg
 
     {"schema", "run_id", "runset": RunsetInfo, "status": RunStatus, "started_at",
      "finished_at", "wall_s", "workers", "flows": [FlowEntry, ...], "summary": Summary,
-     "shard": ShardInfo (with --runset-shard), "merged_from": [MergedShard, ...] (merged)}
+     "shard": ShardInfo (with --runset-shard), "merged_from": [MergedShard, ...] (merged),
+     "groups": [Grouping, ...] (flows with a matrix or tags)}
 
 ``journal.jsonl``: one :data:`JournalLine` per line, appended and fsynced as the run goes:
 
@@ -78,6 +79,20 @@ class HistoryItem(TypedDict):
     duration_s: float | None
     exit_code: int | None
     message: str
+    # From the run's start to the attempt's start, and its worker (absent in reports of older
+    # releases): the HTML timeline draws every attempt.
+    started_s: NotRequired[float | None]
+    worker: NotRequired[str | None]
+    # The attempt's own ``$RUNSET_REPORT`` metrics (absent in reports of older releases).
+    metrics: NotRequired[dict[str, Any]]
+
+
+class StepRecord(TypedDict):
+    """One step of a steps flow's last attempt: its label and wall time (``None``: the step
+    never started)."""
+
+    label: str
+    duration_s: float | None
 
 
 class FlowResources(TypedDict):
@@ -130,8 +145,18 @@ class FlowEntry(TypedDict):
     leftover_processes: int
     # Of the last attempt (absent in reports of older releases).
     resources: NotRequired[FlowResources]
+    # Of the last attempt, when it has them: the full text of its failure (Playwright's message
+    # with its call log, a callable's traceback), a steps flow's steps with their durations, and
+    # the 0-based index of the step that failed.
+    details: NotRequired[str]
+    steps: NotRequired[list[StepRecord]]
+    failed_step: NotRequired[int]
     # From ``$RUNSET_REPORT``.
     metrics: dict[str, Any]
+    # A flow expanded from a ``matrix``: its value on each axis, in axis order.
+    matrix: NotRequired[dict[str, MatrixValue]]
+    # A browser flow's copy in a ``[[runset.projects]]`` project: the project's name.
+    project: NotRequired[str]
     warnings: list[str]
     # Of the flow's table in the run-set file: a resume runs a changed flow again.
     definition_sha256: str
@@ -173,6 +198,22 @@ class ShardInfo(TypedDict):
     plan: str
 
 
+class QueueInfo(TypedDict):
+    """``queue`` of a report of a ``--runset-queue NAME`` session: the report lists only the
+    flows this session ran; ``pytest-runset merge`` of every session's report is the run."""
+
+    name: str
+    session: str  # this session's id on the coordinator
+    host: str
+    role: Literal["seeded", "joined"]
+    coordinator: str  # the URL, its password masked
+    digest: str  # of the run-sets and the selection: every session of the queue has the same
+    total: int  # flows in the queue when it was seeded
+    ran: int  # flows this report lists
+    pulled: int  # flows (or retries) this session took from the queue
+    handed_back: int  # retries and unstarted flows it put back for any session
+
+
 class MergedShard(TypedDict):
     """One input of a merged report (``merged_from``), in command-line order. The fields after
     ``report`` are as that input says (``None`` where it says nothing)."""
@@ -186,6 +227,50 @@ class MergedShard(TypedDict):
     wall_s: float
     workers: int
     flows: int  # how many flows it lists
+
+
+# A value of a matrix axis (a tag's groups have the tag's name as their value).
+MatrixValue = str | int | float | bool
+
+
+class MetricStats(TypedDict):
+    """One numeric metric over a group's flows (the last attempt's ``metrics`` of each)."""
+
+    # Flows with a finite number for it, and flows without (absent, a label, null, ...).
+    n: int
+    n_missing: int
+    # ``None`` where ``n`` is too small: everything at 0, stdev and ci95 below 2.
+    mean: float | None
+    # The sample standard deviation (n - 1).
+    stdev: float | None
+    min: float | None
+    median: float | None
+    max: float | None
+    # [low, high]: the 95% confidence interval of the mean (Student's t with n - 1 df).
+    ci95: list[float] | None
+
+
+class GroupStats(TypedDict):
+    """The flows that have one value of an axis (or carry one tag)."""
+
+    value: MatrixValue
+    n: int
+    # Flows per status, every status listed (in the order of ``STATUSES``).
+    counts: dict[str, int]
+    # passed / (passed + failed + error + timeout); ``None`` when none of those.
+    pass_rate: float | None
+    # Every metric that is a number in some flow of the report, by name.
+    metrics: dict[str, MetricStats]
+
+
+class Grouping(TypedDict):
+    """``groups`` of a report: one per matrix axis (in axis order), then one for tags."""
+
+    # The axis name, or ``"tag"``.
+    by: str
+    kind: Literal["matrix", "tag"]
+    # In the order the values first appear in the report's flows.
+    groups: list[GroupStats]
 
 
 class RunReport(TypedDict):
@@ -211,8 +296,12 @@ class RunReport(TypedDict):
     paused_s: NotRequired[float]
     # A session with ``--runset-shard K/N`` only.
     shard: NotRequired[ShardInfo]
+    # A session with ``--runset-queue NAME`` only.
+    queue: NotRequired[QueueInfo]
     # Merged reports only.
     merged_from: NotRequired[list[MergedShard]]
+    # Per matrix axis and per tag (results/groups.py); absent when flows have neither.
+    groups: NotRequired[list[Grouping]]
 
 
 class StartLine(TypedDict):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 CSS = """
 :root{--passed:#2e7d32;--failed:#c62828;--error:#ad1457;--timeout:#e65100;--skipped:#757575;
---xfailed:#6d4c41;--xpassed:#f9a825;--interrupted:#6a1b9a;--not_run:#9e9e9e;--line:#ddd}
+--xfailed:#6d4c41;--xpassed:#f9a825;--interrupted:#6a1b9a;--not_run:#9e9e9e;--line:#ddd;
+--flaky:#8d6e00}
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 1.5em 2em;color:#222}
 h1{font-size:1.4em;margin:.8em 0 .2em}h2{font-size:1.15em;margin:1.4em 0 .4em}
 table{border-collapse:collapse}td,th{padding:3px 8px;border-bottom:1px solid var(--line);
@@ -40,29 +41,71 @@ box-sizing:border-box;border-right:1px solid #fff}
 padding-right:6px}
 .flow{border-top:1px solid var(--line);padding:.3em 0}
 .warn{color:var(--timeout);font-weight:600}.usage{color:#444;margin:.2em 0}
-.flow img{max-width:480px;border:1px solid var(--line);display:block;margin:4px 0}
+.flow img{max-width:min(480px,100%);border:1px solid var(--line);display:block;margin:4px 0}
+.flow h3{overflow-wrap:anywhere}
+.badge.flaky,.dot.flaky{background:var(--flaky)}
+.dot{display:inline-block;width:8px;height:8px;border-radius:50%;margin-right:5px}
+.filters .n{font-weight:600;font-variant-numeric:tabular-nums}
+.filters button.on .n{color:#fff}
+.wide{overflow-x:auto}
+.bar.retry{opacity:.55;background-image:repeating-linear-gradient(135deg,
+rgba(255,255,255,.6) 0 3px,transparent 3px 6px)}
+pre.error{background:#fdecea;border-left:3px solid var(--failed);margin:.3em 0}
+pre.message{margin:.3em 0}
+details.full-error summary{cursor:pointer;color:#555;font-size:.9em}
+details.full-error pre{max-height:24em;overflow:auto;font-size:.85em}
+ol.steps{margin:.4em 0;padding-left:2.2em;max-width:60em}
+ol.steps li{padding:1px 4px;border-bottom:1px solid #f0f0f0}
+ol.steps li span.step-label{overflow-wrap:anywhere}
+ol.steps .step-time{float:right;margin-left:1em;color:#555;font-variant-numeric:tabular-nums}
+ol.steps li.step-failed{background:#fdecea;border-left:3px solid var(--failed);font-weight:600}
+ol.steps li.step-failed .step-time{color:var(--failed)}
+ol.steps li.step-not-run{color:#999}
+.tail{margin:.4em 0;max-width:60em}.tail-name{font-size:.85em;color:#555}
+.tail pre{margin:.1em 0;max-height:18em;overflow:auto;font-size:.85em}
+.tail-empty{color:#777;font-size:.85em;margin:.3em 0}#flows td.status{white-space:nowrap}
+.trace code{display:block;background:#f1f1f1;padding:4px 6px;margin-top:2px;
+overflow-wrap:anywhere;user-select:all}
+.attempts{margin:.4em 0}
+@media (max-width:700px){
+body{margin:0 .6em 1.5em}
+.meta td{padding:2px 4px;overflow-wrap:anywhere}
+.meta td:first-child{padding-right:.6em;white-space:nowrap;overflow-wrap:normal}
+#flows,#flows tbody,#flows tr{display:block}#flows thead{display:none}
+#flows tr{border-bottom:1px solid var(--line);padding:4px 0}
+#flows td{display:inline-block;border:none;padding:1px 8px 1px 0}
+#flows td[data-label]::before{content:attr(data-label) " ";color:#777;font-size:.85em}
+#flows td[data-label=cpu],#flows td[data-label="peak MiB"],#flows td.none{display:none}
+#flows td.msg,#flows td.files{display:block;max-width:none}
+.lane-name{width:4em}.axis{margin-left:4em}
+.attempts{display:block;overflow-x:auto}
+ol.steps{padding-left:1.6em}.flow figure{margin:4px 0}
+}
 [hidden]{display:none!important}
 """
 
 JS = """
 (function(){
-var active='all', box=document.getElementById('filter-text');
-var items=document.querySelectorAll('[data-status]');
+var on={}, box=document.getElementById('filter-text');
+var items=document.querySelectorAll('.flow-row,section.flow');
+var buttons=document.querySelectorAll('.filters button');
+function anyOn(){for(var k in on){if(on[k])return true;}return false;}
 function apply(){
-  var text=(box.value||'').toLowerCase();
+  var text=(box.value||'').toLowerCase(), all=!anyOn();
   for(var i=0;i<items.length;i++){var el=items[i];
-    if(el.classList.contains('bar'))continue;
-    var ok=(active==='all'||el.getAttribute('data-status')===active)&&
-      (el.getAttribute('data-search')||'').indexOf(text)>=0;
-    el.hidden=!ok;}
-  var buttons=document.querySelectorAll('.filters button');
-  for(var j=0;j<buttons.length;j++){buttons[j].classList.toggle('on',
-    buttons[j].getAttribute('data-filter')===active);}
+    var picked=all||on[el.getAttribute('data-status')]||
+      (on.flaky&&el.getAttribute('data-flaky')==='1');
+    el.hidden=!(picked&&(el.getAttribute('data-search')||'').indexOf(text)>=0);}
+  for(var j=0;j<buttons.length;j++){var name=buttons[j].getAttribute('data-filter');
+    var pressed=name==='all'?all:!!on[name];
+    buttons[j].classList.toggle('on',pressed);
+    buttons[j].setAttribute('aria-pressed',pressed?'true':'false');}
 }
 document.getElementById('filters').hidden=false;
-var buttons=document.querySelectorAll('.filters button');
 for(var k=0;k<buttons.length;k++){buttons[k].addEventListener('click',function(){
-  active=this.getAttribute('data-filter');apply();});}
+  var name=this.getAttribute('data-filter');
+  if(name==='all'){on={};}else{on[name]=!on[name];}
+  apply();});}
 box.addEventListener('input',apply);
 apply();
 var body=document.querySelector('#flows tbody'), heads=document.querySelectorAll('th[data-col]');

@@ -13,7 +13,7 @@ Rules (documented in docs/cli.md):
 - ``wall_s`` is the longest shard's wall time (shards run side by side, so the slowest one is
   the merged run's duration; clocks of different machines need not agree), ``workers`` the sum,
   ``started_at``/``finished_at`` the earliest start and latest finish. ``summary`` and
-  ``status`` are recomputed from the merged flows.
+  ``status`` are recomputed from the merged flows, and so are ``groups``.
 - Paths are rewritten relative to the merged report's directory; each flow gets ``shard`` (its
   report's 1-based position on the command line).
 
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from pytest_runset.results.formats import FlowEntry, RunReport, RunsetInfo
+from pytest_runset.results.groups import compute_groups
 from pytest_runset.results.report import REPORT_SCHEMA, iso_utc, run_status, summarize
 from pytest_runset.results.statuses import STATUSES
 
@@ -222,6 +223,10 @@ def merge_reports(shards: list[Shard], out_path: Path, *, force: bool = False) -
     order = _order(shards, chosen, appearance, result)
     flows = [_rewritten_flow(chosen[slug][1], chosen[slug][0], out_dir) for slug in order]
     result.report = _merged_report(shards, flows, out_dir)
+    # Recomputed from the merged flows: statistics of shards do not add up.
+    groups = compute_groups(flows)
+    if groups:
+        result.report["groups"] = groups
     return result
 
 

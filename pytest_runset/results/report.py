@@ -32,6 +32,7 @@ from pytest_runset.results.formats import (
     ShardInfo,
     Summary,
 )
+from pytest_runset.results.groups import compute_groups
 from pytest_runset.results.html import html_path_for, write_html
 from pytest_runset.results.jsonfile import json_bytes, strict_json, write_json_atomic
 
@@ -430,6 +431,9 @@ def build_report(
     }
     if shard:
         report["shard"] = shard.copy()
+    groups = compute_groups(flows)
+    if groups:
+        report["groups"] = groups
     return report
 
 

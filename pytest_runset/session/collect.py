@@ -85,7 +85,8 @@ class RunsetFile(pytest.File):
         items: list[pytest.Item] = []
         # pytest-repeat's --count N: N items per flow (session/repeat.py).
         for flow, name in repeated(config, flows):
-            line = lines[flow.index] if flow.index < len(lines) else 0
+            position = flow.table_position
+            line = lines[position] if position < len(lines) else 0
             item = RunsetItem.from_parent(self, name=name, flow=flow, runset=runset, line=line)
             items.append(item)
         return items

@@ -7,6 +7,7 @@ an option that needs them is given: a session without run-sets pays for none of 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,10 @@ def configure_session(config: pytest.Config) -> None:
 
         check_options(config)
         warn_open_sockets(config)
+    if option.runset_coordinator or option.runset_queue or os.environ.get("RUNSET_COORDINATOR"):
+        from pytest_runset.session.coordination import check_options
+
+        check_options(config)
     if option.runset_shard is not None:
         from pytest_runset.session.shards import ShardError, parse_shard
 
@@ -55,6 +60,9 @@ def configure_session(config: pytest.Config) -> None:
     config.stash[SETTINGS] = resolve_settings(config)
     if xdist_controller_session(config):
         _refuse_own_pool_options(config)
+        from pytest_runset.session.coordination import refuse_under_xdist
+
+        refuse_under_xdist(config)
     _add_explicit_files(config)
     other_plugins.register(config)
     if any(runset.flows for runset in config.stash.get(LOADED, {}).values()):

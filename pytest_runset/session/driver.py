@@ -11,11 +11,14 @@ import pytest
 
 from pytest_runset.engine.interrupts import deferred_interrupts
 from pytest_runset.engine.state import RunsetRun
+from pytest_runset.resources.cluster_leases import ClusterLeaser
 from pytest_runset.resources.leases import LeaseError, Leaser, lock_directory
 from pytest_runset.resources.requirements import needs_leases
 from pytest_runset.session.collect import RunsetItem
 from pytest_runset.session.containment import RunContainment, start_containment
+from pytest_runset.session.coordination import Coordination, open_coordination
 from pytest_runset.session.debugging import TerminalPool, terminal_flow
+from pytest_runset.session.queue_loop import CoordinatedRunLoop
 from pytest_runset.session.resume import resolve_resume
 from pytest_runset.session.runloop import FlowRunLoop
 from pytest_runset.session.runs import open_runs, storage_stop_line
@@ -57,6 +60,8 @@ def run_flows(session: pytest.Session, flows: list[RunsetItem], others: list[pyt
     runs: dict[str, RunsetRun] = {}
     loop: FlowRunLoop | None = None
     containment: RunContainment | None = None
+    # Before any run directory: an unreachable coordinator or a foreign queue is exit 4.
+    coordination = open_coordination(config, flows)
     try:
         # From the first run directory on, an interrupt must still end in a written report.
         with deferred_interrupts():
@@ -68,14 +73,14 @@ def run_flows(session: pytest.Session, flows: list[RunsetItem], others: list[pyt
                 list(runsets.values()),
                 [run.directory.path for run in runs.values()],
             )
-            loop = FlowRunLoop(
+            loop = (FlowRunLoop if coordination is None else CoordinatedRunLoop)(
                 session,
                 items=flows,
                 runs=runs,
                 workers=workers,
                 run_id=run_id,
                 settings=settings(config),
-                leaser=leaser_for(flows),
+                leaser=leaser_for(flows, coordination),
                 scaleout=scaleout,
                 pool=TerminalPool(config, debugged) if debugged is not None else None,
             )
@@ -94,10 +99,14 @@ def run_flows(session: pytest.Session, flows: list[RunsetItem], others: list[pyt
                 run.directory.close()
             if containment is not None:
                 containment.close()
+            if coordination is not None:
+                coordination.close()
     if loop.drained:
         pytest.exit("runset: stopped by pytest-runset stop --drain", returncode=2)
     if loop.storage_error is not None:
         raise session.Interrupted(storage_stop_line(loop.storage_error, run_id))
+    if coordination is not None and coordination.stopped_by is not None:
+        raise session.Interrupted(coordination.stopped_by)
     if session.testsfailed and config.option.maxfail and session.shouldfail:
         raise session.Failed(session.shouldfail)
     if loop.no_usable_gateway:
@@ -119,14 +128,17 @@ def run_flows(session: pytest.Session, flows: list[RunsetItem], others: list[pyt
         raise session.Failed(loop.supervision.global_timeout_reason(not_run=False))
 
 
-def leaser_for(flows: list[RunsetItem]) -> Leaser | None:
-    """A leaser on the per-user lock directory, when some flow or service needs one."""
+def leaser_for(flows: list[RunsetItem], coordination: Coordination | None = None) -> Leaser | None:
+    """A leaser on the per-user lock directory, when some flow or service needs one; with a
+    coordinator, one whose personas and tag limits hold across machines."""
     needed = any(
         needs_leases(item.flow, item.runset) or item.flow.workspace != "none" for item in flows
     ) or any(item.runset.settings.services for item in flows)
     if not needed:
         return None
     try:
+        if coordination is not None:
+            return ClusterLeaser(lock_directory(), coordination.coordinator)
         return Leaser(lock_directory())
     except LeaseError as exc:
         raise pytest.UsageError(str(exc)) from None

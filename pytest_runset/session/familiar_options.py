@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from pytest_runset.engine.browser_spec import BrowserOverrides
+
 # Options whose default is a real value, so that only the command line tells "given" from
 # "left alone" (``--tracing off`` must win over pytest-runset's retain-on-failure default).
 _VALUED = (
@@ -126,6 +128,21 @@ def map_browser_options(config: pytest.Config) -> None:
     browsers = option_value(config, "browser")
     if isinstance(browsers, list) and len(browsers) == 1 and not given(config, "--runset-browser"):
         option.runset_browser = browsers[0]
+    # What the command line asks of every browser flow, over the run-set's browser options
+    # (engine/browser_spec.py reads it when it builds an attempt).
+    overrides: BrowserOverrides = {}
+    if given(config, "--runset-browser") or (isinstance(browsers, list) and len(browsers) == 1):
+        overrides["name"] = option.runset_browser
+    channel = option_value(config, "browser_channel")
+    if isinstance(channel, str) and channel:
+        overrides["channel"] = channel
+    slowmo = _number(option_value(config, "slowmo"))
+    if slowmo is not None and slowmo > 0:
+        overrides["slow_mo"] = slowmo
+    device = option_value(config, "device")
+    if isinstance(device, str) and device:
+        overrides["device"] = device
+    option.runset_browser_overrides = overrides
     if option_value(config, "headed"):
         option.runset_headed = True
     for flag, (dest, ours, our_flag) in _BROWSER_MAP.items():
@@ -209,25 +226,17 @@ def _playwright_refusals(config: pytest.Config) -> Iterable[str]:
             f"{named} (pytest-playwright): flows run in one browser per session; give one "
             "--browser (or --runset-browser NAME)"
         )
-    channel = option_value(config, "browser_channel")
-    if channel:
-        yield (
-            f"--browser-channel {channel} (pytest-playwright): flows cannot pick a browser "
-            "channel; give that browser's executable with --runset-browser-executable PATH"
-        )
-    slowmo = option_value(config, "slowmo")
-    if isinstance(slowmo, int | float) and slowmo:
-        yield (
-            f"--slowmo {slowmo} (pytest-playwright): flows have no slow motion yet (no "
-            "pytest-runset equivalent); drop --slowmo"
-        )
     device = option_value(config, "device")
-    if device:
-        yield (
-            f"--device {device} (pytest-playwright): flows cannot emulate devices yet (no "
-            "pytest-runset equivalent; a flow's viewport = [width, height] sizes its page); "
-            "drop --device"
-        )
+    if isinstance(device, str) and device:
+        # Only with --device: the device list is read from the installed Playwright.
+        from pytest_runset.model.browser_options import device_problem
+
+        problem = device_problem(device)
+        if problem:
+            yield f"--device {device} (pytest-playwright): {problem}"
+    slowmo = option_value(config, "slowmo")
+    if isinstance(slowmo, int | float) and slowmo < 0:
+        yield f"--slowmo {slowmo} (pytest-playwright): must be 0 or more milliseconds"
     output = option_value(config, "output")
     if isinstance(output, str) and given(config, "--output"):
         # Its session fixture deletes that directory: a run there would lose its files.

@@ -217,6 +217,21 @@ def _add_scaleout_options(group: pytest.OptionGroup) -> None:
         "path as here, a shared checkout).",
     )
     group.addoption(
+        "--runset-coordinator",
+        default=None,
+        metavar="URL",
+        help="redis:// or rediss:// URL of a coordinator shared by several sessions: personas, "
+        "pools, tag limits and exclusive flows hold across all of them (default: "
+        "$RUNSET_COORDINATOR, else [runset] coordinator; needs pytest-runset[redis]).",
+    )
+    group.addoption(
+        "--runset-queue",
+        default=None,
+        metavar="NAME",
+        help="take flows from the coordinator's shared queue NAME (e.g. the CI pipeline id): "
+        "every session of the queue runs the flows together, each flow once.",
+    )
+    group.addoption(
         "--runset-browser-endpoint",
         default=None,
         metavar="WS_URL",

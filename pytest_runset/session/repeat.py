@@ -28,7 +28,7 @@ def repeated(config: pytest.Config, flows: Sequence[Flow]) -> list[tuple[Flow, s
     """Each flow with its item name: itself and its slug, or N numbered copies of it."""
     count = repeat_count(config)
     if count == 1:
-        return [(flow, flow.slug) for flow in flows]
+        return [(flow, flow.item_name) for flow in flows]
     # Only the copies have directories: ``login`` itself keeps none, so ``login-1`` is free.
     taken = set(RESERVED_SLUGS)
     expanded: list[tuple[Flow, str]] = []
@@ -37,9 +37,17 @@ def repeated(config: pytest.Config, flows: Sequence[Flow]) -> list[tuple[Flow, s
             slug = _free(flow.slug, f"-{number}", taken)
             taken.add(slug.lower())
             name = f"{flow.name} [{number}-{count}]"
-            copy = dataclasses.replace(flow, slug=slug, name=name)
-            expanded.append((copy, f"{flow.slug}[{number}-{count}]"))
+            item = _numbered(flow.item_name, f"{number}-{count}")
+            copy = dataclasses.replace(flow, slug=slug, name=name, node_name=item)
+            expanded.append((copy, item))
     return expanded
+
+
+def _numbered(item: str, number: str) -> str:
+    """``login[1-3]``, or ``login[mobile-1-3]`` for a flow's copy in a project."""
+    if item.endswith("]") and "[" in item:
+        return f"{item[:-1]}-{number}]"
+    return f"{item}[{number}]"
 
 
 def _free(base: str, suffix: str, taken: set[str]) -> str:

@@ -69,6 +69,8 @@ INTERRUPT_LATENCY_S = 0.25
 
 
 class FlowRunLoop:
+    scheduling: type[Scheduler] = Scheduler  # a QueueScheduler with --runset-queue
+
     def __init__(
         self,
         session: pytest.Session,
@@ -220,7 +222,7 @@ class FlowRunLoop:
             first=history.failed_last_time(self.config, to_run),
         )
         exclusive = [key for key in to_run if self.states[key].flow.exclusive]
-        self.scheduler = Scheduler(to_run, self.workers, retries, exclusive, self.retry_delay)
+        self.scheduler = self.scheduling(to_run, self.workers, retries, exclusive, self.retry_delay)
         for run in self.runs.values():
             if run.started_at is None:
                 journal_start(run, self.started_at)

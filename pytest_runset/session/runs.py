@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_runset.engine.browser_spec import remove_auth_dir
 from pytest_runset.engine.state import RunsetRun
 from pytest_runset.model.flows import RunSet
 from pytest_runset.model.placeholders import PlaceholderError, substitute
@@ -31,6 +32,7 @@ from pytest_runset.results.report import (
 )
 from pytest_runset.results.storage import StorageError
 from pytest_runset.session.containment import RunContainment, containment_fields
+from pytest_runset.session.coordination import QUEUE_INFO
 from pytest_runset.session.resume import notice_unfinished, resumed_run
 from pytest_runset.session.settings import output_root
 from pytest_runset.session.shards import SHARD_INFO
@@ -174,6 +176,8 @@ def write_run_report(
     written; the hook is not called, since there is no report): the caller stops the session
     with :func:`storage_stop_line`.
     """
+    # The run's flows are over: its personas' sign-in states go (never kept past the run).
+    remove_auth_dir(run.directory.path)
     finished = finished_at if finished_at is not None else time.time()
     flows = [run.entries[slug] for slug in sorted(run.entries, key=run.order.__getitem__)]
     report = build_report(
@@ -190,6 +194,9 @@ def write_run_report(
         interrupted=interrupted,
         shard=config.stash.get(SHARD_INFO, None),
     )
+    queue = config.stash.get(QUEUE_INFO, None)
+    if queue is not None:
+        report["queue"] = queue
     fields = containment_fields(config)
     report["containment"] = fields["containment"]
     report["limits_enforced"] = fields["limits_enforced"]

@@ -185,7 +185,7 @@ FLOW_ERRORS = [
     ),
     ('steps = [{ goto = "/" }]\ncwd = "x"', "field 'cwd': only command and callable flows"),
     ('steps = [{ goto = "/" }]\nbrowser = false', "field 'browser': steps always run in a browser"),
-    ('command = ["true"]\nbrowser = true', "field 'browser': only callable flows take 'browser'"),
+    ('command = ["true"]\nbrowser = true', "field 'browser': command flows have no browser"),
     (
         'command = ["true"]\nviewport = { width = 1, height = 1 }',
         "field 'viewport': only browser flows have a viewport",

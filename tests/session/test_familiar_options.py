@@ -358,20 +358,8 @@ def test_options_given_through_addopts_count_as_given(
     ("option", "message"),
     [
         (
-            ["--device", "iPhone 13"],
-            "--device iPhone 13 (pytest-playwright): flows cannot emulate devices yet (no "
-            "pytest-runset equivalent; a flow's viewport = [width, height] sizes its page); "
-            "drop --device",
-        ),
-        (
-            ["--slowmo", "500"],
-            "--slowmo 500 (pytest-playwright): flows have no slow motion yet (no pytest-runset "
-            "equivalent); drop --slowmo",
-        ),
-        (
-            ["--browser-channel", "chrome"],
-            "--browser-channel chrome (pytest-playwright): flows cannot pick a browser channel; "
-            "give that browser's executable with --runset-browser-executable PATH",
+            ["--slowmo", "-5"],
+            "--slowmo -5 (pytest-playwright): must be 0 or more milliseconds",
         ),
         (
             ["--browser", "chromium", "--browser", "firefox"],
@@ -407,12 +395,33 @@ def test_refusals_wait_for_flows_collected_by_their_file_name(
 ) -> None:
     """A run-set found by its name (no --runset) makes the session one with flows too."""
     args = stand_in(pytester, "playwright")
-    result = run(pytester, *args, "--device", "Pixel 5")
+    result = run(pytester, *args, "--device", "Pixel 55")
     assert result.ret == 4
-    result.stderr.fnmatch_lines(["ERROR: --device Pixel 5 (pytest-playwright): *"])
+    # The closest names come from the installed Playwright's device list.
+    result.stderr.fnmatch_lines(
+        ["ERROR: --device Pixel 55 (pytest-playwright): unknown device 'Pixel 55' (closest: *)"]
+    )
     runset.unlink()
     pytester.makepyfile(test_plain="def test_ok():\n    pass\n")
-    assert run(pytester, *args, "--device", "Pixel 5").ret == 0
+    assert run(pytester, *args, "--device", "Pixel 55").ret == 0
+
+
+def test_device_slowmo_and_channel_become_every_browser_flows_options(
+    pytester: pytest.Pytester,
+) -> None:
+    """pytest-playwright's --device, --slowmo and --browser-channel override the run-set's
+    browser options (engine/browser_spec.py applies them to each attempt)."""
+    args = stand_in(pytester, "playwright")
+    more = ["--device", "Pixel 5", "--slowmo", "250", "--browser-channel", "chrome"]
+    config = pytester.parseconfigure(*args, *more, "--browser", "firefox")
+    assert config.option.runset_browser_overrides == {
+        "name": "firefox",
+        "channel": "chrome",
+        "slow_mo": 250.0,
+        "device": "Pixel 5",
+    }
+    # Nothing given: the run-set decides (its [runset.browser] name included).
+    assert pytester.parseconfigure(*args).option.runset_browser_overrides == {}
 
 
 def test_browser_option_reaches_browser_flows(

@@ -86,3 +86,10 @@ def shutdown_runners() -> None:
             module.shutdown()
         except Exception:
             pass
+    # Sign-in states this worker kept on a remote host go with it (persona_login.py).
+    login = sys.modules.get("pytest_runset.gateway.runners.persona_login")
+    if login is not None:
+        try:
+            login.forget_host_dirs()
+        except Exception:
+            pass

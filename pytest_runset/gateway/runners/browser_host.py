@@ -153,12 +153,16 @@ class Host:
     def browser_for(self, options: dict[str, Any], env: dict[str, str], timeout_s: float) -> bool:
         """Make sure a browser for ``options`` is up; return whether it was launched now."""
         cookie = str(options["cookie"])
+        launch = dict(options.get("launch") or {})
         key = (
             options["name"],
             options.get("executable"),
             bool(options.get("headed")),
             cookie,
             options.get("endpoint"),
+            # Flows whose launch options differ (channel, slow_mo, args) get a browser of their
+            # own: the warm one is closed and another launched.
+            repr(sorted(launch.items())),
         )
         if self.browser is not None and self.key == key and self._connected():
             return False
@@ -168,11 +172,17 @@ class Host:
             self._connect(playwright, options, key, timeout_s)
             return True
         browser_type = getattr(playwright, str(options["name"]))
-        executable = resolve_executable(
-            str(options["name"]),
-            options.get("executable"),
-            _managed_path(browser_type),
-            find_system_chromium,
+        channel = launch.get("channel")
+        # A channel names the browser itself (Chrome, Edge): Playwright finds it.
+        executable = (
+            options.get("executable")
+            if channel
+            else resolve_executable(
+                str(options["name"]),
+                options.get("executable"),
+                _managed_path(browser_type),
+                find_system_chromium,
+            )
         )
         launch_env = {k: v for k, v in env.items() if k != COOKIE_VAR}
         launch_env[COOKIE_VAR] = cookie
@@ -181,6 +191,10 @@ class Host:
         # Listed for the run's watchdog: a browser outlives flows, and may outlive its worker.
         containment.note_cookie(cookie)
         arguments = list(CHROMIUM_FLAGS) if options["name"] == "chromium" else []
+        arguments += [arg for arg in launch.get("args") or () if arg not in arguments]
+        extra = {"channel": channel} if channel else {}
+        if launch.get("slow_mo"):
+            extra["slow_mo"] = float(launch["slow_mo"])
         try:
             browser = browser_type.launch(
                 executable_path=executable,
@@ -188,6 +202,7 @@ class Host:
                 args=arguments,
                 env=launch_env,
                 timeout=max(1.0, min(timeout_s, LAUNCH_TIMEOUT_S)) * 1000,
+                **extra,
             )
         except Exception as exc:
             sweep_cookie(cookie)

@@ -32,7 +32,9 @@ from pytest_runset.gateway.flow_dir import attempt_dir
 from pytest_runset.gateway.masking import mask_text, mask_zip, usable
 from pytest_runset.gateway.protocol import AttemptSpec
 from pytest_runset.gateway.runners.browser_host import HOST, BrowserUnavailable, first_lines
+from pytest_runset.gateway.runners.context_options import context_options
 from pytest_runset.gateway.runners.inproc import BodyResult
+from pytest_runset.gateway.runners.persona_login import StepRunner, signed_in_state
 
 # Playwright's own defaults: actions and navigations 30 s, expectations 5 s. All are bounded
 # by the flow's remaining time.
@@ -47,8 +49,11 @@ VIDEO_DIR = "video"
 class Session:
     """One flow's browser context: its page, tracing, console log, screenshots and video."""
 
-    def __init__(self, spec: AttemptSpec, control: Any) -> None:
+    def __init__(self, spec: AttemptSpec, control: Any, run_step: StepRunner | None = None) -> None:
         self.spec = spec
+        # Runs a persona's sign-in steps (the steps runner's executor); its state file.
+        self.run_step = run_step
+        self.storage_state: str | None = None
         browser = spec["browser"]
         # Only a flow with a browser opens a session: its spec has the browser's options.
         assert browser is not None
@@ -79,6 +84,7 @@ class Session:
             env.update(self.spec["env"])
         launched = HOST.browser_for(self.options, env, self.control.remaining())
         launch_s = time.monotonic() - started
+        self.storage_state = signed_in_state(self.spec, self.control, self.run_step)
         try:
             self._new_context()
         except BrowserUnavailable:
@@ -106,7 +112,10 @@ class Session:
         }
 
     def _context_options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {}
+        # Device, locale, ... first; what the plugin sets itself goes on top.
+        options: dict[str, Any] = context_options(self.spec, HOST.playwright)
+        if self.storage_state is not None:
+            options["storage_state"] = self.storage_state
         base_url = self.spec.get("base_url")
         if base_url:
             options["base_url"] = base_url
@@ -299,10 +308,13 @@ class Session:
                 console.close()
 
 
-def open_session(spec: AttemptSpec, control: Any) -> tuple[Session, BodyResult | None]:
-    """A flow's browser session, opened. When no browser can run, the session is already
-    finished and the second value is the flow's ``error`` result."""
-    session = Session(spec, control)
+def open_session(
+    spec: AttemptSpec, control: Any, run_step: StepRunner | None = None
+) -> tuple[Session, BodyResult | None]:
+    """A flow's browser session, opened. When no browser can run (or the persona's sign-in
+    failed), the session is already finished and the second value is the flow's ``error``
+    result. ``run_step`` runs a step of the persona's sign-in."""
+    session = Session(spec, control, run_step)
     try:
         session.open()
     except BrowserUnavailable as exc:

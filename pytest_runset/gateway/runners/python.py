@@ -45,6 +45,7 @@ from pytest_runset.gateway.runners.inproc import (
     run_inprocess,
     touch_logs,
 )
+from pytest_runset.gateway.runners.steps import step_runner
 
 _DEADLINE_SLACK_S = 0.5
 NO_TERMINAL = (
@@ -322,7 +323,7 @@ def _body(spec: AttemptSpec, control: Control, terminal: Terminal | None = None)
     session: Session | None = None
     if spec.get("browser"):
         # The browser starts before the flow's environment applies (see browser.Host).
-        session, unavailable = open_session(spec, control)
+        session, unavailable = open_session(spec, control, step_runner(control))
         if unavailable is not None:
             return unavailable
     result: BodyResult = {"status": "error", "message": "not run"}

@@ -9,6 +9,7 @@ is in the report's details. ``stdout.log`` gets one line per step.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from typing import Any, BinaryIO
@@ -16,7 +17,7 @@ from urllib.parse import urljoin, urlparse
 
 from pytest_runset.gateway.flow_dir import UnsafeName, attempt_dir, split_name
 from pytest_runset.gateway.masking import mask_text
-from pytest_runset.gateway.protocol import AttemptResult, AttemptSpec
+from pytest_runset.gateway.protocol import AttemptResult, AttemptSpec, StepTiming
 from pytest_runset.gateway.runners import Control
 from pytest_runset.gateway.runners.browser_host import first_lines, kill_flow
 from pytest_runset.gateway.runners.browser_session import (
@@ -26,6 +27,7 @@ from pytest_runset.gateway.runners.browser_session import (
     open_session,
 )
 from pytest_runset.gateway.runners.inproc import BodyResult, run_inprocess, touch_logs
+from pytest_runset.gateway.runners.persona_login import StepRunner
 
 # Within this much of the deadline, a wait that was cut short by it is the flow's timeout.
 _DEADLINE_SLACK_S = 0.5
@@ -47,6 +49,9 @@ def _timeout_ms(step: dict[str, Any], control: Control) -> tuple[float, bool]:
     wanted = step.get("timeout_s")
     if wanted is None:
         wanted = EXPECT_TIMEOUT_S if step["action"] in _EXPECTATIONS else ACTION_TIMEOUT_S
+    if os.environ.get("PWDEBUG", "") not in ("", "0", "false", "console"):
+        # Under Playwright's Inspector a step waits for the user: only the flow's time counts.
+        wanted = control.remaining()
     remaining = control.remaining()
     if remaining <= wanted:
         return float(max(1, round(remaining * 1000))), True
@@ -146,7 +151,7 @@ def execute(page: Any, step: dict[str, Any], timeout: float, spec: AttemptSpec) 
 def _body(spec: AttemptSpec, control: Control) -> BodyResult:
     flow_dir = spec["flow_dir"]
     touch_logs(flow_dir)
-    session, unavailable = open_session(spec, control)
+    session, unavailable = open_session(spec, control, step_runner(control))
     if unavailable is not None:
         return unavailable
     result: BodyResult = {"status": "passed", "message": ""}
@@ -194,10 +199,18 @@ def _run_steps(spec: AttemptSpec, control: Control, session: Session, log: _Step
         f"browser {info.get('name')} {info.get('version')} "
         f"({'launched' if info.get('launched') else 'warm'}, {info.get('executable')})\n"
     )
+    # Every step with its wall time (None: never started), for the report's step list.
+    timings: list[StepTiming] = [{"label": step["label"], "duration_s": None} for step in steps]
     for number, step in enumerate(steps, 1):
         where = f"step {number}/{total} ({step['label']})"
         if control.cancel_reason is not None or control.remaining() <= 0:
-            return {"status": "failed", "message": f"{where}: not started", "where": where}
+            return {
+                "status": "failed",
+                "message": f"{where}: not started",
+                "where": where,
+                "steps": timings,
+                "failed_step": number - 1,
+            }
         timeout, clamped = _timeout_ms(step, control)
         started = time.monotonic()
         log.write(f"{where} ...\n")
@@ -205,6 +218,7 @@ def _run_steps(spec: AttemptSpec, control: Control, session: Session, log: _Step
             execute(session.page, step, timeout, spec)
         except Exception as exc:
             elapsed = time.monotonic() - started
+            timings[number - 1]["duration_s"] = round(elapsed, 6)
             text = str(exc) or type(exc).__name__
             log.write(f"{where} failed after {elapsed:.3f}s\n{text}\n")
             return {
@@ -213,6 +227,15 @@ def _run_steps(spec: AttemptSpec, control: Control, session: Session, log: _Step
                 "details": text.strip(),
                 "where": where,
                 "deadline_hit": clamped and control.remaining() <= _DEADLINE_SLACK_S,
+                "steps": timings,
+                "failed_step": number - 1,
             }
-        log.write(f"{where} ok in {time.monotonic() - started:.3f}s\n")
-    return {"status": "passed", "message": ""}
+        elapsed = time.monotonic() - started
+        timings[number - 1]["duration_s"] = round(elapsed, 6)
+        log.write(f"{where} ok in {elapsed:.3f}s\n")
+    return {"status": "passed", "message": "", "steps": timings}
+
+
+def step_runner(control: Control) -> StepRunner:
+    """Runs one step as this runner does, within the flow's time (a persona's sign-in)."""
+    return lambda page, step, spec: execute(page, step, _timeout_ms(step, control)[0], spec)
