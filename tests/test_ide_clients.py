@@ -108,3 +108,49 @@ def test_a_fixture_error_and_a_flow_error_arrive_alike(
     }
     assert sent["test_uses"]["outcome"] == "error"
     assert sent["cannot-start"]["outcome"] == "error"
+
+
+SPEC = """\
+# A journey on an inline page: the second step cannot find its heading.
+steps = [
+  { goto = "data:text/html,<h1>Welcome</h1>" },
+
+  # "{ goto" in a comment is no step.
+  { expect_text = "h2", text = "Welcome", timeout = "1s" },
+]
+"""
+
+
+def test_a_failing_spec_step_points_at_its_line_in_the_spec(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The item stays at its ``[[flows]]`` header (the IDE's tree), while the failure text and
+    its one-line crash (``--tb=line``, junitxml) name the spec file and the failing step's line."""
+    pytester.makeconftest(VSCODE_ADAPTER)
+    (pytester.path / "flows").mkdir()
+    (pytester.path / "flows" / "journey.toml").write_text(SPEC, encoding="utf-8")
+    pytester.makefile(
+        ".toml",
+        **{
+            "run-set": '[runset]\ntimeout = "60s"\n\n[[flows]]\nname = "journey"\n'
+            'spec = "flows/journey.toml"\n'
+        },
+    )
+    out = pytester.path / "adapter.jsonl"
+    monkeypatch.setenv("ADAPTER_OUT", str(out))
+    result = pytester.runpytest_subprocess(
+        "--runset", "run-set.toml", "-p", "no:cacheprovider", "--tb=line", "--junitxml=j.xml"
+    )
+    assert result.ret == 1
+    step_line = SPEC.splitlines().index(
+        '  { expect_text = "h2", text = "Welcome", timeout = "1s" },'
+    )
+    step_line += 1
+    assert step_line == 6
+    where = f"flows/journey.toml:{step_line}"
+    (sent,) = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert sent["outcome"] == "failure"
+    assert f"failing step at {where}" in sent["message"]
+    result.stdout.fnmatch_lines([f"*{where}: failed: step 2/2 (expect_text*"])
+    junit = (pytester.path / "j.xml").read_text(encoding="utf-8")
+    assert f"failing step at {where}" in junit

@@ -63,6 +63,7 @@ class Flow:
     # Browser and callable flows (see steps.py and callables.py).
     steps: tuple[dict[str, Any], ...] = ()
     spec: str | None = None
+    spec_step_lines: tuple[int, ...] = ()  # where each step of ``spec`` is written (1-based)
     callable_ref: str | None = None
     params: tuple[str, ...] | None = ()
     browser: bool = False

@@ -233,6 +233,7 @@ def _browser_parts(
             "kind": "steps",
             "steps": loaded.steps,
             "spec": spec.spec,
+            "spec_step_lines": loaded.step_lines,
             "browser": True,
             "base_url": loaded.base_url,
             "timeout_s": loaded.timeout_s,

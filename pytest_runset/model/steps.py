@@ -23,6 +23,7 @@ from pytest_runset.model.durations import parse_duration
 from pytest_runset.model.fsnames import os_name
 from pytest_runset.model.messages import toml_type
 from pytest_runset.model.placeholders import PlaceholderError, check_template
+from pytest_runset.model.spec_lines import step_lines
 from pytest_runset.model.toml_text import parse_toml
 
 
@@ -313,6 +314,9 @@ class SpecFile:
     base_url: str | None = None
     viewport: Viewport | None = None
     timeout_s: float | None = None
+    # The 1-based line of each step in the file, so a failure can point at its step; empty
+    # when the steps' lines cannot be told apart.
+    step_lines: tuple[int, ...] = ()
 
 
 SPEC_KEYS = ("steps", "base_url", "viewport", "timeout", "description")
@@ -369,7 +373,14 @@ def load_spec(path: Path) -> SpecFile:
     description = raw.get("description")
     if description is not None and not isinstance(description, str):
         raise SpecError(f"field 'description': must be a string, not {toml_type(description)}")
-    return SpecFile(steps=steps, base_url=base_url, viewport=viewport, timeout_s=timeout_s)
+    lines = tuple(step_lines(text))
+    return SpecFile(
+        steps=steps,
+        base_url=base_url,
+        viewport=viewport,
+        timeout_s=timeout_s,
+        step_lines=lines if len(lines) == len(steps) else (),
+    )
 
 
 def _viewport(raw: object) -> Viewport:

@@ -319,9 +319,33 @@ def _seconds(duration: float) -> str:
     return f"{duration:.2f}s"
 
 
-def failure_text(entry: FlowEntry, last: Mapping[str, Any]) -> str:
-    """A failed flow's whole failure text: status and message first, then details."""
+def failure_location(item: RunsetItem, entry: FlowEntry) -> tuple[str, int] | None:
+    """Where a spec-file flow's failing step is written: ``(path, 1-based line)``, the path
+    as pytest shows locations (relative to the rootdir when inside it); else None.
+
+    The item itself stays at its ``[[flows]]`` header (IDEs build their tree from it); this is
+    the place a user wants to open to fix the step.
+    """
+    flow = item.flow
+    failed = entry.get("failed_step")
+    if flow.spec is None or failed is None or not 0 <= failed < len(flow.spec_step_lines):
+        return None
+    spec = item.path.parent / flow.spec
+    try:
+        shown = str(spec.relative_to(item.config.rootpath))
+    except ValueError:
+        shown = str(spec)
+    return shown, flow.spec_step_lines[failed]
+
+
+def failure_text(
+    entry: FlowEntry, last: Mapping[str, Any], location: tuple[str, int] | None = None
+) -> str:
+    """A failed flow's whole failure text: status and message first, then where the failing
+    step is written (spec-file flows), then details."""
     lines = [f"{entry['status']}: {entry['message']}".rstrip(": ")]
+    if location is not None:
+        lines.append(f"failing step at {location[0]}:{location[1]}")
     # A browser step's full Playwright message, or a callable's traceback.
     details = str(last.get("details") or "").rstrip()
     if details:
@@ -339,10 +363,18 @@ def failure_text(entry: FlowEntry, last: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def flow_failure_text(item: RunsetItem, entry: FlowEntry, last: Mapping[str, Any]) -> str:
+    """:func:`failure_text` with the failing step's place in its spec file, if any."""
+    return failure_text(entry, last, failure_location(item, entry))
+
+
 def _longrepr(item: RunsetItem, entry: FlowEntry, last: Mapping[str, Any]) -> FlowFailure:
-    text = failure_text(entry, last)
-    path, lineno, _ = item.location
-    return FlowFailure(text, FlowCrash(path, (lineno or 0) + 1, text.splitlines()[0]))
+    location = failure_location(item, entry)
+    text = failure_text(entry, last, location)
+    if location is None:
+        path, lineno, _ = item.location
+        location = (path, (lineno or 0) + 1)
+    return FlowFailure(text, FlowCrash(location[0], location[1], text.splitlines()[0]))
 
 
 def skip_repr(item: RunsetItem, reason: str) -> tuple[str, int, str]:

@@ -52,7 +52,7 @@ from pytest_runset.results.formats import FlowEntry, FlowStatus
 from pytest_runset.results.report import RunDirectory
 from pytest_runset.session.collect import FlowFailed, RunsetItem
 from pytest_runset.session.flow_fixtures import fixture_failure
-from pytest_runset.session.replay import failure_text, properties, sections, skip_repr
+from pytest_runset.session.replay import flow_failure_text, properties, sections, skip_repr
 from pytest_runset.session.settings import session_run_id, settings
 from pytest_runset.xdist.controller import (
     ENTRY_ATTRIBUTE,
@@ -343,7 +343,7 @@ def setup_flow(item: pytest.Item) -> None:
     finished = run_flow(item)
     outcome = finished.outcome
     if outcome.status == "error":
-        raise FlowFailed(failure_text(outcome.entry, outcome.last))
+        raise FlowFailed(flow_failure_text(item, outcome.entry, outcome.last))
 
 
 def call_flow(item: pytest.Item) -> None:
@@ -359,7 +359,7 @@ def call_flow(item: pytest.Item) -> None:
     raw = str(outcome.last.get("status"))
     message = str(outcome.last.get("message") or "")
     if outcome.failed_as_flaky:
-        raise FlowFailed(failure_text(outcome.entry, outcome.last))
+        raise FlowFailed(flow_failure_text(item, outcome.entry, outcome.last))
     if raw == "passed":
         return
     if raw == "skipped":
@@ -369,7 +369,7 @@ def call_flow(item: pytest.Item) -> None:
     if raw == "not_run":
         # pytest has no "not run": the flow shows as skipped, the report says not_run.
         pytest.skip(message)
-    raise FlowFailed(failure_text(outcome.entry, outcome.last))
+    raise FlowFailed(flow_failure_text(item, outcome.entry, outcome.last))
 
 
 def attach_entry(item: RunsetItem, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
