@@ -34,8 +34,15 @@ FLOW = (
 )
 
 
-def write_runset(directory: Path, count: int, sleep: float = 0.2, persona: int = 0) -> Path:
-    """``count`` flows; the first ``persona`` of them (every sixth) sign in as alice."""
+def write_runset(
+    directory: Path,
+    count: int,
+    sleep: float = 0.2,
+    persona: int = 0,
+    exclusive: int | None = None,
+) -> Path:
+    """``count`` flows; the first ``persona`` of them (every sixth) sign in as alice; flow
+    number ``exclusive`` is exclusive."""
     python = json.dumps(sys.executable)
     script = directory / "flow.py"
     script.write_text(FLOW)
@@ -44,6 +51,8 @@ def write_runset(directory: Path, count: int, sleep: float = 0.2, persona: int =
     for index in range(count):
         text += f'\n[[flows]]\nname = "f{index:02d}"\n'
         text += f'command = [{python}, "flow.py", "{sleep}"]\n'
+        if index == exclusive:
+            text += "exclusive = true\n"
         if alice < persona and index % 6 == 0:
             text += 'persona = "alice"\n'
             alice += 1
@@ -174,6 +183,108 @@ def test_persona_is_leased_across_sessions_without_a_queue(
     assert len(intervals) == 8
     for (_, end), (start, _) in itertools.pairwise(intervals):
         assert end <= start, f"alice used by two sessions at once: {intervals}"
+
+
+def test_an_exclusive_flow_runs_alone_across_sessions(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Two sessions of 2 workers on one queue: while the exclusive flow runs, no other flow
+    of either session runs (start and end offsets from the counter file)."""
+    runset = write_runset(tmp_path, 12, sleep=0.4, exclusive=5)
+    first = session(runset, redis_server, "excl", "a")
+    second = session(runset, redis_server, "excl", "b")
+    (code_a, out_a), (code_b, out_b) = finish(first), finish(second)
+    assert (code_a, code_b) == (0, 0), out_a + out_b
+    rows = notes(tmp_path)
+    assert sorted(n for n, _, what, _ in rows if what == "end") == [f"f{i:02d}" for i in range(12)]
+    assert {w for _, w, _, _ in rows} == {"a", "b"}, "one session ran everything"
+    spans = {
+        (name, who): (start, end)
+        for (name, who), start in {(n, w): t for n, w, what, t in rows if what == "start"}.items()
+        for end in [next(t for n, w, what, t in rows if (n, w, what) == (name, who, "end"))]
+    }
+    (alone_start, alone_end) = next(span for (name, _), span in spans.items() if name == "f05")
+    others = {key: span for key, span in spans.items() if key[0] != "f05"}
+    for key, (start, end) in others.items():
+        assert end <= alone_start or start >= alone_end, (
+            f"{key} ran from {start} to {end}, next to the exclusive flow "
+            f"({alone_start} to {alone_end})"
+        )
+    # Flows ran on both sides of it: it waited for running ones, and held the others back.
+    assert any(end <= alone_start for _, end in others.values())
+    assert any(start >= alone_end for start, _ in others.values())
+
+
+# Fails in session "a" once session "b" has started a flow; passes in "b".
+FLAKY = (
+    "import os, sys, time\n"
+    "def note(what):\n"
+    "    with open(os.environ['COUNTER'], 'a') as f:\n"
+    "        who = os.environ['WHO']\n"
+    "        f.write(f\"{os.environ['RUNSET_FLOW']} {who} {what} {time.time()}\\n\")\n"
+    "note('start')\n"
+    "if os.environ['WHO'] == 'a':\n"
+    "    deadline = time.time() + 30\n"
+    "    while time.time() < deadline and ' b ' not in open(os.environ['COUNTER']).read():\n"
+    "        time.sleep(0.05)\n"
+    "note('end')\n"
+    "sys.exit(1 if os.environ['WHO'] == 'a' else 0)\n"
+)
+# pytest-rerunfailures' options as it registers them (it need not be installed).
+RERUNS_STAND_IN = """
+def pytest_addoption(parser):
+    group = parser.getgroup("rerunfailures")
+    group._addoption("--reruns", dest="reruns", type=int)
+    group._addoption("--reruns-delay", dest="reruns_delay", type=float)
+"""
+
+
+def test_a_retry_run_by_another_session_is_flaky_and_waits_its_delay(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Session a's attempt of f00 fails; its retry goes back to the queue and may not be
+    pulled for --reruns-delay 1 s (session a's free worker takes f03 instead), then session b
+    runs it and it passes: the merged report has f00 flaky, with both attempts."""
+    (tmp_path / "flow.py").write_text(FLOW)
+    (tmp_path / "flaky.py").write_text(FLAKY)
+    (tmp_path / "conftest.py").write_text(RERUNS_STAND_IN)
+    python = json.dumps(sys.executable)
+    text = '[runset]\nname = "retried"\n'
+    text += f'\n[[flows]]\nname = "f00"\nretries = 1\ncommand = [{python}, "flaky.py"]\n'
+    for index, sleep in ((1, 5.0), (2, 0.3), (3, 5.0)):
+        text += f'\n[[flows]]\nname = "f{index:02d}"\ncommand = [{python}, "flow.py", "{sleep}"]\n'
+    runset = tmp_path / "run-set.toml"
+    runset.write_text(text)
+    delay = ("--reruns-delay", "1")
+    first = session(runset, redis_server, "retry", "a", *delay)
+    assert wait_for(lambda: ("f00", "a", "start") in {r[:3] for r in notes(tmp_path)})
+    second = session(runset, redis_server, "retry", "b", *delay, workers=1)
+    (code_a, out_a), (code_b, out_b) = finish(first), finish(second)
+    assert (code_a, code_b) == (0, 0), out_a + out_b
+    rows = notes(tmp_path)
+    failed_end = next(t for n, w, what, t in rows if (n, w, what) == ("f00", "a", "end"))
+    retried = next(t for n, w, what, t in rows if (n, w, what) == ("f00", "b", "start"))
+    assert retried - failed_end >= 0.95, "the retry was pulled before its delay"
+    assert ("f00", "a", "start") in {r[:3] for r in rows}
+    assert [w for n, w, what, _ in rows if n == "f00" and what == "start"] == ["a", "b"]
+    reports = {who: load_report(tmp_path / f"out-{who}" / "latest") for who in "ab"}
+    assert "f00" not in {f["name"] for f in reports["a"]["flows"]}
+    merged = tmp_path / "merged.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest_runset.cli", "merge",
+         *[str(tmp_path / f"out-{who}" / "latest" / "report.json") for who in "ab"],
+         "-o", str(merged)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    full = json.loads(merged.read_text())
+    flow = next(f for f in full["flows"] if f["name"] == "f00")
+    assert (flow["status"], flow["flaky"], flow["attempts"]) == ("passed", True, 2)
+    assert [h["status"] for h in flow["history"]] == ["failed", "passed"]
+    assert "on " in flow["history"][0]["worker"]
+    assert full["summary"]["passed"] == 4
+    # The failed attempt's own directory stays in session a's run directory.
+    assert (tmp_path / "out-a" / "latest" / "f00" / "result.json").exists()
 
 
 def test_a_killed_session_loses_its_flows_to_the_others(

@@ -41,6 +41,14 @@ KEY_TTL_S = 86_400
 PREFIX = "runset"
 # How long one Redis call may block the session's main thread.
 SOCKET_TIMEOUT_S = 5.0
+# The start of a Lua script that needs the time: ``now`` in ms on the *server's* clock, the one
+# clock every session agrees on (a machine's own clock may be off by seconds). Writes after
+# TIME need effects replication, the default from Redis 5 on (asked for explicitly before).
+SERVER_NOW = """
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
 
 
 class CoordinatorError(Exception):

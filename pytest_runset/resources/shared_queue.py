@@ -6,7 +6,9 @@ the number of sessions:
 - :meth:`SharedQueue.seed` - the first session writes the queue (its digest and its flows, in
   dispatch order); a later one compares digests and joins, or is told the queue's digest.
 - :meth:`SharedQueue.pull` - pop the next flow and record it as held by this session, with a
-  fresh fencing token. *Each flow is held by at most one session at a time.*
+  fresh fencing token. *Each flow is held by at most one session at a time.* A retry put back
+  with a delay waits in ``delayed`` and *is not pulled before its delay is over* on the
+  server's clock; due ones go to the front first.
 - :meth:`SharedQueue.finish` - only the holder with the same token may end the flow (done) or
   put it back (a retry, an interrupted session). A session whose flow was reclaimed finds
   out here.
@@ -15,8 +17,9 @@ the number of sessions:
   when the flow is pulled again: :func:`~pytest_runset.engine.queue_scheduler.disposition`).
 
 Keys are ``runset:queue:<name>:<part>`` and expire a day after the last write. They hold flow
-keys (node ids), attempt numbers, statuses, host names and session ids; never a message, a
-log or a persona's field. Nothing here imports pytest, so ``pytest-runset queue`` runs without.
+keys (node ids), attempt numbers, statuses (and a retry's earlier attempts: durations, exit
+codes, start times, directory names), host names and session ids; never a message, a log or
+a persona's field. Nothing here imports pytest, so ``pytest-runset queue`` runs without.
 """
 
 from __future__ import annotations
@@ -24,20 +27,45 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Any, Literal, TypedDict, cast
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
-from pytest_runset.resources.coordinator import KEY_TTL_S, Coordinator, CoordinatorError, key
+from pytest_runset.resources.coordinator import (
+    KEY_TTL_S,
+    SERVER_NOW,
+    Coordinator,
+    CoordinatorError,
+    key,
+)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
+class EarlierAttempt(TypedDict):
+    """An attempt a retry had in some session, carried with the retry so that the session
+    that ends the flow reports its whole history (and a pass on a retry as flaky). No
+    message: the queue holds nothing a flow printed."""
+
+    attempt: int
+    status: str
+    duration_s: float | None
+    exit_code: int | None
+    started_at: float | None
+    dir: str | None
+    host: str
+    session: str
+
+
 class QueuedTask(TypedDict):
-    """A flow waiting in the queue (JSON in the ``pending`` list)."""
+    """A flow waiting in the queue (JSON in the ``pending`` list, or in ``delayed`` while a
+    retry sits out its delay)."""
 
     key: str  # the flow's node id
     attempt: int  # the attempt it is due for (1, or a retry's number)
     requeues: int  # how often it went back to the queue because its session was lost
     lost_host: str  # the host of the session it was last lost with ("" if never)
+    # A retry's earlier attempts (absent on a first attempt: Lua's cjson writes an empty
+    # list as an object, so none is written).
+    earlier: NotRequired[list[EarlierAttempt]]
 
 
 class HeldTask(QueuedTask):
@@ -94,7 +122,16 @@ redis.call('expire', KEYS[1], ARGV[6])
 redis.call('expire', KEYS[2], ARGV[6])
 return {'seeded', ARGV[1], ARGV[3]}
 """
-_PULL = """
+# KEYS: pending, running, token, delayed. Retries whose delay is over go to the front first
+# (the earliest due in front), on the server's clock.
+_PULL = (
+    SERVER_NOW
+    + """
+local due = redis.call('zrangebyscore', KEYS[4], '-inf', now)
+for i = #due, 1, -1 do
+  redis.call('zrem', KEYS[4], due[i])
+  redis.call('lpush', KEYS[1], due[i])
+end
 local raw = redis.call('lpop', KEYS[1])
 if not raw then return false end
 local task = cjson.decode(raw)
@@ -107,13 +144,20 @@ redis.call('hset', KEYS[2], task['key'], value)
 redis.call('expire', KEYS[2], ARGV[3])
 return value
 """
-# ARGV: flow key, token, done record ('' when it goes back), queued record ('' when done), ttl.
-_FINISH = """
+)
+# KEYS: running, pending, done, delayed. ARGV: flow key, token, done record ('' when it goes
+# back), queued record ('' when done), ttl, delay (ms) before the queued record may be pulled.
+_FINISH = (
+    SERVER_NOW
+    + """
 local raw = redis.call('hget', KEYS[1], ARGV[1])
 if not raw then return 0 end
 if cjson.decode(raw)['token'] ~= tonumber(ARGV[2]) then return 0 end
 redis.call('hdel', KEYS[1], ARGV[1])
-if ARGV[4] ~= '' then
+if ARGV[4] ~= '' and tonumber(ARGV[6]) > 0 then
+  redis.call('zadd', KEYS[4], now + tonumber(ARGV[6]), ARGV[4])
+  redis.call('expire', KEYS[4], ARGV[5])
+elseif ARGV[4] ~= '' then
   redis.call('lpush', KEYS[2], ARGV[4])
   redis.call('expire', KEYS[2], ARGV[5])
 else
@@ -122,6 +166,7 @@ else
 end
 return 1
 """
+)
 # ARGV: the prefix of sessions' heartbeat keys, ttl.
 _RECLAIM = """
 local entries = redis.call('hgetall', KEYS[1])
@@ -130,9 +175,13 @@ for i = 1, #entries, 2 do
   local task = cjson.decode(entries[i + 1])
   if redis.call('exists', ARGV[1] .. task['session']) == 0 then
     redis.call('hdel', KEYS[1], entries[i])
-    local back = {key = task['key'], attempt = task['attempt'],
-                  requeues = task['requeues'] + 1, lost_host = task['host']}
-    redis.call('lpush', KEYS[2], cjson.encode(back))
+    -- Back as it was queued (a retry keeps its earlier attempts), its loss counted.
+    task['requeues'] = task['requeues'] + 1
+    task['lost_host'] = task['host']
+    task['session'] = nil
+    task['host'] = nil
+    task['token'] = nil
+    redis.call('lpush', KEYS[2], cjson.encode(task))
     moved = moved + 1
   end
 end
@@ -206,7 +255,7 @@ class SharedQueue:
         coordinator = self.coordinator
         pipe = self.client.pipeline()
         pipe.set(self.key("alive:" + coordinator.session), coordinator.host, px=coordinator.ttl_ms)
-        for part in ("meta", "pending", "running", "done", "sessions", "token"):
+        for part in ("meta", "pending", "delayed", "running", "done", "sessions", "token"):
             pipe.expire(self.key(part), KEY_TTL_S)
         pipe.execute()
 
@@ -218,10 +267,16 @@ class SharedQueue:
         """The next flow, now held by this session; ``None`` when the queue is empty."""
         coordinator = self.coordinator
         raw = self._pull(
-            keys=[self.key("pending"), self.key("running"), self.key("token")],
+            keys=[self.key("pending"), self.key("running"), self.key("token"), self.key("delayed")],
             args=[coordinator.session, coordinator.host, KEY_TTL_S],
         )
-        return None if raw is None else cast(HeldTask, json.loads(raw))
+        if raw is None:
+            return None
+        held = cast(HeldTask, json.loads(raw))
+        if not isinstance(held.get("earlier", []), list):
+            # An empty list that went through cjson comes back as an object.
+            held["earlier"] = []
+        return held
 
     def finish(self, held: HeldTask, status: str, attempts: int) -> bool:
         """The flow ended for good here; ``False`` when this session no longer held it."""
@@ -230,20 +285,30 @@ class SharedQueue:
         )
         return self._end(held, json.dumps(done), "")
 
-    def put_back(self, held: HeldTask, attempt: int, requeues: int | None = None) -> bool:
-        """The flow goes back to the front of the queue, due for ``attempt``."""
+    def put_back(
+        self,
+        held: HeldTask,
+        attempt: int,
+        *,
+        earlier: list[EarlierAttempt] | None = None,
+        delay_s: float = 0.0,
+    ) -> bool:
+        """The flow goes back to the front of the queue, due for ``attempt``, with the
+        attempts it had so far (``earlier``: what it carried, when ``None``). With
+        ``delay_s``, no session pulls it before that many seconds passed on the server's clock
+        (a retry's ``--reruns-delay``)."""
         task = QueuedTask(
-            key=held["key"],
-            attempt=attempt,
-            requeues=held["requeues"] if requeues is None else requeues,
-            lost_host=held["lost_host"],
+            key=held["key"], attempt=attempt, requeues=held["requeues"], lost_host=held["lost_host"]
         )
-        return self._end(held, "", json.dumps(task))
+        carried = held.get("earlier") if earlier is None else earlier
+        if carried:
+            task["earlier"] = carried
+        return self._end(held, "", json.dumps(task), max(0, round(delay_s * 1000)))
 
-    def _end(self, held: HeldTask, done: str, queued: str) -> bool:
+    def _end(self, held: HeldTask, done: str, queued: str, delay_ms: int = 0) -> bool:
         result = self._finish(
-            keys=[self.key("running"), self.key("pending"), self.key("done")],
-            args=[held["key"], held["token"], done, queued, KEY_TTL_S],
+            keys=[self.key("running"), self.key("pending"), self.key("done"), self.key("delayed")],
+            args=[held["key"], held["token"], done, queued, KEY_TTL_S, delay_ms],
         )
         return bool(int(result))
 
@@ -261,10 +326,13 @@ class SharedQueue:
         pipe = self.client.pipeline()
         pipe.hgetall(self.key("meta"))
         pipe.llen(self.key("pending"))
+        pipe.zcard(self.key("delayed"))
         pipe.hlen(self.key("running"))
         pipe.hvals(self.key("done"))
         pipe.hgetall(self.key("sessions"))
-        meta, pending, running, done, sessions = pipe.execute()
+        meta, queued, delayed, running, done, sessions = pipe.execute()
+        # A retry sitting out its delay waits as much as a queued flow.
+        pending = int(queued) + int(delayed)
         statuses: dict[str, int] = {}
         for raw in done:
             status = str(json.loads(raw).get("status", "?"))
@@ -300,6 +368,7 @@ class SharedQueue:
         pipe = self.client.pipeline()
         pipe.exists(self.key("meta"))
         pipe.llen(self.key("pending"))
+        pipe.zcard(self.key("delayed"))
         pipe.hlen(self.key("running"))
-        seeded, pending, running = pipe.execute()
-        return bool(seeded) and not pending and not running
+        seeded, pending, delayed, running = pipe.execute()
+        return bool(seeded) and not pending and not delayed and not running

@@ -1,15 +1,20 @@
 """The run loop of a session with a coordinator: its queue's flows, and a coordinator lost.
 
 :class:`CoordinatedRunLoop` is the plugin's own run loop (:class:`~.runloop.FlowRunLoop`)
-with three seams used:
+with four seams used:
 
 - *dispatch*: before each round, the loop seeds or joins the shared queue, gives the flows of
   dead sessions back to it (every :data:`POLL_S`), and pulls as many flows as
   :meth:`~pytest_runset.engine.queue_scheduler.QueueScheduler.wants` (the decisions are the
   pure scheduler's; this module only talks to Redis);
-- *attempt done*: a retry goes back to the queue; a flow that ended is marked done there,
-  fenced by its token (a session whose flow was reclaimed meanwhile is told, and the flow's
-  entry carries the warning);
+- *ready*: every flow holds the coordinator's cluster-wide gate while it runs, an exclusive
+  flow alone (:class:`~pytest_runset.resources.cluster_leases.ClusterGate`): it runs with no
+  flow of any session next to it, and waits for the running ones;
+- *attempt done*: a retry goes back to the queue, after its delay (``--reruns-delay``) and
+  with the attempts it had, so the session that ends the flow reports them all (a pass on a
+  retry is flaky wherever it ran); a flow that ended is marked done there, fenced by its
+  token (a session whose flow was reclaimed meanwhile is told, and the flow's entry carries
+  the warning);
 - *reports*: the report lists the flows this session ran, plus a ``queue`` object. The flows
   other sessions ran are reported to pytest as *deselected* once the run is over: this
   session neither passed nor failed them, and ``pytest-runset merge`` of all the sessions'
@@ -22,8 +27,9 @@ on (``--runset-resume`` once the coordinator is back).
 
 from __future__ import annotations
 
+import math
 import time
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -31,15 +37,24 @@ from pytest_runset.engine.lifecycle import conclude, record_attempt
 from pytest_runset.engine.queue_scheduler import LostTooOften, QueueScheduler, disposition
 from pytest_runset.engine.scheduler import Task
 from pytest_runset.engine.state import FlowState
-from pytest_runset.gateway.protocol import AttemptResult
+from pytest_runset.gateway.protocol import AttemptResult, AttemptStatus
+from pytest_runset.resources.cluster_leases import ClusterGate
 from pytest_runset.resources.coordinator import redis_errors
-from pytest_runset.resources.shared_queue import HeldTask, QueueMismatch
+from pytest_runset.resources.leases import Lease
+from pytest_runset.resources.shared_queue import EarlierAttempt, HeldTask, QueueMismatch
 from pytest_runset.results.formats import QueueInfo
 from pytest_runset.session.coordination import COORDINATION, QUEUE_INFO, Coordination
 from pytest_runset.session.runloop import FlowRunLoop
 
 # How often the loop looks for lost sessions and for the end of the queue.
 POLL_S = 0.5
+# How often an idle session (nothing running or pulled here) asks whether the queue ended:
+# the last session to notice the end is the pipeline's makespan, so it asks at every round of
+# the loop (at most 4 a second) rather than every POLL_S.
+IDLE_POLL_S = 0.1
+# How long the gate's refusal of a share stands for the other flows of this session: one
+# dispatch round asks the coordinator once, not once per waiting flow.
+GATE_REFUSAL_S = 0.1
 
 
 class CoordinatedRunLoop(FlowRunLoop):
@@ -49,6 +64,12 @@ class CoordinatedRunLoop(FlowRunLoop):
         super().__init__(session, **kwargs)
         self.coordination: Coordination = self.config.stash[COORDINATION]
         self.queue = self.coordination.queue
+        self.cluster_gate = ClusterGate(self.coordination.coordinator)
+        # Flows that wait for the gate now: no lease clock runs for them (see _ready).
+        self.gate_waits: set[str] = set()
+        # The gate's last refusal of a share, and when: a dispatch round may ask for
+        # thousands of flows, and the answer holds for all of them (see _ready).
+        self._refused: tuple[float, str] = (-math.inf, "")
         if self.queue is not None:
             self.scheduling = QueueScheduler
             self.coordination.coordinator.add_renewer(self.queue.beat)
@@ -61,6 +82,7 @@ class CoordinatedRunLoop(FlowRunLoop):
         self.handed_back = 0
         self.total = 0
         self._next_poll = 0.0
+        self._next_idle_poll = 0.0
 
     # -- dispatch ----------------------------------------------------------------------------
     def _dispatch(self) -> None:
@@ -96,6 +118,10 @@ class CoordinatedRunLoop(FlowRunLoop):
             if held is None:
                 break
             self._take(held, scheduler)
+        idle = not scheduler.running and not list(scheduler.pulled())
+        if idle and not scheduler.queue_ended and now >= self._next_idle_poll:
+            self._next_idle_poll = now + IDLE_POLL_S
+            scheduler.queue_ended = self.queue.ended()
 
     def _take(self, held: HeldTask, scheduler: QueueScheduler) -> None:
         assert self.queue is not None
@@ -113,11 +139,47 @@ class CoordinatedRunLoop(FlowRunLoop):
             return
         self.held[key] = held
         self.handed_off.discard(key)
+        _carry_in(state, held.get("earlier", []))
         verdict = disposition(held["attempt"], held["requeues"], held["lost_host"])
         if isinstance(verdict, LostTooOften):
             self._end_unstarted(Task(key, held["attempt"]), verdict.message)
         else:
             scheduler.add(key, verdict.attempt)
+
+    def _ready(self, task: Task) -> str | None:
+        """The cluster-wide gate first (shared, or alone for an exclusive flow), then the
+        flow's own leases; a flow that cannot have both holds neither."""
+        state = self.states[task.key]
+        exclusive = state.flow.exclusive
+        now = time.monotonic()
+        if not exclusive and now - self._refused[0] < GATE_REFUSAL_S:
+            self.gate_waits.add(task.key)
+            return self._refused[1]
+        try:
+            hold, reason = self.cluster_gate.take(exclusive)
+        except redis_errors() as exc:
+            # The next dispatch round stops the session (see _dispatch).
+            self.coordination.coordinator.problem = self.coordination.coordinator.describe(exc)
+            return "the coordinator does not answer"
+        if hold is None:
+            self.gate_waits.add(task.key)
+            if not exclusive:
+                self._refused = (now, str(reason))
+            return reason
+        self.gate_waits.discard(task.key)
+        reason = super()._ready(task)
+        if reason is not None:
+            hold.release()
+            return reason
+        # Released with the flow's other leases once the attempt's processes are gone.
+        state.lease = state.lease or Lease()
+        state.lease.locks.append(hold)
+        return None
+
+    def _lease_wait_limit(self, key: str) -> float:
+        # Waiting for an exclusive flow (or, for one, for the cluster to drain) is waiting
+        # for a worker, as it is within a session: it never ends the flow.
+        return math.inf if key in self.gate_waits else super()._lease_wait_limit(key)
 
     def _runset_names(self) -> str:
         return ", ".join(sorted({run.runset.name for run in self.runs.values()}))
@@ -143,7 +205,8 @@ class CoordinatedRunLoop(FlowRunLoop):
         result = record_attempt(state, result, self._lock_dir)
         # A flow whose service died is not retried against the dead service.
         ended = "aborted" if state.run.service_error else str(result["status"])
-        retry = self.scheduler.finished(slot, ended, time.monotonic())
+        now = time.monotonic()
+        retry = self.scheduler.finished(slot, ended, now)
         if retry is None:
             self._finalize(state)
             return
@@ -152,7 +215,34 @@ class CoordinatedRunLoop(FlowRunLoop):
         self.handed_off.add(key)
         self.handed_back += 1
         if held is not None and self._talking:
-            self._call(lambda: self.queue.put_back(held, retry.attempt))  # type: ignore[union-attr]
+            queue = self.queue
+            assert queue is not None
+            earlier = self._earlier(state, held, retry.attempt)
+            # The scheduler set the retry's delay on this session's clock; the queue keeps it
+            # on the server's, so no session pulls the retry before it is due.
+            delay = max(0.0, retry.not_before - now) if retry.not_before else 0.0
+            self._call(lambda: queue.put_back(held, retry.attempt, earlier=earlier, delay_s=delay))
+
+    def _earlier(self, state: FlowState, held: HeldTask, before: int) -> list[EarlierAttempt]:
+        """The flow's attempts before attempt ``before``, as the queue carries them: those
+        it came with, then this session's own."""
+        carried = {entry["attempt"]: entry for entry in held.get("earlier", [])}
+        coordinator = self.coordination.coordinator
+        for attempt in state.attempts:
+            number = int(attempt.get("attempt") or 0)
+            if number in carried or number >= before:
+                continue
+            carried[number] = EarlierAttempt(
+                attempt=number,
+                status=str(attempt.get("status")),
+                duration_s=attempt.get("duration_s"),
+                exit_code=attempt.get("exit_code"),
+                started_at=attempt.get("started_at"),
+                dir=attempt.get("dir"),
+                host=coordinator.host,
+                session=coordinator.session,
+            )
+        return [carried[number] for number in sorted(carried) if number < before]
 
     def _finalize(self, state: FlowState) -> None:
         held = self.held.pop(state.item.nodeid, None)
@@ -161,7 +251,8 @@ class CoordinatedRunLoop(FlowRunLoop):
             queue = self.queue
             if self.interrupted:
                 # Stopped here, not finished: whichever session is free runs it again.
-                self._call(lambda: queue.put_back(held, held["attempt"]))
+                earlier = self._earlier(state, held, held["attempt"])
+                self._call(lambda: queue.put_back(held, held["attempt"], earlier=earlier))
             else:
                 status = conclude(
                     state, fail_on_flaky=self.announcer.fail_on_flaky, session_started=0.0
@@ -227,3 +318,30 @@ class CoordinatedRunLoop(FlowRunLoop):
             "handed_back": self.handed_back,
         }
         self.config.stash[QUEUE_INFO] = info
+
+
+def _carry_in(state: FlowState, earlier: list[EarlierAttempt]) -> None:
+    """Put the attempts a pulled retry carries before this session's own, so the flow's
+    entry counts them (``attempts``, ``history``, ``flaky``). Their logs stay in the run
+    directory of the session that ran them, which the message names."""
+    known = {int(attempt.get("attempt") or 0) for attempt in state.attempts}
+    for entry in earlier:
+        if entry["attempt"] in known:
+            continue
+        where = f"session {entry['session']} on {entry['host']}"
+        state.attempts.append(
+            AttemptResult(
+                attempt=entry["attempt"],
+                status=cast(AttemptStatus, entry["status"]),
+                exit_code=entry["exit_code"],
+                message=f"ran in {where} (its run directory holds {entry['dir'] or 'nothing'})",
+                metrics={},
+                artifacts=[],
+                warnings=[],
+                started_at=entry["started_at"] or 0.0,
+                duration_s=entry["duration_s"] or 0.0,
+                dir=None,
+                worker=where,
+            )
+        )
+    state.attempts.sort(key=lambda attempt: int(attempt.get("attempt") or 0))

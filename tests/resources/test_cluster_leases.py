@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 from redis_support import RedisServer, redis_server
 
-from pytest_runset.resources.cluster_leases import ClusterLeaser, lease_key
+from pytest_runset.resources.cluster_leases import (
+    GATE_WAITS,
+    ClusterGate,
+    ClusterLeaser,
+    gate_key,
+    lease_key,
+)
 from pytest_runset.resources.coordinator import KEY_TTL_S, Coordinator, connect, parse_url
 from pytest_runset.resources.leases import Lease, names_of
 
@@ -117,3 +123,66 @@ def test_every_key_expires_within_a_day_and_holds_no_secret(
         assert name.startswith("runset:lease:")
         assert 0 < client.ttl(name) <= KEY_TTL_S
     assert client.get(lease_key("persona-alice")).startswith(first.holder + "#")
+
+
+@pytest.fixture
+def gates(redis_server: RedisServer) -> Iterator[list[ClusterGate]]:
+    """The cluster-wide gate as two sessions see it."""
+    coordinators = [connect(parse_url(redis_server.url), ttl=1.0) for _ in range(2)]
+    yield [ClusterGate(coordinator) for coordinator in coordinators]
+    for coordinator in coordinators:
+        coordinator.close()
+
+
+def test_an_exclusive_flow_waits_for_every_session_and_then_runs_alone(
+    gates: list[ClusterGate],
+) -> None:
+    first, second = gates
+    running, _ = first.take(exclusive=False)
+    assert running is not None
+    # The exclusive flow waits for the other session's flow, and while it waits no new
+    # flow starts anywhere (its own session's included): the cluster drains.
+    assert second.take(exclusive=True) == (None, GATE_WAITS["running"])
+    assert first.take(exclusive=False) == (None, GATE_WAITS["intent"])
+    assert second.take(exclusive=False) == (None, GATE_WAITS["intent"])
+    assert running.release() is None
+    alone, _ = second.take(exclusive=True)
+    assert alone is not None
+    assert alone.token
+    assert first.take(exclusive=False) == (None, GATE_WAITS["exclusive"])
+    assert first.take(exclusive=True) == (None, GATE_WAITS["exclusive"])
+    time.sleep(2.5)  # the TTL is 1 s: only the heartbeat keeps it
+    assert first.take(exclusive=False) == (None, GATE_WAITS["exclusive"])
+    assert alone.release() is None
+    after, _ = first.take(exclusive=False)
+    assert after is not None
+    assert after.release() is None
+
+
+def test_a_dead_sessions_flows_stop_holding_the_gate(
+    redis_server: RedisServer, gates: list[ClusterGate]
+) -> None:
+    _, survivor = gates
+    doomed = connect(parse_url(redis_server.url), ttl=0.5)
+    held, _ = ClusterGate(doomed).take(exclusive=False)
+    assert held is not None
+    doomed.close()  # stops beating, as a SIGKILLed session does
+    deadline = time.monotonic() + 5
+    while survivor.take(exclusive=True)[0] is None:
+        assert time.monotonic() < deadline, "the dead session's hold never lapsed"
+        time.sleep(0.05)
+
+
+def test_a_flow_whose_hold_lapsed_finds_out(
+    redis_server: RedisServer, gates: list[ClusterGate]
+) -> None:
+    first, second = gates
+    held, _ = first.take(exclusive=False)
+    assert held is not None
+    redis_server.client().delete(gate_key("shared"))  # lapsed (a stalled machine)
+    alone, _ = second.take(exclusive=True)
+    assert alone is not None
+    warning = held.release()
+    assert warning is not None
+    assert "exclusive flow of another session" in warning
+    assert alone.release() is None

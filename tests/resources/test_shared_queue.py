@@ -16,7 +16,12 @@ from pytest_runset.resources.coordinator import (
     connect,
     parse_url,
 )
-from pytest_runset.resources.shared_queue import QueueMismatch, SharedQueue, check_name
+from pytest_runset.resources.shared_queue import (
+    EarlierAttempt,
+    QueueMismatch,
+    SharedQueue,
+    check_name,
+)
 
 __all__ = ["redis_server"]
 
@@ -92,6 +97,59 @@ def test_a_retry_goes_back_to_the_front(pair: tuple[SharedQueue, SharedQueue]) -
     again = second.pull()
     assert again is not None
     assert (again["key"], again["attempt"]) == ("a", 2)
+
+
+def test_a_delayed_retry_is_not_pulled_before_its_delay(
+    pair: tuple[SharedQueue, SharedQueue],
+) -> None:
+    first, second = pair
+    first.seed("d", ["a", "b"], "suite")
+    held = first.pull()
+    assert held is not None
+    put_at = time.monotonic()
+    assert first.put_back(held, 2, delay_s=1.0)
+    # Waiting, not ended: a retry sitting out its delay keeps the queue open.
+    assert (first.progress()["pending"], first.ended()) == (2, False)
+    other = second.pull()
+    assert other is not None
+    assert other["key"] == "b"
+    assert second.pull() is None  # the retry is not due yet
+    deadline = time.monotonic() + 10
+    retry = second.pull()
+    while retry is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+        retry = second.pull()
+    assert time.monotonic() - put_at >= 0.95
+    assert (retry["key"], retry["attempt"]) == ("a", 2)
+
+
+def test_a_retry_carries_its_earlier_attempts_through_losses(
+    pair: tuple[SharedQueue, SharedQueue],
+) -> None:
+    """The attempts a retry had travel with it, also when its next holder is lost."""
+    first, second = pair
+    first.seed("d", ["a"], "suite")
+    first.beat()
+    second.beat()
+    held = first.pull()
+    assert held is not None
+    assert "earlier" not in held
+    earlier = [
+        EarlierAttempt(
+            attempt=1, status="failed", duration_s=0.5, exit_code=1, started_at=1.5,
+            dir="a", host="h1", session="s1",
+        )
+    ]  # fmt: skip
+    assert first.put_back(held, 2, earlier=earlier)
+    again = second.pull()
+    assert again is not None
+    assert again["earlier"] == earlier
+    second.leave()  # lost while it holds the retry
+    assert first.reclaim() == 1
+    back = first.pull()
+    assert back is not None
+    assert (back["attempt"], back["requeues"], back["earlier"]) == (2, 1, earlier)
 
 
 def test_a_lost_session_gives_its_flows_back_with_a_count(
