@@ -32,7 +32,7 @@ from pytest_runset.engine.supervision import (
     crashed_message,
     global_timeout_message,
 )
-from pytest_runset.model.flows import Flow, RunSet, RunsetError
+from pytest_runset.model.flows import RunSet, RunsetError
 from pytest_runset.resources.leases import LeaseError, Leaser, lock_directory
 from pytest_runset.resources.services import ServiceError
 from pytest_runset.results.formats import FlowEntry
@@ -58,6 +58,7 @@ from pytest_runset.session.runs import (
     write_run_reports,
 )
 from pytest_runset.session.settings import EXPLICIT, is_runset_path
+from pytest_runset.xdist.items import FlowItems
 
 # The attribute of a flow's teardown report that carries its :class:`EntryPayload` (JSON).
 ENTRY_ATTRIBUTE = "runset_entry"
@@ -113,9 +114,9 @@ class XdistRun:
         self.runs: dict[str, RunsetRun] = {}
         self.started_at = time.time()
         self.leaser: Leaser | None = None
-        # (run key, slug) -> flow, after pytest_runset_modify_flows, as the workers collect them.
-        self.flows: dict[tuple[str, str], tuple[Flow, str]] = {}
-        self.collected: list[tuple[str, str]] | None = None
+        # The flows after pytest_runset_modify_flows, by slug and node id, as the workers
+        # collect them (a project's or pytest-repeat's copy included).
+        self.items = FlowItems(config.rootpath)
         self.started: dict[str, str] = {}
         self.live: RunControl | None = None
         self.signals: dict[int, Any] = {}
@@ -172,8 +173,8 @@ class XdistRun:
             if replaced is not None:
                 flows = list(replaced)
             # The same items as the workers collect (pytest-repeat's --count included).
-            for flow, _name in repeated(self.config, flows):
-                self.flows[(key, flow.slug)] = (flow, "")
+            for flow, name in repeated(self.config, flows):
+                self.items.add(key, flow, name)
                 run.order.setdefault(flow.slug, (flow.index, flow.slug))
         for run in self.runs.values():
             try:
@@ -274,8 +275,7 @@ class XdistRun:
         self.node_collected(list(ids))
 
     def pytest_runtest_logstart(self, nodeid: str) -> None:
-        key = self._flow_key(nodeid)
-        if key is not None:
+        if self.items.key(nodeid) is not None:
             self.started[nodeid] = ""
             self._publish_status()
 
@@ -284,12 +284,13 @@ class XdistRun:
         if self.live is None:
             self.live = RunControl([run.directory.path for run in self.runs.values()], self.run_id)
         done = {(key, slug) for key, run in self.runs.items() for slug in run.entries}
+        flows = self.items.flows
         running = [
-            self.flows[key][0].name
-            for key in map(self._flow_key, self.started)
+            flows[key][0].name
+            for key in map(self.items.key, self.started)
             if key is not None and key not in done
         ]
-        status = xdist_status(self.run_id, self.live, running, len(done), len(self.flows), final)
+        status = xdist_status(self.run_id, self.live, running, len(done), len(flows), final)
         self.live.write_status(status, force=final)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -297,25 +298,7 @@ class XdistRun:
 
     def node_collected(self, ids: list[str]) -> None:
         """The flows the workers collected (after -k/-m): each must end with an entry."""
-        if self.collected is not None:
-            return
-        found: list[tuple[str, str]] = []
-        for nodeid in ids:
-            key = self._flow_key(nodeid)
-            if key is not None:
-                found.append(key)
-                flow, _ = self.flows[key]
-                self.flows[key] = (flow, nodeid)
-        self.collected = found
-
-    def _flow_key(self, nodeid: str) -> tuple[str, str] | None:
-        path, sep, rest = nodeid.partition("::")
-        if not sep or "::" in rest:
-            return None
-        key = str((self.config.rootpath / path).resolve())
-        if (key, rest) in self.flows:
-            return key, rest
-        return None
+        self.items.collect(ids)
 
     def logreport(self, report: pytest.TestReport) -> None:
         raw = getattr(report, ENTRY_ATTRIBUTE, None)
@@ -328,11 +311,11 @@ class XdistRun:
             return
         if str(report.when) == "???" and report.failed:
             # pytest-xdist's report for a worker that died while running the flow.
-            key = self._flow_key(report.nodeid)
+            key = self.items.key(report.nodeid)
             if key is not None and key[1] not in self.runs[key[0]].entries:
                 node = getattr(report, "node", None)
                 worker = str(getattr(getattr(node, "gateway", None), "id", "") or "")
-                flow, nodeid = self.flows[key]
+                flow, nodeid = self.items.flows[key]
                 entry = unstarted_entry(
                     flow,
                     nodeid or report.nodeid,
@@ -384,7 +367,8 @@ class XdistRun:
                     self.live.set_paused(False)
                     record_paused(self.config, self.live.total_paused_s())
                 self._finish_unstarted(interrupted=interrupted, stopped=stopped)
-                total = len(self.collected) if self.collected is not None else 0
+                collected = self.items.collected
+                total = len(collected) if collected is not None else 0
                 workers = max(1, min(self.workers, total)) if total else max(1, self.workers)
                 refused = write_run_reports(
                     self.config,
@@ -412,7 +396,7 @@ class XdistRun:
         return storage_stop_line(refused, self.run_id)
 
     def _has_flows(self, key: str) -> bool:
-        collected = self.collected or []
+        collected = self.items.collected or []
         return any(run_key == key for run_key, _ in collected) or bool(self.runs[key].entries)
 
     def _finish_unstarted(self, *, interrupted: bool, stopped: bool) -> None:
@@ -426,11 +410,11 @@ class XdistRun:
         if deadline_passed:
             assert limit is not None
             reason = global_timeout_message(limit, not_run=True)
-        for key, slug in self.collected or []:
+        for key, slug in self.items.collected or []:
             run = self.runs[key]
             if slug in run.entries:
                 continue
-            flow, nodeid = self.flows[(key, slug)]
+            flow, nodeid = self.items.flows[(key, slug)]
             if nodeid in self.started:
                 entry = unstarted_entry(flow, nodeid, "interrupted", "interrupted")
             else:

@@ -27,7 +27,8 @@ def test_the_xdist_controller_stops_the_session_once_on_a_storage_error(
 ) -> None:
     heard: list[str] = []
     hook = SimpleNamespace(pytest_runset_flow_finished=lambda config, result: heard.append(1))
-    xrun = XdistRun(SimpleNamespace(hook=hook), {}, "run-9")  # type: ignore[arg-type]
+    config = SimpleNamespace(hook=hook, rootpath=run_dir.path)
+    xrun = XdistRun(config, {}, "run-9")  # type: ignore[arg-type]
     xrun.runs["k"] = SimpleNamespace(entries={}, directory=run_dir)  # type: ignore[assignment]
     shutil.rmtree(run_dir.path)
     entry: Any = {"slug": "a", "name": "a", "status": "passed"}
