@@ -1,12 +1,18 @@
-"""``pytest-runset install-browser``: the decision in sentences, and one real run on this machine.
+"""``pytest-runset install-browser``: the decision in sentences, then the real command.
 
 The decision (:func:`next_step`, :func:`install`) is tested with fake machines and fake steps:
-no download, no apt, no root needed. The real command runs once, where a browser is present
-(tests need one anyway: see .ci/run), and must say so and exit 0 quickly.
+no download, no apt, no root needed. The real command then runs its real steps on a machine
+made to look fresh: Playwright's browsers in an empty directory and its download host a closed
+port (the download really runs, and fails as it does where only package mirrors are reachable),
+no Chromium on ``PATH`` until a fake ``apt-get`` on ``PATH`` "installs" one (a wrapper of this
+machine's own), root or not as told. A download that hangs is stopped with its children. And
+on this machine as it is, where a browser is present (tests need one anyway: see .ci/run), it
+must say so and exit 0 quickly.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -14,7 +20,10 @@ import time
 from pathlib import Path
 
 import pytest
+from browser_support import closed_port
 
+from conftest import process_alive, wait_for
+from pytest_runset.cli import install_browser
 from pytest_runset.cli.install_browser import (
     Actions,
     Machine,
@@ -22,7 +31,9 @@ from pytest_runset.cli.install_browser import (
     install,
     manual_command,
     next_step,
+    run_step,
 )
+from pytest_runset.gateway.runners import browser_host
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -160,3 +171,98 @@ def test_install_browser_on_this_machine_finds_the_browser_quickly() -> None:
     assert lines[0].startswith("install-browser: a browser is already here: ")
     assert "Chromium (/" in lines[0]
     assert result.stderr == ""
+
+
+# --- the real steps on a machine made to look fresh ----------------------------------------
+
+# Logs its arguments and environment; `install ... chromium` puts a `chromium` on PATH that
+# starts this machine's own (with a PATH of its own: Debian's /usr/bin/chromium is a script).
+FAKE_APT = """#!/bin/sh
+echo "$* DEBIAN_FRONTEND=$DEBIAN_FRONTEND" >> "{log}"
+if [ "$1" = install ]; then
+    printf '#!/bin/sh\\nPATH=/usr/bin:/bin exec {chromium} "$@"\\n' > "{bin}/chromium"
+    /bin/chmod +x "{bin}/chromium"
+fi
+"""
+
+
+@pytest.fixture
+def fresh_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """No browser here, Playwright's download unreachable, a fake apt-get; returns the fake
+    bin directory and apt-get's log."""
+    system = browser_host.find_system_chromium()
+    assert system is not None, "these tests start this machine's Chromium"
+    fake_bin, log = tmp_path / "bin", tmp_path / "apt.log"
+    fake_bin.mkdir()
+    apt = fake_bin / "apt-get"
+    apt.write_text(FAKE_APT.format(log=log, bin=fake_bin, chromium=system), encoding="utf-8")
+    apt.chmod(0o755)
+    monkeypatch.setenv("PATH", str(fake_bin))
+    monkeypatch.setenv("PLAYWRIGHT_BROWSERS_PATH", str(tmp_path / "no-browsers"))
+    monkeypatch.setenv("PLAYWRIGHT_DOWNLOAD_HOST", f"http://127.0.0.1:{closed_port()}")
+    # The absolute places the plugin also looks in (/usr/bin/chromium, ...) hold nothing here:
+    # only PATH, which has no Chromium until apt-get "installs" it.
+    original = browser_host.find_system_chromium
+    monkeypatch.setattr(browser_host, "find_system_chromium", lambda: original(("chromium",)))
+    return fake_bin, log
+
+
+def said(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith("install-browser: ")]
+
+
+def test_on_a_fresh_machine_as_root_the_failed_download_falls_back_to_apt(
+    fresh_machine: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    fake_bin, log = fresh_machine
+    monkeypatch.setattr(install_browser.os, "geteuid", lambda: 0)
+    assert install_browser.cmd_install_browser(argparse.Namespace()) == 0
+    assert said(capfd.readouterr().out) == [
+        f"install-browser: {sys.executable} -m playwright install chromium",
+        "install-browser: apt-get update && apt-get install -y chromium",
+        f"install-browser: installed: the system's Chromium ({fake_bin / 'chromium'})",
+    ]
+    assert log.read_text().splitlines() == [
+        "update DEBIAN_FRONTEND=noninteractive",
+        "install -y chromium DEBIAN_FRONTEND=noninteractive",
+    ]
+
+
+def test_on_a_fresh_machine_not_root_it_prints_the_apt_command_and_runs_no_apt(
+    fresh_machine: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    _, log = fresh_machine
+    monkeypatch.setattr(install_browser.os, "geteuid", lambda: 1000)
+    assert install_browser.cmd_install_browser(argparse.Namespace()) == 1
+    assert said(capfd.readouterr().out) == [
+        f"install-browser: {sys.executable} -m playwright install chromium",
+        "install-browser: no browser installed; run: "
+        "sudo apt-get update && sudo apt-get install -y chromium",
+    ]
+    assert not log.exists()
+
+
+HANGS = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+open(sys.argv[1], "w").write(str(child.pid))
+time.sleep(600)
+"""
+
+
+def test_a_download_that_hangs_is_stopped_with_its_children(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pid_file = tmp_path / "child.pid"
+    hang = [sys.executable, "-c", HANGS, str(pid_file)]
+    monkeypatch.setattr(install_browser, "DOWNLOAD_TIMEOUT_S", 2.0)
+    monkeypatch.setattr(install_browser, "step_commands", lambda step: [hang])
+    assert run_step("download") is False
+    assert pid_file.exists()  # the child started before the step was stopped
+    child = int(pid_file.read_text())
+    assert wait_for(lambda: not process_alive(child), 10)
+    assert "gave no result in 2s; stopped it" in capsys.readouterr().err

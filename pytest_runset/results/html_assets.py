@@ -78,7 +78,11 @@ body{margin:0 .6em 1.5em}
 #flows td[data-label=cpu],#flows td[data-label="peak MiB"],#flows td.none{display:none}
 #flows td.msg,#flows td.files{display:block;max-width:none}
 .lane-name{width:4em}.axis{margin-left:4em}
-.attempts{display:block;overflow-x:auto}
+.attempts,.attempts tbody,.attempts tr{display:block}.attempts tr:first-child{display:none}
+.attempts tr{border-bottom:1px solid var(--line);padding:3px 0}
+.attempts td{display:inline-block;border:none;padding:1px 8px 1px 0}
+.attempts td[data-label]::before{content:attr(data-label) " ";color:#777;font-size:.85em}
+.attempts td.msg{display:block}.attempts td.none{display:none}
 ol.steps{padding-left:1.6em}.flow figure{margin:4px 0}
 }
 [hidden]{display:none!important}

@@ -71,12 +71,18 @@ def _search_text(flow: Mapping[str, Any]) -> str:
 
 def _usage(flow: Mapping[str, Any]) -> tuple[float | None, float | None]:
     """A flow's CPU seconds and peak memory in MiB; ``None`` where the report does not say
-    (a report of an older release, a flow that never started, a peak nobody measured)."""
+    (a report of an older release, a flow that never started, a peak nobody measured).
+
+    No peak at all (``0`` bytes) is no measurement: a steps flow drives its browser from the
+    worker and starts no process of its own, and shows ``-`` rather than ``0.0 MiB``."""
     resources = flow.get("resources")
     if not isinstance(resources, Mapping) or flow.get("attempts") == 0:
         return None, None
     cpu = num(resources.get("cpu_s"))
     peak = num(resources.get("peak_memory_bytes"))
+    if peak is not None and peak <= 0:
+        peak = None
+        cpu = cpu or None
     return cpu, (None if peak is None else peak / (1 << 20))
 
 
@@ -139,7 +145,7 @@ def table(flows: list[Mapping[str, Any]], files: Files) -> list[str]:
             f'{_filter_attrs(flow)} data-slug="{e(flow.get("slug"))}">'
             f'<td class="status" data-value="{rank(flow)}">{_badges(flow)}</td>'
             f'<td data-value="{position}">{name}<div class="slug">{e(flow.get("slug"))}</div></td>'
-            f'<td class="num" data-label="duration" '
+            f'<td class="num{"" if ran else " none"}" data-label="duration" '
             f'data-value="{seconds if seconds is not None else -1}">'
             f"{e(secs(flow.get('duration_s')) if ran else '-')}</td>"
             f"{_cell('worker', lane(flow))}{_cell('persona', flow.get('persona'))}"
@@ -319,13 +325,15 @@ def _attempts(tries: list[Mapping[str, Any]], files: Files) -> list[str]:
             else "-"
         )
         status = attempt.get("status")
+        message = attempt.get("message")
         out.append(
             f"<tr><td>{e(attempt.get('attempt'))}</td>"
             f'<td><span class="badge s-{status_class(status)}">{e(status)}</span></td>'
-            f"<td>{e(secs(attempt.get('started_s')))}</td>"
-            f"<td>{e(secs(attempt.get('duration_s')))}</td>"
-            f"<td>{e(attempt.get('worker') or '-')}</td><td>{cell}</td>"
-            f'<td class="msg">{e(attempt.get("message"))}</td></tr>'
+            f'<td data-label="started">{e(secs(attempt.get("started_s")))}</td>'
+            f'<td data-label="took">{e(secs(attempt.get("duration_s")))}</td>'
+            f'<td data-label="on">{e(attempt.get("worker") or "-")}</td>'
+            f'<td data-label="dir">{cell}</td>'
+            f'<td class="msg{"" if message else " none"}">{e(message)}</td></tr>'
         )
     out.append("</table>")
     return out

@@ -201,6 +201,8 @@ def test_resources_and_containment_are_shown_where_the_report_has_them(tmp_path:
         flow("never", "not_run", attempts=0, **used(0.0, None)),
         flow("hostile", "failed", **used(10**400, "lots")),
         flow("odd", "failed", resources=["not", "a", "mapping"]),
+        # A steps flow: its browser is driven from the worker, no process of its own.
+        flow("steps", "failed", **used(0.0, 0)),
         containment="process-group",
         limits_enforced=False,
         paused_s=7.25,
@@ -213,14 +215,14 @@ def test_resources_and_containment_are_shown_where_the_report_has_them(tmp_path:
     # The table: CPU seconds and peak MiB, sortable by their value; "-" where unknown.
     cells = {
         slug: re.findall(
-            r'<td class="num" data-label="[^"]*" data-value="([^"]*)">([^<]*)</td>', row
+            r'<td class="num[^"]*" data-label="[^"]*" data-value="([^"]*)">([^<]*)</td>', row
         )[2:]
         for slug, row in re.findall(r'data-slug="([^"]*)">(.*?)</tr>', page, re.S)
     }
     assert cells["hog"] == [("0.514", "0.51s"), ("200.0", "200.0")]
     assert cells["light"] == [("0.02", "0.02s"), ("3.0", "3.0")]
     assert cells["unmeasured"] == [("1.5", "1.50s"), ("-1", "-")]
-    for slug in ("older", "never", "hostile", "odd"):
+    for slug in ("older", "never", "hostile", "odd", "steps"):
         assert cells[slug] == [("-1", "-"), ("-1", "-")], slug
     assert 'data-col="6" data-numeric data-desc title="CPU seconds">cpu</th>' in page
     assert 'data-col="7" data-numeric data-desc title="peak memory">peak MiB</th>' in page
@@ -229,7 +231,7 @@ def test_resources_and_containment_are_shown_where_the_report_has_them(tmp_path:
     sections = dict(re.findall(section, page, re.S))
     assert "resources: CPU 0.51s · peak memory 200.0 MiB" in sections["hog"]
     assert "resources: CPU 1.50s · peak memory unknown" in sections["unmeasured"]
-    for slug in ("older", "hostile", "odd"):
+    for slug in ("older", "hostile", "odd", "steps"):
         assert "resources:" not in sections[slug], slug
 
     # A report of an older release (or a merged one) says nothing about containment; a run
@@ -441,6 +443,12 @@ def html_run(
     return result, load_report(run_dir), run_dir
 
 
+# The elements shown whose right edge is beyond the window's.
+STICKING_OUT = """() => Array.from(document.body.querySelectorAll('*'))
+  .filter(el => el.getClientRects().length && el.getBoundingClientRect().right > innerWidth + 1)
+  .map(el => el.tagName + '.' + el.className)"""
+
+
 def _visible_slugs(rows: Any) -> list[str]:
     return [r.get_attribute("data-slug") for r in rows.all() if r.is_visible()]
 
@@ -608,9 +616,16 @@ def test_report_html_in_a_browser(html_run: tuple[pytest.RunResult, dict[str, An
             wide = run_dir / "report-html-1400.png"
             page.screenshot(path=str(wide), full_page=True)
 
-            # At 400 px the page reads without sideways scrolling: rows become blocks.
+            # At 400 px the page reads without sideways scrolling: rows become blocks, and
+            # nothing sticks out to the right (not even inside a box that scrolls itself).
             page.set_viewport_size({"width": 400, "height": 900})
-            assert page.evaluate("document.documentElement.scrollWidth") <= 400
+            assert page.evaluate("document.scrollingElement.scrollWidth") <= 400
+            assert page.evaluate(STICKING_OUT) == []
+            attempts = page.locator("#flow-flaky-one table.attempts tr")
+            assert attempts.first.is_hidden()  # the header: each cell says what it is
+            directory = attempts.nth(2).locator('td[data-label="dir"]')
+            assert directory.inner_text() == "flaky-one-retry1"
+            assert directory.is_visible()
             assert rows.first.is_visible()
             assert page.locator("#flows thead").is_hidden()
             assert failed.is_visible()

@@ -1,9 +1,11 @@
 """Headed runs and PWDEBUG: no display is one line and exit 4, before any flow starts; one
-browser flow under PWDEBUG keeps no timeout of its own."""
+browser flow under PWDEBUG keeps no timeout of its own; under a virtual display a selected
+journey runs headed with its slow_mo."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -126,3 +128,42 @@ def test_one_browser_flow_under_pwdebug_keeps_no_timeout(
     assert config.stash[SETTINGS].timeout_override is None  # two flows: each keeps its own
     prepare_debugging(config, [journey])  # type: ignore[list-item]
     assert config.stash[SETTINGS].timeout_override == DEBUG_TIMEOUT_S
+
+
+PROBE = """
+import time
+
+def probe(page, flow_dir):
+    page.set_content("<button>b</button>")
+    start = time.monotonic()
+    for _ in range(3):
+        page.click("button")
+    took = time.monotonic() - start
+    (flow_dir / "probe.txt").write_text(page.evaluate("navigator.userAgent") + f"\\n{took}\\n")
+"""
+
+
+@pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="needs xvfb-run (Debian's xvfb)")
+def test_one_journey_runs_headed_with_its_slow_mo_under_xvfb_run(tmp_path: Path) -> None:
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "probe.py").write_text(PROBE, encoding="utf-8")
+    (tmp_path / "run-set.toml").write_text(
+        '[[flows]]\nname = "probe"\ncallable = "flows.probe:probe"\n'
+        "browser = { slow_mo = 500 }\n" + RUNSET,
+        encoding="utf-8",
+    )
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DISPLAY", "WAYLAND_DISPLAY", "PWDEBUG") and not k.startswith("PYTEST_")
+    }
+    result = subprocess.run(
+        ["xvfb-run", "-a", sys.executable, "-m", "pytest", "--runset", "run-set.toml",
+         "-p", "no:cacheprovider", "--runset-run-id", "h", "-k", "probe", "--runset-headed"],
+        cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    agent, took = (tmp_path / "runset-results/h/probe/probe.txt").read_text().split("\n")[:2]
+    assert "Chrome/" in agent
+    assert "HeadlessChrome" not in agent  # a window, on the virtual display
+    assert float(took) >= 3 * 0.5  # each click waited slow_mo
