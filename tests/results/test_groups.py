@@ -234,6 +234,28 @@ def test_two_runs_of_the_same_distribution_show_no_regression() -> None:
     assert all(g.pass_rate is not None and not g.pass_rate.significant for g in comparison.groups)
 
 
+def test_runs_of_one_pass_rate_rarely_show_a_drop_and_a_real_fall_nearly_always() -> None:
+    """Pass counts drawn at random (n = 30 a side, a fixed seed): two runs of one pass rate are
+    flagged as a drop in about 2.5% of pairs (one tail of a 95% interval), never above 5%; a
+    fall from 90% to 40% is flagged in nearly every pair."""
+    rng = random.Random(7)
+
+    def draw(rate: float) -> int:
+        return sum(rng.random() < rate for _ in range(30))
+
+    pairs = 1000
+    for rate in (0.6, 0.9):
+        drops = sum(
+            proportion_difference(draw(rate), 30, draw(rate), 30).interval.high < 0
+            for _ in range(pairs)
+        )
+        assert drops / pairs <= 0.05, (rate, drops)
+    caught = sum(
+        proportion_difference(draw(0.9), 30, draw(0.4), 30).interval.high < 0 for _ in range(pairs)
+    )
+    assert caught / pairs >= 0.95
+
+
 def test_groups_only_one_run_has() -> None:
     comparison = compare_reports(run_of({"a": 1.0}, n=3), run_of({"b": 1.0}, n=3))
     sides = {g.value: (g.base is not None, g.new is not None) for g in comparison.groups}
