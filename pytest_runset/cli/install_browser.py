@@ -40,7 +40,7 @@ DOWNLOAD_TIMEOUT_S = 60.0
 LAUNCH_TIMEOUT_S = 30.0
 NO_PLAYWRIGHT = (
     "Playwright is not installed for this Python ({python}): "
-    "pip install 'pytest-runset[browser]' (or pip install playwright), "
+    "pip install playwright (in a clone of pytest-runset: pip install -e '.[browser]'), "
     "then run pytest-runset install-browser again"
 )
 

@@ -201,7 +201,7 @@ def connect(url: CoordinatorURL, ttl: float | None = None) -> Coordinator:
     except ImportError:
         raise CoordinatorError(
             f"coordinator {url.shown}: redis-py is not installed "
-            "(pip install 'pytest-runset[redis]')"
+            "(pip install redis, or the redis extra: pip install -e '.[redis]')"
         ) from None
     password = "" if url.has_password else os.environ.get(PASSWORD_ENV, "")
     coordinator = Coordinator(url=url, client=None, ttl=heartbeat_ttl() if ttl is None else ttl)

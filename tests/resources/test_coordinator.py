@@ -78,7 +78,7 @@ def test_an_unreachable_coordinator_is_one_line_without_its_password() -> None:
 
 def test_a_missing_extra_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "redis", None)
-    with pytest.raises(CoordinatorError, match=r"pytest-runset\[redis\]"):
+    with pytest.raises(CoordinatorError, match=r"redis-py is not installed \(pip install redis"):
         connect(parse_url("redis://127.0.0.1:6379"), ttl=1.0)
 
 
