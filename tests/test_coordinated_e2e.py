@@ -67,7 +67,7 @@ def session(
     queue: str | None,
     who: str,
     *extra: str,
-    workers: int = 2,
+    workers: int | None = 2,
 ) -> subprocess.Popen[str]:
     base = runset.parent
     lock_dir = base / f"locks-{who}"
@@ -81,10 +81,12 @@ def session(
     }
     argv = [
         sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist",
-        "--runset", str(runset), "--runset-workers", str(workers),
+        "--runset", str(runset),
         "--runset-coordinator", server.url, "--runset-output", str(base / f"out-{who}"),
         "-q", *extra,
     ]  # fmt: skip
+    if workers is not None:
+        argv += ["--runset-workers", str(workers)]
     if queue is not None:
         argv += ["--runset-queue", queue]
     return subprocess.Popen(
@@ -165,6 +167,24 @@ def test_two_sessions_share_one_queue_each_flow_once(
     waited = queue_cli(redis_server, "pipeline-1", "--wait")
     assert waited.returncode == 0, waited.stdout + waited.stderr
     assert "24 done (24 passed)" in waited.stdout
+
+
+def test_a_session_on_gateways_of_its_own_pulls_from_the_queue_too(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """One session on the plugin's pool, one on ``--runset-tx`` gateways: both pull from the
+    queue and every flow runs once."""
+    runset = write_runset(tmp_path, 12, sleep=0.3)
+    pool = session(runset, redis_server, "pipeline-tx", "a")
+    gateways = session(
+        runset, redis_server, "pipeline-tx", "b", "--runset-tx", "2*popen", workers=None
+    )
+    (code_a, out_a), (code_b, out_b) = finish(pool), finish(gateways)
+    assert (code_a, code_b) == (0, 0), out_a + out_b
+    ended = sorted(name for name, _, what, _ in notes(tmp_path) if what == "end")
+    assert ended == [f"f{i:02d}" for i in range(12)]
+    ran_by = {who for _, who, what, _ in notes(tmp_path) if what == "end"}
+    assert ran_by == {"a", "b"}, "one session ran nothing"
 
 
 def test_persona_is_leased_across_sessions_without_a_queue(

@@ -539,7 +539,14 @@ def test_the_example_run_set_passes_under_xdist(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "option",
-    [["--runset-tx", "popen"], ["--runset-px", "popen"], ["--runset-remote-root", "/srv/work"]],
+    [
+        ["--runset-tx", "popen"],
+        ["--runset-px", "popen"],
+        ["--runset-remote-root", "/srv/work"],
+        # Coordinated runs need pytest-runset's own workers (docs/coordinated-runs.md).
+        ["--runset-coordinator", "redis://127.0.0.1:9/0"],
+        ["--runset-queue", "pipeline-1"],
+    ],
 )
 def test_gateway_options_and_xdist_n_together_are_refused(
     pytester: pytest.Pytester, write_runset: Callable[..., Path], option: list[str]
