@@ -4,7 +4,6 @@ or a report."""
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -78,18 +77,6 @@ def read_report(path: Path) -> dict[str, Any]:
         return read_report_file(path)
     except ReportFileError as exc:
         raise Usage(str(exc)) from None
-
-
-def num(value: object) -> float | None:
-    """A finite number of the report, else ``None`` (an integer of hundreds of digits, 1e999
-    and ``true`` are not durations or sizes)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
 
 
 def text(value: object, default: str = "-") -> str:

@@ -14,7 +14,6 @@ from pytest_runset.cli.common import (
     OK,
     clip,
     counts,
-    num,
     one_line,
     read_report,
     report_path,
@@ -22,6 +21,7 @@ from pytest_runset.cli.common import (
     text,
 )
 from pytest_runset.cli.groups_table import grouping_lines, select_grouping
+from pytest_runset.results.numbers import num
 
 
 def _memory(value: object) -> str:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from pytest_runset.model.browser_options import BrowserOptions, resolve_profile
 from pytest_runset.model.flows import Flow, RunsetError
 from pytest_runset.model.messages import flow_label
-from pytest_runset.model.slugs import MAX_SLUG_LENGTH, RESERVED_SLUGS
+from pytest_runset.model.slugs import RESERVED_SLUGS, suffixed_slug
 
 if TYPE_CHECKING:
     from pytest_runset.model.browser_options import ProjectSpec
@@ -51,7 +51,7 @@ def expand_projects(
         for name, project in projects.items():
             if wanted is not None and name not in wanted:
                 continue
-            slug = _free(flow.slug, f"-{name.lower()}", taken)
+            slug = suffixed_slug(flow.slug, f"-{name.lower()}", taken)
             taken.add(slug.lower())
             expanded.append(_in_project(flow, name, project.options(), slug))
     return tuple(expanded)
@@ -85,17 +85,3 @@ def _in_project(flow: Flow, project: str, options: BrowserOptions, slug: str) ->
         browser_profile=profile,
         viewport=profile.viewport,
     )
-
-
-def _free(base: str, suffix: str, taken: set[str]) -> str:
-    """``base + suffix`` within the slug length, made unique like any slug (``-2``, ...)."""
-    candidate = _fit(base, suffix)
-    counter = 2
-    while candidate.lower() in taken:
-        candidate = _fit(base, f"{suffix}-{counter}")
-        counter += 1
-    return candidate
-
-
-def _fit(base: str, suffix: str) -> str:
-    return base[: MAX_SLUG_LENGTH - len(suffix)].rstrip("-.") + suffix

@@ -102,3 +102,17 @@ def flow_dir(run_dir: Path, dir_name: str) -> Path:
     if os.path.islink(candidate) and candidate.resolve().parent != run_dir.resolve():
         raise UnsafePathError(f"flow directory {candidate} resolves outside {run_dir}")
     return candidate
+
+
+def suffixed_slug(base: str, suffix: str, taken: set[str]) -> str:
+    """``base + suffix`` within the slug length, made unique like any slug (``-2``, ...)."""
+    candidate = _fit_suffix(base, suffix)
+    counter = 2
+    while candidate.lower() in taken:
+        candidate = _fit_suffix(base, f"{suffix}-{counter}")
+        counter += 1
+    return candidate
+
+
+def _fit_suffix(base: str, suffix: str) -> str:
+    return base[: MAX_SLUG_LENGTH - len(suffix)].rstrip("-.") + suffix

@@ -25,6 +25,7 @@ from pytest_runset.results.formats import (
     MatrixValue,
     MetricStats,
 )
+from pytest_runset.results.numbers import num
 from pytest_runset.results.statuses import STATUSES
 
 __all__ = [
@@ -33,7 +34,6 @@ __all__ = [
     "group_stats",
     "metric_names",
     "metric_stats",
-    "numeric",
     "t_quantile",
 ]
 
@@ -42,17 +42,6 @@ __all__ = [
 DECIDED_STATUSES = ("passed", "failed", "error", "timeout")
 _EPS = 3e-16
 _TINY = 1e-300
-
-
-def numeric(value: object) -> float | None:
-    """A metric value as a finite float; ``None`` for labels, booleans, null, huge integers."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _value_key(value: MatrixValue) -> tuple[bool, bool, MatrixValue]:
@@ -67,7 +56,7 @@ def metric_names(flows: Iterable[Mapping[str, Any]]) -> list[str]:
         metrics = flow.get("metrics")
         if isinstance(metrics, Mapping):
             for name, value in metrics.items():
-                if isinstance(name, str) and numeric(value) is not None:
+                if isinstance(name, str) and num(value) is not None:
                     names.setdefault(name)
     return list(names)
 
@@ -117,7 +106,7 @@ def group_stats(
         values = []
         for flow in flows:
             found = flow.get("metrics")
-            number = numeric(found.get(name)) if isinstance(found, Mapping) else None
+            number = num(found.get(name)) if isinstance(found, Mapping) else None
             if number is not None:
                 values.append(number)
         per_metric[name] = metric_stats(values, len(flows) - len(values))

@@ -38,10 +38,10 @@ from pytest_runset.results.html_values import (
     Files,
     e,
     mapping,
-    num,
     secs,
     status_class,
 )
+from pytest_runset.results.numbers import num
 from pytest_runset.results.statuses import STATUSES
 
 __all__ = [

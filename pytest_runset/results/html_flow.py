@@ -21,11 +21,11 @@ from pytest_runset.results.html_values import (
     history,
     lane,
     mapping,
-    num,
     secs,
     status_class,
     strings,
 )
+from pytest_runset.results.numbers import num
 
 # How much of each log the details show.
 TAIL_LINES = 20

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from pytest_runset.results.html_values import e, history, lane, natural, num, secs, status_class
+from pytest_runset.results.html_values import e, history, lane, natural, secs, status_class
+from pytest_runset.results.numbers import num
 
 
 class Bar(NamedTuple):

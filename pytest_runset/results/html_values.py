@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from pytest_runset.model.fsnames import os_name
+from pytest_runset.results.numbers import num
 from pytest_runset.results.statuses import STATUSES
 
 # Screenshots up to this size are embedded; larger ones are linked.
@@ -37,18 +37,6 @@ BAD_STATUSES = frozenset({"failed", "error", "timeout", "interrupted", "xpassed"
 def e(value: object) -> str:
     """Escaped text of any report value (``None`` is empty)."""
     return "" if value is None else html.escape(str(value), quote=True)
-
-
-def num(value: object) -> float | None:
-    """A finite number of the report, else ``None`` (an integer of hundreds of digits, 1e999
-    and ``true`` are not durations or sizes)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
 
 
 def secs(value: object) -> str:

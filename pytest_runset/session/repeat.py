@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import pytest
 
 from pytest_runset.model.flows import Flow
-from pytest_runset.model.slugs import MAX_SLUG_LENGTH, RESERVED_SLUGS
+from pytest_runset.model.slugs import RESERVED_SLUGS, suffixed_slug
 
 
 def repeat_count(config: pytest.Config) -> int:
@@ -34,7 +34,7 @@ def repeated(config: pytest.Config, flows: Sequence[Flow]) -> list[tuple[Flow, s
     expanded: list[tuple[Flow, str]] = []
     for flow in flows:
         for number in range(1, count + 1):
-            slug = _free(flow.slug, f"-{number}", taken)
+            slug = suffixed_slug(flow.slug, f"-{number}", taken)
             taken.add(slug.lower())
             name = f"{flow.name} [{number}-{count}]"
             item = _numbered(flow.item_name, f"{number}-{count}")
@@ -48,17 +48,3 @@ def _numbered(item: str, number: str) -> str:
     if item.endswith("]") and "[" in item:
         return f"{item[:-1]}-{number}]"
     return f"{item}[{number}]"
-
-
-def _free(base: str, suffix: str, taken: set[str]) -> str:
-    """``base + suffix`` within the slug length, made unique like any slug (``-2``, ...)."""
-    candidate = _fit(base, suffix)
-    counter = 2
-    while candidate.lower() in taken:
-        candidate = _fit(base, f"{suffix}-{counter}")
-        counter += 1
-    return candidate
-
-
-def _fit(base: str, suffix: str) -> str:
-    return base[: MAX_SLUG_LENGTH - len(suffix)].rstrip("-.") + suffix
