@@ -34,20 +34,40 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process; :meth:`stop` and :meth:`start` keep its port."""
 
-    def __init__(self, directory: Path, password: str = "") -> None:
+    def __init__(self, directory: Path, password: str = "", tls: bool = False) -> None:
         self.directory = directory
         self.port = free_port()
         self.password = password
+        # With TLS the server listens only on a TLS port, with a certificate for 127.0.0.1
+        # signed by a throwaway CA (``ca.pem`` in its directory), as a managed Redis would.
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
+    def ca_file(self) -> Path:
+        return self.directory / "ca.pem"
+
+    @property
     def url(self) -> str:
+        if self.tls:
+            return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.ca_file}"
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def _tls_options(self) -> list[str]:
+        if not self.ca_file.exists():
+            make_certificates(self.directory)
+        return [
+            "--port", "0", "--tls-port", str(self.port),
+            "--tls-cert-file", str(self.directory / "server.pem"),
+            "--tls-key-file", str(self.directory / "server.key"),
+            "--tls-ca-cert-file", str(self.ca_file),
+            "--tls-auth-clients", "no",
+        ]  # fmt: skip
 
     def start(self) -> None:
         argv = [
             REDIS_SERVER,
-            "--port", str(self.port),
+            *(self._tls_options() if self.tls else ["--port", str(self.port)]),
             "--bind", "127.0.0.1",
             "--dir", str(self.directory),
             "--save", "",
@@ -77,9 +97,39 @@ class RedisServer:
     def client(self) -> Any:
         import redis
 
-        return redis.Redis(
-            host="127.0.0.1", port=self.port, password=self.password or None, decode_responses=True
-        )
+        return redis.Redis.from_url(self.url, password=self.password or None, decode_responses=True)
+
+
+def make_certificates(directory: Path) -> None:
+    """A CA (``ca.pem``) and a server certificate for IP 127.0.0.1 signed by it, with
+    Debian's ``openssl``."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+            "-out", "ca.pem", "-days", "2", "-subj", "/CN=pytest-runset test CA")  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
+            "-out", "server.csr", "-subj", "/CN=127.0.0.1")  # fmt: skip
+    (directory / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "server.pem", "-days", "2",
+            "-extfile", "san.cnf")  # fmt: skip
+
+
+@pytest.fixture
+def tls_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server that speaks only TLS (``rediss://``)."""
+    if not os.path.exists(REDIS_SERVER):
+        pytest.skip("needs /usr/bin/redis-server (CI installs Debian's redis-server)")
+    directory = tmp_path / "redis-tls"
+    directory.mkdir()
+    server = RedisServer(directory, tls=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

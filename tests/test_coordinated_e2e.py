@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
-from redis_support import RedisServer, redis_server
+from redis_support import RedisServer, redis_server, tls_redis_server
 
 from conftest import load_report, wait_for
 
-__all__ = ["redis_server"]
+__all__ = ["redis_server", "tls_redis_server"]
 
 # Each flow appends "<name> <who> start|end <time>" to $COUNTER; persona flows also hold it.
 FLOW = (
@@ -185,6 +185,18 @@ def test_a_session_on_gateways_of_its_own_pulls_from_the_queue_too(
     assert ended == [f"f{i:02d}" for i in range(12)]
     ran_by = {who for _, who, what, _ in notes(tmp_path) if what == "end"}
     assert ran_by == {"a", "b"}, "one session ran nothing"
+
+
+def test_sessions_share_a_queue_over_tls(tmp_path: Path, tls_redis_server: RedisServer) -> None:
+    """The queue, its Lua scripts and the leases work the same over ``rediss://``."""
+    runset = write_runset(tmp_path, 8, sleep=0.2, persona=2)
+    first = session(runset, tls_redis_server, "pipeline-tls", "a")
+    second = session(runset, tls_redis_server, "pipeline-tls", "b")
+    (code_a, out_a), (code_b, out_b) = finish(first), finish(second)
+    assert (code_a, code_b) == (0, 0), out_a + out_b
+    ended = sorted(name for name, _, what, _ in notes(tmp_path) if what == "end")
+    assert ended == [f"f{i:02d}" for i in range(8)]
+    assert "in clear" not in out_a + out_b
 
 
 def test_persona_is_leased_across_sessions_without_a_queue(

@@ -6,7 +6,7 @@ import sys
 import time
 
 import pytest
-from redis_support import RedisServer, redis_server
+from redis_support import RedisServer, redis_server, tls_redis_server
 
 from pytest_runset.resources.coordinator import (
     KEY_TTL_S,
@@ -17,7 +17,7 @@ from pytest_runset.resources.coordinator import (
     parse_url,
 )
 
-__all__ = ["redis_server"]
+__all__ = ["redis_server", "tls_redis_server"]
 
 
 def test_a_password_never_shows_in_what_messages_print() -> None:
@@ -113,3 +113,32 @@ def test_a_failing_heartbeat_is_told_to_the_loop_not_raised(redis_server: RedisS
         assert coordinator.problem.startswith(f"coordinator {redis_server.url} unreachable")
     finally:
         coordinator.close()
+
+
+def test_rediss_speaks_tls_to_a_server_whose_certificate_it_verifies(
+    tls_redis_server: RedisServer,
+) -> None:
+    """``rediss://`` with the server's CA (redis-py's ``ssl_ca_certs`` query parameter): a
+    working, warning-free connection. The server listens on TLS only."""
+    url = parse_url(tls_redis_server.url)
+    assert url.tls
+    assert url.warning() is None
+    coordinator = connect(url, ttl=1.0)
+    try:
+        coordinator.client.set(key("probe"), "1", ex=10)
+        assert coordinator.client.get(key("probe")) == "1"
+    finally:
+        coordinator.close()
+
+
+def test_a_certificate_that_cannot_be_verified_is_one_line(tls_redis_server: RedisServer) -> None:
+    """Without the CA the certificate does not verify (no silent fallback to no checks), and
+    plain ``redis://`` to the TLS port fails too: each is one line naming the coordinator."""
+    untrusted = f"rediss://127.0.0.1:{tls_redis_server.port}/0"
+    with pytest.raises(CoordinatorError) as caught:
+        connect(parse_url(untrusted), ttl=1.0)
+    assert "certificate verify failed" in str(caught.value)
+    assert "\n" not in str(caught.value)
+    with pytest.raises(CoordinatorError) as caught:
+        connect(parse_url(f"redis://127.0.0.1:{tls_redis_server.port}/0"), ttl=1.0)
+    assert str(caught.value).startswith(f"coordinator redis://127.0.0.1:{tls_redis_server.port}")
