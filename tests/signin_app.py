@@ -4,7 +4,8 @@
   time zone (filled in by a script, so it is the page's own view).
 - ``/login`` is a sign-in form; a good sign-in takes ``signin_delay_s`` (like a password
   hash), counts itself, sets a session cookie and goes to ``/home``.
-- ``/home`` greets a signed-in user, or says "Please sign in".
+- ``/home`` greets a signed-in user, or says "Please sign in"; ``/home?flow=NAME`` also
+  records whom it greeted for that flow (``homes``), the app's own view of a flow's identity.
 - ``/count`` is the number of successful sign-ins so far.
 """
 
@@ -16,7 +17,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 PASSWORD = "s3cret-pw"
 
@@ -44,6 +45,8 @@ class SignInApp:
         self.signin_delay_s = signin_delay_s
         self.signins = 0
         self.sessions: dict[str, str] = {}
+        self.homes: dict[str, str | None] = {}
+        self.signed_in: list[str] = []  # the user of every successful sign-in, in order
         self.lock = threading.Lock()
 
     def handler(self) -> type[BaseHTTPRequestHandler]:
@@ -72,12 +75,16 @@ class SignInApp:
                 return None
 
             def do_GET(self) -> None:
+                url = urlsplit(self.path)
                 if self.path == "/":
                     self._send(200, _INFO_PAGE)
                 elif self.path == "/login":
                     self._send(200, _LOGIN_PAGE)
-                elif self.path == "/home":
+                elif url.path == "/home":
                     user = self._user()
+                    for flow in parse_qs(url.query).get("flow", []):
+                        with app.lock:
+                            app.homes[flow] = user
                     text = f"Welcome, {user}" if user else "Please sign in"
                     self._send(200, f"<!doctype html><title>home</title><h1>{text}</h1>")
                 elif self.path == "/count":
@@ -96,6 +103,7 @@ class SignInApp:
                 token = secrets.token_hex(8)
                 with app.lock:
                     app.signins += 1
+                    app.signed_in.append(user)
                     app.sessions[token] = user
                 self._send(303, "", {"Location": "/home", "Set-Cookie": f"session={token}; Path=/"})
 

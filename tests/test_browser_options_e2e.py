@@ -2,12 +2,13 @@
 local app (tests/signin_app.py), through pytest subprocesses.
 
 One run covers device emulation, the shared sign-in of 12 flows on 2 workers and a failed
-sign-in; another the projects (browser flows once per project, command flows once).
+sign-in; another the projects (browser flows once per project, command flows once); another a
+pool of two signed-in personas. Under pytest-xdist: tests/xdist/test_xdist_signin.py; on ssh
+gateways: tests/test_scaleout_login.py.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import struct
 import subprocess
 import sys
@@ -191,21 +192,62 @@ def png_size(path: Path) -> tuple[int, int]:
     return width, height
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("xdist") is None, reason="needs pytest-xdist (the xdist venv)"
-)
-def test_under_xdist_the_persona_signs_in_once_for_every_worker(
+POOL = """
+[personas.ann]
+username = "ann"
+password_env = "ANN_PW"
+{login}
+[personas.ben]
+username = "ben"
+password_env = "BEN_PW"
+{login}
+[persona_pools]
+team = ["ann", "ben"]
+"""
+
+POOL_SIGN_IN = """login = { steps = [
+  { goto = "/login" },
+  { fill = "#user", value = "{persona.username}" },
+  { fill = "#password", value = "{persona.password}" },
+  { click = "#go" },
+  { expect_text = "h1", regex = "^Welcome, " },
+] }
+"""
+
+# The page says whom the app greets, and /home?flow= makes the app record it per flow.
+TEAM = """
+[[flows]]
+name = "team {number}"
+persona = "pool:team"
+steps = [
+  {{ goto = "/home?flow={{slug}}" }},
+  {{ expect_text = "h1", text = "Welcome, {{persona.username}}" }},
+]
+"""
+
+
+def test_a_pool_signs_each_member_in_once_and_each_flow_is_its_member(
     app: tuple[str, SignInApp], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     base_url, state = app
-    text = '[personas.alice]\nuser = "alice"\npassword_env = "ALICE_PW"\n'
-    text += SIGN_IN.format(user="alice", timeout="10s")
-    text += "".join(HOME.format(number=n, persona="alice") for n in range(1, 5))
+    text = POOL.format(login=POOL_SIGN_IN)
+    text += "".join(TEAM.format(number=n) for n in range(1, 7))
     (tmp_path / "run-set.toml").write_text(text, encoding="utf-8")
-    monkeypatch.setenv("ALICE_PW", PASSWORD)
-    before = state.signins
-    code, output, report, run_dir = run_in(tmp_path, "x", "-n", "2", base_url=base_url)
+    monkeypatch.setenv("ANN_PW", PASSWORD)
+    monkeypatch.setenv("BEN_PW", PASSWORD)
+    already = len(state.signed_in)
+    code, output, report, run_dir = run_in(
+        tmp_path, "pool", "--runset-workers", "2", base_url=base_url
+    )
     assert code == 0, output.str()
-    assert [flow["status"] for flow in report["flows"]] == ["passed"] * 4
-    assert state.signins - before == 1
+    flows = report["flows"]
+    assert [flow["status"] for flow in flows] == ["passed"] * 6, output.str()
+    # Two workers took flows at once, so both members were given out.
+    members = {flow["slug"]: flow["persona"] for flow in flows}
+    assert set(members.values()) == {"ann", "ben"}, members
+    # Each member signed in once for the whole run, whoever's flow came first.
+    assert sorted(state.signed_in[already:]) == ["ann", "ben"]
+    # The app greeted every flow as the member the report says it was given: each flow
+    # started from its own member's state, never the other one's.
+    assert {slug: state.homes.get(slug) for slug in members} == members
     assert not (run_dir / "auth").exists()
