@@ -7,14 +7,15 @@ These run pytest in a subprocess (``pytester.runpytest_subprocess``), as a user 
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.metadata
 import os
 import sys
 
 import pytest
 
 GOOD = '[[flows]]\nname = "ok"\ncommand = ["true"]\n'
-XDIST = importlib.util.find_spec("xdist") is not None
+# By its distribution: tests/ is on sys.path, so find_spec("xdist") would find tests/xdist/.
+XDIST = any(d.metadata["Name"] == "pytest-xdist" for d in importlib.metadata.distributions())
 # -n belongs to pytest-xdist when it is installed; the plugin's own worker option is always there.
 N_OPTION = "--runset-workers" if XDIST else "-n"
 
