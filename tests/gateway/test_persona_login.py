@@ -102,3 +102,38 @@ def test_a_remote_host_shares_one_directory_per_run_and_removes_it(
     assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
     persona_login.forget_host_dirs()
     assert not os.path.exists(directory)
+
+
+def _other_gateway(spec: AttemptSpec, ready: Any, stop: Any) -> None:
+    persona_login._auth_dir(spec, spec["browser"]["login"])  # type: ignore[index]
+    ready.set()
+    stop.wait(30)
+    persona_login.forget_host_dirs()
+
+
+def test_the_last_gateway_on_a_host_to_stop_removes_the_shared_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two gateways (processes) on one host share the directory: the first to stop leaves
+    it, with the state in it, to the other; the other removes it when it stops."""
+    monkeypatch.setattr(persona_login.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    spec = spec_for(tmp_path)
+    spec["transfer"] = {"map_back": [], "host": "h", "max_bytes": 1}
+    context = multiprocessing.get_context("fork")
+    ready, stop = context.Event(), context.Event()
+    other = context.Process(target=_other_gateway, args=(spec, ready, stop))
+    other.start()
+    try:
+        assert ready.wait(30)
+        directory = persona_login._auth_dir(spec, spec["browser"]["login"])  # type: ignore[index]
+        Path(directory, "alice.json").write_text("{}")
+        persona_login.forget_host_dirs()
+        assert Path(directory, "alice.json").exists(), "removed under the other gateway"
+        stop.set()
+        other.join(30)
+        assert other.exitcode == 0
+        assert not os.path.exists(directory)
+    finally:
+        stop.set()
+        other.join(30)

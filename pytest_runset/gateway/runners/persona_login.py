@@ -13,8 +13,10 @@ own failure, and the first one keeps its screenshot (``login-failure.png``) and 
 
 The directory is the run's ``auth/`` on the controller's host (0700, never under a flow's
 directory, so never an artifact; the controller removes it when the run ends). On a remote host
-it is ``$TMPDIR/runset-auth-<uid>/<run_id>``, shared by the gateways there and removed when
-they stop (:func:`forget_host_dirs`).
+it is ``$TMPDIR/runset-auth-<uid>/<run_id>``, shared by the gateways there: each holds a
+shared lock on its ``.in-use`` file while it lives, and the last one to stop removes the
+directory (:func:`forget_host_dirs`), so a gateway that stops early never pulls the state from
+under the others.
 
 Runs on the worker's flow thread, like the rest of a browser session.
 """
@@ -46,8 +48,10 @@ from pytest_runset.gateway.runners.context_options import context_options
 StepRunner = Callable[[Any, dict[str, Any], AttemptSpec], None]
 _LOCK_POLL_S = 0.05
 _SCREENSHOT_TIMEOUT_MS = 5000.0
-# Remote hosts' auth directories this process made, removed when the worker stops.
-_HOST_DIRS: set[str] = set()
+# Remote hosts' auth directories this process uses, each with the descriptor of its shared
+# hold on ``.in-use``.
+_HOST_DIRS: dict[str, int] = {}
+_IN_USE = ".in-use"
 
 
 class SignInFailed(BrowserUnavailable):
@@ -89,9 +93,32 @@ def _auth_dir(spec: AttemptSpec, login: LoginSpec) -> str:
         parent = os.path.join(tempfile.gettempdir(), f"runset-auth-{os.getuid()}")
         _private_dir(parent)
         directory = os.path.join(parent, run_id)
-        _HOST_DIRS.add(directory)
+        # Another gateway that stops may remove the directory between our mkdir and our
+        # hold: then make it again.
+        for _ in range(3):
+            _private_dir(directory)
+            if _hold_host_dir(directory):
+                return directory
+        raise OSError(errno.ENOENT, "the auth directory keeps vanishing", directory)
     _private_dir(directory)
     return directory
+
+
+def _hold_host_dir(directory: str) -> bool:
+    """Take this process's shared hold on a remote auth directory; False if it vanished."""
+    if directory in _HOST_DIRS:
+        return True
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(os.path.join(directory, _IN_USE), flags, 0o600)
+    except FileNotFoundError:
+        return False
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    if os.fstat(fd).st_nlink == 0:  # removed while we waited for the lock
+        os.close(fd)
+        return False
+    _HOST_DIRS[directory] = fd
+    return True
 
 
 def _private_dir(path: str) -> None:
@@ -285,7 +312,20 @@ class _Log:
 
 
 def forget_host_dirs() -> None:
-    """The worker stops: remove the auth directories it made on a remote host."""
-    for directory in list(_HOST_DIRS):
-        shutil.rmtree(directory, ignore_errors=True)
-        _HOST_DIRS.discard(directory)
+    """The worker stops: let go of its remote auth directories; a directory no other gateway
+    holds any more is removed."""
+    for directory, fd in list(_HOST_DIRS.items()):
+        del _HOST_DIRS[directory]
+        os.close(fd)
+        try:
+            last = os.open(os.path.join(directory, _IN_USE), os.O_RDWR | os.O_NOFOLLOW)
+        except OSError:
+            continue  # another gateway removed it already
+        try:
+            fcntl.flock(last, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            pass  # another gateway on this host still uses it: the last one removes it
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+        finally:
+            os.close(last)
