@@ -147,11 +147,21 @@ def _write(path: str, value: str) -> None:
 
 
 def _read(path: str) -> str | None:
+    # A plain descriptor: a text file object costs five more system calls per read, and
+    # every attempt reads three or four of these files.
     try:
-        with open(path, encoding="ascii", errors="replace") as handle:
-            return handle.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    chunks = []
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("ascii", "replace")
 
 
 def _stat_value(text: str | None, key: str) -> int | None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import resource
 import signal
@@ -37,12 +38,21 @@ _PR_SET_CHILD_SUBREAPER = 36
 _ADOPTED_ROUNDS = 20
 
 
-def _prctl(option: int, value: int) -> bool:
+@functools.cache
+def _libc_prctl() -> Callable[..., int] | None:
+    """libc's ``prctl``, looked up once per process: a lookup (``dlopen``) costs more than
+    the call, and must never run in a child between fork and exec, where another thread may
+    have held the loader's lock at the fork."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(option, value, 0, 0, 0)) == 0
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        return False
+        return None
+    return prctl
+
+
+def _prctl(option: int, value: int) -> bool:
+    prctl = _libc_prctl()
+    return prctl is not None and int(prctl(option, value, 0, 0, 0)) == 0
 
 
 # The worker's containment, for runners that must start something outside the flow's group
@@ -160,12 +170,14 @@ def _joining(fds: list[int], *, die_with_parent: bool) -> Callable[[], None]:
     """A ``preexec_fn``: the child joins the groups whose ``cgroup.procs`` are open as
     ``fds`` (writing ``0``, itself), and optionally dies with the thread that started it."""
     fds = list(fds)
+    # Resolved here, in the parent: the child only writes and makes the system call.
+    prctl = _libc_prctl() if die_with_parent else None
 
     def enter_group() -> None:
         for fd in fds:
             os.write(fd, b"0")
-        if die_with_parent:
-            _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
     return enter_group
 
