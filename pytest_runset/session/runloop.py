@@ -338,7 +338,8 @@ class FlowRunLoop:
 
     # -- live status and control ----------------------------------------------------------
     def _show_status(self, final: bool = False, force: bool = False) -> None:
-        done = sum(1 for state in self.states.values() if state.entry is not None)
+        # Finished entries are in their runs: a term per run-set on each pass, not per flow.
+        done = sum(len(run.entries) for run in self.runs.values())
         running = [self.states[task.key] for task in self.scheduler.running.values()]
         counts = running_counts(running, self.scheduler.pending_count, done, len(self.states))
         self.live.publish(self.run_id, counts, running, final=final, force=force)
