@@ -21,6 +21,8 @@ import signal
 import time
 from dataclasses import dataclass
 
+from pytest_runset.gateway.proctree import read_kernel_file
+
 _SELF_CGROUP = "/proc/self/cgroup"
 _MOUNTINFO = "/proc/self/mountinfo"
 # cgroupfs names are file names; long cookies are hashed into a short stable name.
@@ -147,21 +149,8 @@ def _write(path: str, value: str) -> None:
 
 
 def _read(path: str) -> str | None:
-    # A plain descriptor: a text file object costs five more system calls per read, and
-    # every attempt reads three or four of these files.
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    chunks = []
-    try:
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return b"".join(chunks).decode("ascii", "replace")
+    data = read_kernel_file(path)
+    return None if data is None else data.decode("ascii", "replace")
 
 
 def _stat_value(text: str | None, key: str) -> int | None:

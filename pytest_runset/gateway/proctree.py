@@ -38,10 +38,19 @@ def _environ_cookie(pid: int) -> bytes | None:
 
 
 def _environ_entries(pid: int) -> list[bytes] | None:
-    # Plain file descriptors: a buffered file object costs extra system calls per process,
-    # and every flow's end scans every process.
+    data = read_kernel_file(f"{_PROC}/{pid}/environ")
+    return None if data is None else data.split(b"\0")
+
+
+def read_kernel_file(path: str) -> bytes | None:
+    """The whole of a ``/proc`` or cgroup file (their size is not known before reading);
+    ``None`` when it cannot be read.
+
+    A plain descriptor: a buffered file object costs several more system calls, and every
+    flow's end scans every process and reads its cgroups' files.
+    """
     try:
-        fd = os.open(f"{_PROC}/{pid}/environ", os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
     chunks = []
@@ -52,7 +61,7 @@ def _environ_entries(pid: int) -> list[bytes] | None:
         return None
     finally:
         os.close(fd)
-    return b"".join(chunks).split(b"\0")
+    return b"".join(chunks)
 
 
 def _environ_has(pid: int, needle: bytes) -> bool:
