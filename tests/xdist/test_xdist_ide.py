@@ -108,3 +108,24 @@ def test_verbose_says_timeout_and_flaky_under_xdist(
     result.stdout.re_match_lines([r"\[gw\d\] \[ *\d+%\] TIMEOUT run-set\.toml::slow"])
     result.stdout.re_match_lines([r"\[gw\d\] \[ *\d+%\] FLAKY run-set\.toml::wobbly"])
     result.stdout.re_match_lines([r"=+ 1 failed, 1 passed in "])
+
+
+def test_a_failing_spec_step_names_its_line_in_the_spec_under_xdist(
+    pytester: pytest.Pytester,
+) -> None:
+    """As on pytest-runset's own workers (tests/test_ide_clients.py): the failure text
+    points at the failing step's line in the spec file."""
+    (pytester.path / "flows").mkdir()
+    (pytester.path / "flows" / "journey.toml").write_text(
+        'steps = [\n  { goto = "data:text/html,<h1>Welcome</h1>" },\n\n'
+        '  { expect_text = "h2", text = "Welcome", timeout = "1s" },\n]\n',
+        encoding="utf-8",
+    )
+    pytester.makefile(
+        ".toml",
+        **{"run-set": '[[flows]]\nname = "journey"\nspec = "flows/journey.toml"\n'},
+    )
+    result = run(pytester, "--runset", "run-set.toml", "-n", "1", "--junitxml=j.xml")
+    assert result.ret == 1, result.stdout.str()
+    result.stdout.fnmatch_lines(["*failing step at flows/journey.toml:4*"])
+    assert "failing step at flows/journey.toml:4" in (pytester.path / "j.xml").read_text()
